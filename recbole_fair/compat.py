@@ -1,0 +1,147 @@
+r"""Compatibility shims that let RecBole 1.2.1 run on today's Python stack.
+
+RecBole 1.2.1 (2023) predates numpy 2, pandas 3 and torch >= 2.6. Every workaround lives here,
+one comment each saying which upstream behaviour it works around and when it can go.
+:func:`apply` is idempotent and runs on ``import recbole_fair``.
+
+What is pinned instead of shimmed (``setup.cfg``):
+
+* ``numpy<2``: ``recbole.config.Config.compatibility_settings`` aliases ``np.float_``,
+  ``np.complex_`` and ``np.unicode_``, which numpy 2 removed, and RecBole's code uses the aliased
+  names (``np.float`` ...) in several places. Can go when RecBole supports numpy 2.
+* ``pandas<3``: RecBole's ``Dataset._fill_nan`` / ``_load_feat`` call
+  ``df[field].fillna(..., inplace=True)``; under pandas 3 copy-on-write that chained call is a
+  silent no-op, leaving NaNs in token/float fields. Can go when RecBole assigns the result.
+
+What is shimmed:
+
+* ``torch.load`` defaults to ``weights_only=True`` since torch 2.6, and RecBole checkpoints pickle
+  the whole ``Config``, so ``Trainer.evaluate(load_best_model=True)`` and
+  ``Trainer.resume_checkpoint`` fail. Switching ``weights_only`` off globally would unpickle (i.e.
+  execute) any file a user is handed. Instead, every checkpoint RecBole's trainer writes through
+  this process is *signed*: its SHA-256 is remembered in-process and an HMAC of it is written next
+  to it (``<file>.sig``) with a per-user secret key (``~/.cache/recbole_fair/checkpoint.key``,
+  mode 0600). RecBole's trainer module then loads with ``weights_only=False`` only a file whose
+  content is signed; anything else goes through torch's safe default and is refused.
+  Can go when RecBole saves checkpoints that load with ``weights_only=True``.
+* ``recbole.quick_start`` imports ``ray`` (for hyper-parameter tuning) at module import, and ray
+  2.x imports ``pkg_resources``, which setuptools >= 81 no longer ships. Our own quick start
+  (:mod:`recbole_fair.quick_start`) never imports ``recbole.quick_start``, so nothing is pinned
+  for it; only users of RecBole's own ``run_recbole`` need ``setuptools<81``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import types
+from pathlib import Path
+from typing import Any
+
+import torch
+
+_APPLIED = False
+# Content hashes of the checkpoints written by this process.
+_TRUSTED_DIGESTS: set[str] = set()
+_ORIGINAL_TORCH_LOAD = torch.load
+
+
+def _key_path() -> Path:
+    root = os.environ.get("RECBOLE_FAIR_KEY_DIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "recbole_fair"
+    )
+    return Path(root) / "checkpoint.key"
+
+
+def _secret_key() -> bytes:
+    r"""The per-user key that signs checkpoints; created (mode 0600) on first use."""
+    path = _key_path()
+    if path.is_file():
+        return path.read_bytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_bytes(32)
+    fd = os.open(str(path) + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key)
+    os.replace(str(path) + ".tmp", path)
+    return key
+
+
+def _file_digest(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _signature(digest: str) -> str:
+    return hmac.new(_secret_key(), digest.encode(), hashlib.sha256).hexdigest()
+
+
+def sign_checkpoint(path: str | os.PathLike) -> None:
+    r"""Mark a checkpoint written by this installation as trusted (in-process and on disk)."""
+    digest = _file_digest(path)
+    _TRUSTED_DIGESTS.add(digest)
+    Path(str(path) + ".sig").write_text(_signature(digest))
+
+
+def is_trusted_checkpoint(path: str | os.PathLike) -> bool:
+    r"""True when ``path`` holds exactly the bytes of a checkpoint this installation signed."""
+    if not os.path.isfile(path):
+        return False
+    digest = _file_digest(path)
+    if digest in _TRUSTED_DIGESTS:
+        return True
+    sig_file = Path(str(path) + ".sig")
+    if not sig_file.is_file():
+        return False
+    return hmac.compare_digest(sig_file.read_text().strip(), _signature(digest))
+
+
+def trusted_torch_load(f: Any, *args: Any, **kwargs: Any) -> Any:
+    r"""``torch.load`` that fully unpickles only checkpoints this installation wrote.
+
+    Anything else (a foreign file, a modified checkpoint, a file-like object) is loaded with
+    torch's own default (``weights_only=True``), which refuses arbitrary pickles.
+    """
+    if "weights_only" not in kwargs and isinstance(f, (str, os.PathLike)):
+        if is_trusted_checkpoint(f):
+            kwargs["weights_only"] = False
+    return _ORIGINAL_TORCH_LOAD(f, *args, **kwargs)
+
+
+def _torch_proxy() -> types.ModuleType:
+    r"""A stand-in for the ``torch`` module inside RecBole's trainer module: identical except
+    that ``load`` is :func:`trusted_torch_load` (``torch.load`` itself stays untouched)."""
+    proxy = types.ModuleType("torch")
+
+    def __getattr__(name: str) -> Any:
+        return getattr(torch, name)
+
+    proxy.__getattr__ = __getattr__  # type: ignore[attr-defined]
+    proxy.load = trusted_torch_load  # type: ignore[attr-defined]
+    return proxy
+
+
+def apply() -> None:
+    r"""Install the shims (idempotent)."""
+    global _APPLIED
+    if _APPLIED:
+        return
+    import recbole.trainer.trainer as trainer_module
+
+    # torch >= 2.6 weights_only default vs RecBole's pickled Config (see module docstring).
+    original_save = trainer_module.Trainer._save_checkpoint
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        saved_model_file = kwargs.get("saved_model_file", self.saved_model_file)
+        original_save(self, epoch, verbose=verbose, **kwargs)
+        if os.path.isfile(saved_model_file):
+            sign_checkpoint(saved_model_file)
+
+    trainer_module.Trainer._save_checkpoint = _save_checkpoint
+    trainer_module.torch = _torch_proxy()
+    _APPLIED = True

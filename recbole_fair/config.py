@@ -1,0 +1,151 @@
+r"""recbole_fair.config
+####################
+
+:class:`Config`, RecBole's configurator extended to know recbole-fair's models and YAML files.
+
+Priority, lowest first: RecBole's ``overall.yaml`` < RecBole's model YAML < RecBole's dataset
+YAML and quick-start presets < ours (``properties/overall.yaml`` < ``properties/semantic_ids.yaml``
+for semantic-ID models < ``properties/model/<Model>.yaml`` < ``properties/dataset/<dataset>.yaml``)
+< ``config_file_list`` < ``config_dict`` < command line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import glob
+import os
+from logging import getLogger
+from typing import Any
+
+import yaml
+from recbole.config import Config as RecBoleConfig
+from recbole.utils import (
+    ModelType,
+    dataset_arguments,
+    evaluation_arguments,
+    general_arguments,
+    training_arguments,
+)
+
+from recbole_fair.utils import get_model, get_properties_dir
+
+# Environment variable giving the default data_path (the folder holding one folder per dataset).
+DATA_PATH_ENV = "RECBOLE_FAIR_DATA_PATH"
+
+# Keys RecBole sets or reads that appear in none of its YAML files.
+_RUNTIME_KEYS = {
+    "model", "dataset", "config_files", "nproc", "world_size", "ip", "port", "offset",
+    "local_rank", "single_spec", "device", "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type",
+    "benchmark_filename", "strict_config", "seeds", "data_path", "gpu_id", "use_gpu",
+}
+
+
+class Config(RecBoleConfig):
+    r"""RecBole ``Config`` that resolves recbole-fair models and loads our YAML files.
+
+    Args:
+        model (str or type, optional): model name or class; recbole-fair's models are looked up
+            first, then RecBole's.
+        dataset (str, optional): dataset name.
+        config_file_list (list of str, optional): user YAML files.
+        config_dict (dict, optional): parameter overrides.
+
+    Unknown keys given by the user (files, dict or command line) are reported with the closest
+    known key; ``strict_config: True`` turns that warning into a ``ValueError``.
+    """
+
+    def _get_model_and_dataset(self, model: Any, dataset: str | None):
+        if model is None:
+            try:
+                model = self.external_config_dict["model"]
+            except KeyError:
+                raise KeyError(
+                    "model needs to be specified in at least one of these ways: "
+                    "[model argument, config file, config dict, command line --model=NAME]"
+                )
+        if isinstance(model, str):
+            model_name, model_class = model, get_model(model)
+        else:
+            model_name, model_class = model.__name__, model
+        if dataset is None:
+            try:
+                dataset = self.external_config_dict["dataset"]
+            except KeyError:
+                raise KeyError(
+                    "dataset needs to be specified in at least one of these ways: "
+                    "[dataset argument, config file, config dict, command line --dataset=NAME]"
+                )
+        return model_name, model_class, dataset
+
+    def _plugin_yaml_files(self, model: str, model_class: type, dataset: str) -> list[str]:
+        root = get_properties_dir()
+        files = [os.path.join(root, "overall.yaml")]
+        if getattr(model_class, "uses_semantic_ids", False):
+            files.append(os.path.join(root, "semantic_ids.yaml"))
+        files.append(os.path.join(root, "model", f"{model}.yaml"))
+        files.append(os.path.join(root, "dataset", f"{dataset}.yaml"))
+        return [f for f in files if os.path.isfile(f)]
+
+    def _load_internal_config_dict(self, model: str, model_class: type, dataset: str) -> None:
+        super()._load_internal_config_dict(model, model_class, dataset)
+        dataset_yaml = os.path.join(get_properties_dir(), "dataset", f"{dataset}.yaml")
+        for file in self._plugin_yaml_files(model, model_class, dataset):
+            config_dict = self._update_internal_config_dict(file)
+            if file == dataset_yaml and config_dict:
+                self.parameters["Dataset"] += [
+                    k for k in config_dict if k not in self.parameters["Dataset"]
+                ]
+        self._check_unknown_keys(model, model_class, dataset)
+
+    def _get_final_config_dict(self) -> dict:
+        final = super()._get_final_config_dict()
+        if "data_path" not in self.external_config_dict and os.environ.get(DATA_PATH_ENV):
+            final["data_path"] = os.environ[DATA_PATH_ENV]
+        # RecBole's overall.yaml asks for uniform negative sampling, which its own config check
+        # then rejects for sequential models trained with cross-entropy: switch it off there
+        # unless the user set it.
+        if (
+            final.get("MODEL_TYPE") == ModelType.SEQUENTIAL
+            and final.get("loss_type") == "CE"
+            and "train_neg_sample_args" not in self.external_config_dict
+        ):
+            final["train_neg_sample_args"] = None
+        return final
+
+    # ------------------------------------------------------------------ key validation
+    def _known_keys(self, model: str, model_class: type, dataset: str) -> set[str]:
+        import recbole
+
+        known = set(self.internal_config_dict) | _RUNTIME_KEYS
+        known |= set(general_arguments + training_arguments)
+        known |= set(evaluation_arguments + dataset_arguments)
+        recbole_props = os.path.join(os.path.dirname(recbole.__file__), "properties")
+        candidates = glob.glob(os.path.join(recbole_props, "dataset", "*.yaml"))
+        candidates += glob.glob(os.path.join(recbole_props, "quick_start_config", "*.yaml"))
+        candidates += self._plugin_yaml_files(model, model_class, dataset)
+        for file in candidates:
+            with open(file, encoding="utf-8") as f:
+                content = yaml.load(f.read(), Loader=self.yaml_loader) or {}
+            known |= set(content)
+        # Keys a model reads with config[...] but does not list in its YAML.
+        known |= set(getattr(model_class, "extra_config_keys", ()))
+        return known
+
+    def _check_unknown_keys(self, model: str, model_class: type, dataset: str) -> None:
+        known = self._known_keys(model, model_class, dataset)
+        unknown = sorted(k for k in self.external_config_dict if k not in known)
+        if not unknown:
+            return
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
+            hints.append(f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        message = (
+            f"Unknown config key(s) for model [{model}] on dataset [{dataset}]: "
+            f"{', '.join(hints)}. They are passed to the model but nothing in RecBole or "
+            f"recbole-fair reads them; check the spelling (config files, config_dict or "
+            f"--key=value)."
+        )
+        if self.external_config_dict.get("strict_config", False):
+            raise ValueError(message + " (strict_config: True)")
+        getLogger().warning(message)

@@ -1,0 +1,1 @@
+"""Extra evaluation metrics registered into RecBole's evaluator."""

@@ -1,0 +1,230 @@
+r"""recbole_fair.quick_start
+#########################
+
+RecBole's quick-start flow (Config -> seed -> logger -> dataset -> split -> model -> trainer ->
+fit -> evaluate) with recbole-fair's look-ups. Never imports ``recbole.quick_start`` (which pulls
+in ray, see :mod:`recbole_fair.compat`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from logging import getLogger
+from typing import Any
+
+import torch
+from recbole.data import data_preparation
+from recbole.utils import init_logger, init_seed, set_color
+
+from recbole_fair.config import DATA_PATH_ENV, Config
+from recbole_fair.utils import create_dataset, get_model, get_trainer
+
+
+def _ensure_log_file(config: Config) -> str | None:
+    r"""RecBole's ``init_logger`` uses ``logging.basicConfig``, which does nothing when the root
+    logger already has handlers (a second run in one process, pytest). Make sure this run still
+    writes its own log file; return its path."""
+    init_logger(config)
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if isinstance(handler, logging.FileHandler):
+            return handler.baseFilename
+    log_dir = os.path.join("log", str(config["model"]))
+    os.makedirs(log_dir, exist_ok=True)
+    stamp = time.strftime("%b-%d-%Y_%H-%M-%S")
+    path = os.path.abspath(os.path.join(log_dir, f"{config['model']}-{config['dataset']}-{stamp}.log"))
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)-15s %(levelname)s  %(message)s", "%a %d %b %Y %H:%M:%S"))
+    handler.setLevel(logging.INFO)
+    root.addHandler(handler)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    return path
+
+
+def _drop_run_file_handlers() -> None:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler):
+            root.removeHandler(handler)
+            handler.close()
+
+
+def check_data_files(config: Config) -> None:
+    r"""Fail early, with a message saying where we looked and what to do, when the dataset's
+    atomic files are missing (before RecBole tries to download anything)."""
+    data_path = config["data_path"]
+    dataset = config["dataset"]
+    inter = os.path.join(data_path, f"{dataset}.inter")
+    if os.path.isfile(inter) or config["benchmark_filename"]:
+        return
+    raise FileNotFoundError(
+        f"Dataset [{dataset}] not found: looked for {inter}. Point --data_path (or the "
+        f"environment variable {DATA_PATH_ENV}) at the folder that contains a '{dataset}/' "
+        f"folder of RecBole atomic files ({dataset}.inter, {dataset}.item with item text), "
+        "e.g. --data_path=../shared/datasets for the prepared Amazon benchmarks."
+    )
+
+
+def peak_rss_mb() -> float:
+    r"""Peak resident set size of this process in MiB (Linux/macOS)."""
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 1024.0 if sys.platform != "darwin" else peak / 2**20
+    except ImportError:  # pragma: no cover - Windows
+        return float("nan")
+
+
+def run_recbole_fair(
+    model: str | type | None = None,
+    dataset: str | None = None,
+    config_file_list: list[str] | None = None,
+    config_dict: dict[str, Any] | None = None,
+    saved: bool = True,
+    queue: Any = None,
+) -> dict[str, Any]:
+    r"""Train and evaluate one model on one dataset, RecBole style.
+
+    Args:
+        model: model name (recbole-fair's first, then RecBole's) or class.
+        dataset: dataset name.
+        config_file_list: user YAML files.
+        config_dict: parameter overrides.
+        saved: save the best checkpoint and reload it for the test evaluation.
+        queue: multiprocessing queue receiving the result (RecBole's DDP launcher).
+
+    Returns:
+        dict: RecBole's result keys (``best_valid_score``, ``valid_score_bigger``,
+        ``best_valid_result``, ``test_result``) plus ``semantic_ids`` (the semantic-ID quality
+        report, for models that use them), ``costs`` (seconds, users/s, parameters, memory)
+        and ``paths`` (log file, checkpoint, semantic-ID cache).
+    """
+    config = Config(
+        model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict
+    )
+    check_data_files(config)
+    init_seed(config["seed"], config["reproducibility"])
+    _drop_run_file_handlers()
+    log_file = _ensure_log_file(config)
+    logger = getLogger()
+    logger.info(sys.argv)
+    logger.info(config)
+
+    dataset_obj = create_dataset(config)
+    logger.info(dataset_obj)
+    train_data, valid_data, test_data = data_preparation(config, dataset_obj)
+
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model_obj = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    logger.info(model_obj)
+    n_params = sum(p.numel() for p in model_obj.parameters() if p.requires_grad)
+
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model_obj)
+    timings = _instrument(trainer)
+    if torch.cuda.is_available() and config["device"].type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    start = time.time()
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+    )
+    fit_seconds = time.time() - start
+    start = time.time()
+    test_result = trainer.evaluate(
+        test_data, load_best_model=saved, show_progress=config["show_progress"]
+    )
+    eval_seconds = time.time() - start
+    n_test_users = _count_eval_users(test_data)
+
+    semantic_ids = getattr(train_data._dataset, "semantic_id_report", None)
+    costs = {
+        "fit_seconds": fit_seconds,
+        "epochs": len(timings["train"]),
+        "best_epoch": trainer.best_epoch,
+        "train_epoch_seconds": timings["train"],
+        "valid_epoch_seconds": timings["valid"],
+        "test_eval_seconds": eval_seconds,
+        "eval_users_per_second": n_test_users / eval_seconds if eval_seconds > 0 else None,
+        "parameters": n_params,
+        "peak_rss_mb": peak_rss_mb(),
+        "peak_cuda_mb": (
+            torch.cuda.max_memory_allocated() / 2**20
+            if config["device"].type == "cuda"
+            else None
+        ),
+        "device": str(config["device"]),
+    }
+    if timings["train"]:
+        costs["train_seconds_per_epoch"] = sum(timings["train"]) / len(timings["train"])
+    paths = {
+        "log_file": log_file,
+        "checkpoint": trainer.saved_model_file if saved else None,
+        "semantic_id_cache": getattr(train_data._dataset, "semantic_id_cache_path", None),
+    }
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    for name, path in paths.items():
+        if path:
+            logger.info(set_color(name, "blue") + f": {path}")
+
+    result = {
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+        "semantic_ids": semantic_ids,
+        "costs": costs,
+        "paths": paths,
+        "model": config["model"],
+        "dataset": config["dataset"],
+    }
+    if not config["single_spec"]:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+        if config["local_rank"] == 0 and queue is not None:
+            queue.put(result)
+    return result
+
+
+def _count_eval_users(eval_data: Any) -> int:
+    dataset = eval_data._dataset
+    return int(len(dataset.inter_feat)) if dataset is not None else 0
+
+
+def _instrument(trainer: Any) -> dict[str, list[float]]:
+    r"""Record, on the trainer instance, the best epoch and the seconds of each training and
+    validation epoch (RecBole's ``fit`` reports neither separately).
+
+    RecBole's trainer saves a checkpoint exactly when the validation score improves (or once at
+    the end when it never validates), so the epoch of the last save is the best epoch.
+    """
+    timings: dict[str, list[float]] = {"train": [], "valid": []}
+    save, train_epoch, valid_epoch = (
+        trainer._save_checkpoint,
+        trainer._train_epoch,
+        trainer._valid_epoch,
+    )
+
+    def _save_checkpoint(epoch, *args, **kwargs):
+        trainer.best_epoch = epoch
+        return save(epoch, *args, **kwargs)
+
+    def _timed(fn, bucket):
+        def wrapper(*args, **kwargs):
+            start = time.time()
+            out = fn(*args, **kwargs)
+            timings[bucket].append(time.time() - start)
+            return out
+
+        return wrapper
+
+    trainer.best_epoch = None
+    trainer._save_checkpoint = _save_checkpoint
+    trainer._train_epoch = _timed(train_epoch, "train")
+    trainer._valid_epoch = _timed(valid_epoch, "valid")
+    return timings

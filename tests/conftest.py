@@ -1,0 +1,34 @@
+"""Shared fixtures: paths to the benchmark data and a per-session semantic-ID cache."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+import recbole_fair  # noqa: F401  (installs the compatibility shims)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = Path(
+    os.environ.get("RECBOLE_FAIR_DATASETS", REPO_ROOT.parent / "shared" / "datasets")
+)
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Path:
+    """``../shared/datasets`` (or $RECBOLE_FAIR_DATASETS); tests using it skip when absent."""
+    if not (SHARED_DATASETS / "Amazon_Beauty" / "Amazon_Beauty.inter").is_file():
+        pytest.skip(f"benchmark data not found under {SHARED_DATASETS}")
+    return SHARED_DATASETS
+
+
+@pytest.fixture(scope="session")
+def sid_cache_dir(tmp_path_factory) -> str:
+    """One semantic-ID cache for the whole test session (the text encoder runs once)."""
+    return str(tmp_path_factory.mktemp("sid_cache"))
+
+
+@pytest.fixture()
+def in_tmp_dir(tmp_path, monkeypatch):
+    """Run in a fresh directory so logs, checkpoints and caches land in tmp."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

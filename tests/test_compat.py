@@ -1,0 +1,124 @@
+"""The compatibility shims: signed checkpoints, refused foreign pickles, pinned stack."""
+
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from recbole_fair import compat
+
+
+class _NotATensor:
+    """A pickled object that ``weights_only=True`` refuses (like RecBole's Config)."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+@pytest.fixture(autouse=True)
+def _private_key_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECBOLE_FAIR_KEY_DIR", str(tmp_path / "keys"))
+    compat._TRUSTED_DIGESTS.clear()
+
+
+def _write_checkpoint(path):
+    torch.save({"config": _NotATensor(3), "state_dict": {"w": torch.ones(2)}}, path)
+
+
+def test_signed_checkpoint_loads_fully(tmp_path):
+    path = tmp_path / "ours.pth"
+    _write_checkpoint(path)
+    compat.sign_checkpoint(path)
+    loaded = compat.trusted_torch_load(str(path))
+    assert loaded["config"].value == 3
+    assert torch.equal(loaded["state_dict"]["w"], torch.ones(2))
+
+
+def test_signature_survives_a_new_process(tmp_path):
+    path = tmp_path / "ours.pth"
+    _write_checkpoint(path)
+    compat.sign_checkpoint(path)
+    compat._TRUSTED_DIGESTS.clear()  # as if another process: only the .sig file remains
+    assert compat.is_trusted_checkpoint(path)
+
+
+def test_foreign_pickle_is_refused(tmp_path):
+    path = tmp_path / "foreign.pth"
+    _write_checkpoint(path)  # never signed
+    with pytest.raises(pickle.UnpicklingError):
+        compat.trusted_torch_load(str(path))
+
+
+def test_modified_checkpoint_is_refused(tmp_path):
+    path = tmp_path / "ours.pth"
+    _write_checkpoint(path)
+    compat.sign_checkpoint(path)
+    torch.save({"config": _NotATensor(4)}, path)  # replaced after signing
+    compat._TRUSTED_DIGESTS.clear()
+    assert not compat.is_trusted_checkpoint(path)
+    with pytest.raises(pickle.UnpicklingError):
+        compat.trusted_torch_load(str(path))
+
+
+def test_forged_signature_is_refused(tmp_path):
+    path = tmp_path / "forged.pth"
+    _write_checkpoint(path)
+    (tmp_path / "forged.pth.sig").write_text("0" * 64)
+    assert not compat.is_trusted_checkpoint(path)
+
+
+def test_plain_weights_still_load_without_signature(tmp_path):
+    path = tmp_path / "weights.pth"
+    torch.save({"w": torch.arange(3)}, path)
+    assert torch.equal(compat.trusted_torch_load(str(path))["w"], torch.arange(3))
+
+
+def test_only_recbole_trainer_sees_the_shim():
+    import recbole.trainer.trainer as trainer_module
+
+    assert trainer_module.torch.load is compat.trusted_torch_load
+    assert torch.load is compat._ORIGINAL_TORCH_LOAD  # global torch.load untouched
+    assert trainer_module.torch.no_grad is torch.no_grad  # everything else delegates
+
+
+def test_recbole_config_numpy_aliases_work():
+    from recbole.config import Config
+
+    Config(model="Pop", dataset="ml-100k", config_dict={"show_progress": False})
+    assert np.float is np.float_  # RecBole's alias, needs numpy<2
+
+
+def test_pandas_fillna_fills_missing_values(tmp_path):
+    """RecBole's chained fillna(inplace=True) must really fill (pandas<3)."""
+    from recbole.config import Config
+    from recbole.data import create_dataset
+
+    ds = tmp_path / "nan_ds"
+    ds.mkdir()
+    rows = ["user_id:token\titem_id:token\ttimestamp:float\tscore:float"]
+    for u in range(6):
+        for i in range(6):
+            score = "" if (u + i) % 4 == 0 else str(float(u + i))
+            rows.append(f"u{u}\ti{i}\t{i}\t{score}")
+    (ds / "nan_ds.inter").write_text("\n".join(rows) + "\n")
+    config = Config(
+        model="Pop",
+        dataset="nan_ds",
+        config_dict={
+            "data_path": str(tmp_path),
+            "load_col": {"inter": ["user_id", "item_id", "timestamp", "score"]},
+            "normalize_all": False,
+        },
+    )
+    dataset = create_dataset(config)
+    assert not dataset.inter_feat["score"].isna().any()
+
+
+def test_pip_check_is_clean():
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "check"], capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
