@@ -40,20 +40,54 @@ def _cells(args) -> list[dict]:
         cells.append({"name": f"sid/{ds}", "kind": "sid", "dataset": ds})
         base = {"epochs": args.epochs, "stopping_step": 1000, "show_progress": False}
         fair = {**base, "hidden_size": 128, "inner_size": 256, "train_batch_size": 256}
-        cells.append({"name": f"train/{ds}/FAIR-all_positions", "kind": "train", "model": "FAIR",
-                      "dataset": ds, "config": {**fair, "train_mode": "all_positions"}})
-        cells.append({"name": f"train/{ds}/FAIR-prefix", "kind": "train", "model": "FAIR",
-                      "dataset": ds, "config": {**fair, "train_mode": "prefix"}})
-        cells.append({"name": f"train/{ds}/SASRec", "kind": "train", "model": "SASRec",
-                      "dataset": ds, "config": dict(base)})
+        cells.append(
+            {
+                "name": f"train/{ds}/FAIR-all_positions",
+                "kind": "train",
+                "model": "FAIR",
+                "dataset": ds,
+                "config": {**fair, "train_mode": "all_positions"},
+            }
+        )
+        cells.append(
+            {
+                "name": f"train/{ds}/FAIR-prefix",
+                "kind": "train",
+                "model": "FAIR",
+                "dataset": ds,
+                "config": {**fair, "train_mode": "prefix"},
+            }
+        )
+        cells.append(
+            {
+                "name": f"train/{ds}/SASRec",
+                "kind": "train",
+                "model": "SASRec",
+                "dataset": ds,
+                "config": dict(base),
+            }
+        )
     if args.quality:
         preset = str(REPO / "properties" / "quick_start.yaml")
-        cells.append({"name": "quality/ml-100k/FAIR", "kind": "train", "model": "FAIR",
-                      "dataset": "ml-100k", "config_files": [preset],
-                      "config": {"show_progress": False}})
-        cells.append({"name": "quality/ml-100k/SASRec", "kind": "train", "model": "SASRec",
-                      "dataset": "ml-100k",
-                      "config": {"show_progress": False, "epochs": args.sasrec_epochs}})
+        cells.append(
+            {
+                "name": "quality/ml-100k/FAIR",
+                "kind": "train",
+                "model": "FAIR",
+                "dataset": "ml-100k",
+                "config_files": [preset],
+                "config": {"show_progress": False},
+            }
+        )
+        cells.append(
+            {
+                "name": "quality/ml-100k/SASRec",
+                "kind": "train",
+                "model": "SASRec",
+                "dataset": "ml-100k",
+                "config": {"show_progress": False, "epochs": args.sasrec_epochs},
+            }
+        )
     return cells
 
 
@@ -65,9 +99,15 @@ def _run_sid(cell: dict, args) -> dict:
     out = {}
     try:
         for phase in ("cold", "cached"):
-            config = Config(model="FAIR", dataset=cell["dataset"],
-                            config_dict={"sid_cache_dir": cache, "data_path": args.data_path,
-                                         "show_progress": False})
+            config = Config(
+                model="FAIR",
+                dataset=cell["dataset"],
+                config_dict={
+                    "sid_cache_dir": cache,
+                    "data_path": args.data_path,
+                    "show_progress": False,
+                },
+            )
             dataset = FAIRDataset(config)
             start = time.time()
             dataset.build()
@@ -83,8 +123,12 @@ def _run_train(cell: dict, args) -> dict:
 
     config = dict(cell["config"])
     config["data_path"] = args.data_path
-    result = run_recbole_fair(model=cell["model"], dataset=cell["dataset"],
-                              config_file_list=cell.get("config_files"), config_dict=config)
+    result = run_recbole_fair(
+        model=cell["model"],
+        dataset=cell["dataset"],
+        config_file_list=cell.get("config_files"),
+        config_dict=config,
+    )
     return {k: result[k] for k in ("test_result", "best_valid_result", "costs", "semantic_ids")}
 
 
@@ -100,7 +144,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="epochs per speed cell")
     parser.add_argument("--quality", action="store_true", help="also run the quality cells")
     parser.add_argument("--sasrec_epochs", type=int, default=30, help="SASRec epoch cap (quality)")
-    parser.add_argument("--results", default=str(REPO / "benchmarks" / "results" / "bench_fair.jsonl"))
+    parser.add_argument(
+        "--results", default=str(REPO / "benchmarks" / "results" / "bench_fair.jsonl")
+    )
     parser.add_argument("--cell", help=argparse.SUPPRESS)  # internal: run one cell in-process
     args = parser.parse_args()
     args.data_path = os.path.abspath(args.data_path)
@@ -113,8 +159,9 @@ def main() -> None:
         payload = runner(cell, args)
         from recbole_fair.quick_start import peak_rss_mb
 
-        payload.update(name=cell["name"], wall_seconds=time.time() - start,
-                       peak_rss_mb=peak_rss_mb())
+        payload.update(
+            name=cell["name"], wall_seconds=time.time() - start, peak_rss_mb=peak_rss_mb()
+        )
         print("BENCH_RESULT " + json.dumps(payload, default=str))
         return
 
@@ -132,16 +179,26 @@ def main() -> None:
             print(f"[skip] {cell['name']}: no data under {args.data_path}")
             continue
         print(f"[run ] {cell['name']}", flush=True)
-        cmd = [sys.executable, __file__, "--cell", cell["name"], "--data_path", args.data_path,
-               "--epochs", str(args.epochs), "--sasrec_epochs", str(args.sasrec_epochs)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--cell",
+            cell["name"],
+            "--data_path",
+            args.data_path,
+            "--epochs",
+            str(args.epochs),
+            "--sasrec_epochs",
+            str(args.sasrec_epochs),
+        ]
         cmd += ["--datasets", *args.datasets] + (["--quality"] if args.quality else [])
         proc = subprocess.run(cmd, cwd=work_dir, capture_output=True, text=True)
-        lines = [l for l in proc.stdout.splitlines() if l.startswith("BENCH_RESULT ")]
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH_RESULT ")]
         if proc.returncode != 0 or not lines:
             record = {"name": cell["name"], "error": proc.stderr[-2000:]}
             print(f"[fail] {cell['name']}\n{proc.stderr[-2000:]}")
         else:
-            record = json.loads(lines[-1][len("BENCH_RESULT "):])
+            record = json.loads(lines[-1][len("BENCH_RESULT ") :])
         with results_path.open("a") as f:
             f.write(json.dumps(record, default=str) + "\n")
         _print_record(record)
@@ -156,9 +213,11 @@ def _print_record(r: dict) -> None:
         print(f"  cold {r['cold_build_seconds']:.2f}s  cached {r['cached_build_seconds']:.2f}s")
         return
     c = r["costs"]
-    print(f"  train {c.get('train_seconds_per_epoch', float('nan')):.2f}s/epoch  "
-          f"eval {c['eval_users_per_second']:.0f} users/s  peak RSS {r['peak_rss_mb']:.0f} MiB  "
-          f"test {dict(r['test_result'])}")
+    print(
+        f"  train {c.get('train_seconds_per_epoch', float('nan')):.2f}s/epoch  "
+        f"eval {c['eval_users_per_second']:.0f} users/s  peak RSS {r['peak_rss_mb']:.0f} MiB  "
+        f"test {dict(r['test_result'])}"
+    )
 
 
 def _print_summary(path: Path) -> None:
@@ -173,14 +232,18 @@ def _print_summary(path: Path) -> None:
         if "error" in r:
             print(f"| {name} | failed | | | | | | |")
         elif name.startswith("sid/"):
-            print(f"| {name} (cold / cached build s) | {r['cold_build_seconds']:.2f} / "
-                  f"{r['cached_build_seconds']:.2f} | | {r['peak_rss_mb']:.0f} | | | | |")
+            print(
+                f"| {name} (cold / cached build s) | {r['cold_build_seconds']:.2f} / "
+                f"{r['cached_build_seconds']:.2f} | | {r['peak_rss_mb']:.0f} | | | | |"
+            )
         else:
             c, t = r["costs"], r["test_result"]
-            print(f"| {name} | {c.get('train_seconds_per_epoch', float('nan')):.2f} | "
-                  f"{c['eval_users_per_second']:.0f} | {r['peak_rss_mb']:.0f} | "
-                  f"{t['recall@5']:.4f} | {t['ndcg@5']:.4f} | {t['recall@10']:.4f} | "
-                  f"{t['ndcg@10']:.4f} |")
+            print(
+                f"| {name} | {c.get('train_seconds_per_epoch', float('nan')):.2f} | "
+                f"{c['eval_users_per_second']:.0f} | {r['peak_rss_mb']:.0f} | "
+                f"{t['recall@5']:.4f} | {t['ndcg@5']:.4f} | {t['recall@10']:.4f} | "
+                f"{t['ndcg@10']:.4f} |"
+            )
     for ds in ("ml-100k", "Amazon_Beauty"):
         a, p = records.get(f"train/{ds}/FAIR-all_positions"), records.get(f"train/{ds}/FAIR-prefix")
         if a and p and "costs" in a and "costs" in p:

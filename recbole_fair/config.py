@@ -34,9 +34,26 @@ DATA_PATH_ENV = "RECBOLE_FAIR_DATA_PATH"
 
 # Keys RecBole sets or reads that appear in none of its YAML files.
 _RUNTIME_KEYS = {
-    "model", "dataset", "config_files", "nproc", "world_size", "ip", "port", "offset",
-    "local_rank", "single_spec", "device", "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type",
-    "benchmark_filename", "strict_config", "seeds", "data_path", "gpu_id", "use_gpu",
+    "model",
+    "dataset",
+    "config_files",
+    "nproc",
+    "world_size",
+    "ip",
+    "port",
+    "offset",
+    "local_rank",
+    "single_spec",
+    "device",
+    "MODEL_TYPE",
+    "MODEL_INPUT_TYPE",
+    "eval_type",
+    "benchmark_filename",
+    "strict_config",
+    "seeds",
+    "data_path",
+    "gpu_id",
+    "use_gpu",
 }
 
 
@@ -58,11 +75,11 @@ class Config(RecBoleConfig):
         if model is None:
             try:
                 model = self.external_config_dict["model"]
-            except KeyError:
+            except KeyError as err:
                 raise KeyError(
                     "model needs to be specified in at least one of these ways: "
                     "[model argument, config file, config dict, command line --model=NAME]"
-                )
+                ) from err
         if isinstance(model, str):
             model_name, model_class = model, get_model(model)
         else:
@@ -70,11 +87,11 @@ class Config(RecBoleConfig):
         if dataset is None:
             try:
                 dataset = self.external_config_dict["dataset"]
-            except KeyError:
+            except KeyError as err:
                 raise KeyError(
                     "dataset needs to be specified in at least one of these ways: "
                     "[dataset argument, config file, config dict, command line --dataset=NAME]"
-                )
+                ) from err
         return model_name, model_class, dataset
 
     def _plugin_yaml_files(self, model: str, model_class: type, dataset: str) -> list[str]:

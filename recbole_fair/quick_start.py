@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from logging import getLogger
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from recbole.data import data_preparation
@@ -35,9 +35,13 @@ def _ensure_log_file(config: Config) -> str | None:
     log_dir = os.path.join("log", str(config["model"]))
     os.makedirs(log_dir, exist_ok=True)
     stamp = time.strftime("%b-%d-%Y_%H-%M-%S")
-    path = os.path.abspath(os.path.join(log_dir, f"{config['model']}-{config['dataset']}-{stamp}.log"))
+    path = os.path.abspath(
+        os.path.join(log_dir, f"{config['model']}-{config['dataset']}-{stamp}.log")
+    )
     handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)-15s %(levelname)s  %(message)s", "%a %d %b %Y %H:%M:%S"))
+    handler.setFormatter(
+        logging.Formatter("%(asctime)-15s %(levelname)s  %(message)s", "%a %d %b %Y %H:%M:%S")
+    )
     handler.setLevel(logging.INFO)
     root.addHandler(handler)
     if root.level > logging.INFO or root.level == logging.NOTSET:
@@ -87,6 +91,7 @@ def run_recbole_fair(
     config_dict: dict[str, Any] | None = None,
     saved: bool = True,
     queue: Any = None,
+    trainer_hook: Callable[[Any, dict[str, list[float]]], None] | None = None,
 ) -> dict[str, Any]:
     r"""Train and evaluate one model on one dataset, RecBole style.
 
@@ -97,6 +102,11 @@ def run_recbole_fair(
         config_dict: parameter overrides.
         saved: save the best checkpoint and reload it for the test evaluation.
         queue: multiprocessing queue receiving the result (RecBole's DDP launcher).
+        trainer_hook: called as ``trainer_hook(trainer, timings)`` once the trainer is built
+            and instrumented, before ``fit`` (``timings``: the per-epoch ``train``/``valid``
+            seconds lists behind ``costs``). The leaderboard uses it to resume a cell from its
+            last-epoch checkpoint and to keep the per-user test metrics
+            (:mod:`recbole_fair.leaderboard`).
 
     Returns:
         dict: RecBole's result keys (``best_valid_score``, ``valid_score_bigger``,
@@ -126,6 +136,8 @@ def run_recbole_fair(
 
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model_obj)
     timings = _instrument(trainer)
+    if trainer_hook is not None:
+        trainer_hook(trainer, timings)
     if torch.cuda.is_available() and config["device"].type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     start = time.time()
@@ -152,9 +164,7 @@ def run_recbole_fair(
         "parameters": n_params,
         "peak_rss_mb": peak_rss_mb(),
         "peak_cuda_mb": (
-            torch.cuda.max_memory_allocated() / 2**20
-            if config["device"].type == "cuda"
-            else None
+            torch.cuda.max_memory_allocated() / 2**20 if config["device"].type == "cuda" else None
         ),
         "device": str(config["device"]),
     }

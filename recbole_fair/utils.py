@@ -90,7 +90,9 @@ def get_model(model_name: str) -> type:
                 return getattr(module, model_name)
     try:
         return recbole_get_model(model_name)
-    except (ValueError, AttributeError):
+    # RecBole raises ValueError for an unknown name, but its search first imports
+    # exlib_recommender, whose optional dependencies (lightgbm, xgboost) may be missing.
+    except (ValueError, AttributeError, ImportError):
         pass
     models = available_models()
     everything = models["recbole_fair"] + models["recbole"]

@@ -1,6 +1,7 @@
 """Shared fixtures: paths to the benchmark data and a per-session semantic-ID cache."""
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,25 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = Path(
     os.environ.get("RECBOLE_FAIR_DATASETS", REPO_ROOT.parent / "shared" / "datasets")
 )
+
+
+@pytest.fixture(autouse=True)
+def _recbole_sees_no_pytest_arguments(monkeypatch):
+    """RecBole's Config reads ``--key=value`` pairs from sys.argv: hide pytest's own flags."""
+    monkeypatch.setattr(sys, "argv", [sys.argv[0]])
+
+
+# A small FAIR on a 5..50-interaction slice of ml-100k (the slice keeps ~1/8 of the training
+# targets). Every end-to-end FAIR test uses the same data and code settings, so the
+# semantic-ID cache is built once per session.
+TINY_FAIR = {
+    "hidden_size": 32,
+    "inner_size": 64,
+    "n_codes": 8,
+    "user_inter_num_interval": "[5,50]",
+    "train_batch_size": 256,
+    "show_progress": False,
+}
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import TINY_FAIR
 
 from recbole_fair.quick_start import run_recbole_fair
 
@@ -29,11 +30,13 @@ def _cli(args, cwd, timeout=600):
 
 def test_default_cli_runs_fair_on_ml100k(in_tmp_dir, sid_cache_dir):
     """No --model/--dataset: the quick-start preset (FAIR on ml-100k); CLI overrides still win."""
-    log = _cli(["--epochs=1", f"--sid_cache_dir={sid_cache_dir}", "--show_progress=False"], in_tmp_dir)
+    overrides = [f"--{k}={v}" for k, v in TINY_FAIR.items()]
+    log = _cli(["--epochs=1", f"--sid_cache_dir={sid_cache_dir}", *overrides], in_tmp_dir)
     assert "FAIR" in log and "ml-100k" in log
     assert "test result" in log and "recall@5" in log and "ndcg@10" in log
     assert "semantic_id_cache" in log and "checkpoint" in log and "log_file" in log
-    assert "hidden_size = 128" in log  # quick-start preset applied
+    assert "learning_rate = 0.003" in log  # quick-start preset applied
+    assert "hidden_size = 32" in log  # ... and command-line overrides win over it
     assert list((in_tmp_dir / "saved").glob("FAIR-*.pth"))
 
 
@@ -44,6 +47,7 @@ def test_cli_runs_a_recbole_builtin_model(in_tmp_dir):
             "--dataset=ml-100k",
             "--epochs=1",
             "--MAX_ITEM_LIST_LENGTH=10",
+            "--user_inter_num_interval=[5,50]",
             "--hidden_size=16",
             "--inner_size=32",
             "--train_batch_size=4096",
@@ -58,14 +62,7 @@ def test_python_entry_point_returns_recbole_result(in_tmp_dir, sid_cache_dir):
     result = run_recbole_fair(
         model="FAIR",
         dataset="ml-100k",
-        config_dict={
-            "epochs": 2,
-            "hidden_size": 32,
-            "inner_size": 64,
-            "train_batch_size": 256,
-            "sid_cache_dir": sid_cache_dir,
-            "show_progress": False,
-        },
+        config_dict={**TINY_FAIR, "epochs": 2, "sid_cache_dir": sid_cache_dir},
     )
     assert set(result["test_result"]) == METRIC_KEYS
     assert set(result["best_valid_result"]) == METRIC_KEYS
@@ -93,7 +90,11 @@ def test_unknown_model_on_cli_lists_models(in_tmp_dir):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     out = subprocess.run(
         [sys.executable, str(REPO / "run_recbole_fair.py"), "--model=NoSuchModel"],
-        cwd=in_tmp_dir, env=env, capture_output=True, text=True, timeout=300,
+        cwd=in_tmp_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode != 0
     assert "Unknown model 'NoSuchModel'" in out.stderr and "FAIR" in out.stderr

@@ -119,8 +119,18 @@ def test_wheel_ships_properties(tmp_path):
     """A normal (non-editable) install must find properties/: they travel as data files."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path), root],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            root,
+        ],
         check=True,
         capture_output=True,
     )

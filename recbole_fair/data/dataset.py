@@ -1,0 +1,203 @@
+r"""recbole_fair.data.dataset
+##########################
+
+RecBole sequential datasets that carry semantic IDs.
+
+:class:`SemanticIDDataset` is RecBole's :class:`~recbole.data.dataset.SequentialDataset` plus
+
+* the item texts, rebuilt from the loaded item text fields when the dataset is created;
+* after :meth:`build`, the semantic IDs of every item, fitted on the training-split items only
+  and attached to the dataset and to each split: ``item_codes`` (LongTensor
+  ``[item_num, n_codes]``, row 0 = padding item), ``semantic_id_report``,
+  ``semantic_id_cache_key``, ``semantic_id_cache_path``, ``item_text_embeddings`` and
+  ``train_item_mask``;
+* ``train_mode: all_positions``: the training split keeps one row per window of
+  ``MAX_ITEM_LIST_LENGTH`` targets, which the model trains at every position in one causal pass
+  (``train_mode: prefix`` keeps RecBole's one row per prefix).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from recbole.data.dataset import SequentialDataset
+from recbole.utils import FeatureSource, set_color
+
+from recbole_fair.tokenizer.semantic_ids import (
+    SemanticIDs,
+    SemanticIDSettings,
+    build_semantic_ids,
+)
+from recbole_fair.tokenizer.text import build_item_texts, resolve_text_fields
+
+TRAIN_MODES = ("all_positions", "prefix")
+
+
+def all_positions_row_index(
+    uid: np.ndarray, time: np.ndarray | None, max_item_list_len: int
+) -> np.ndarray:
+    r"""Rows of a prefix-augmented training split to keep for all-position training.
+
+    Per user, the ``m`` training rows are ranked ``k = 0..m-1`` in time order (ties keep their
+    current order, which is RecBole's augmentation order). Row ``k`` predicts the
+    ``min(k + 1, W)`` targets of its history window at every position, so keeping the rows with
+    ``(m - 1 - k) % W == 0`` (``W = max_item_list_len``) covers every target exactly once.
+
+    Args:
+        uid: ``[n]`` user id of every row.
+        time: ``[n]`` time of every row's target (``None``: the current order).
+        max_item_list_len: ``W``, RecBole's ``MAX_ITEM_LIST_LENGTH``.
+
+    Returns:
+        numpy.ndarray: int64 indices of the kept rows, in their current order.
+    """
+    n = len(uid)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    time = np.zeros(n) if time is None else np.asarray(time)
+    order = np.lexsort((np.arange(n), time, uid))  # by user, then time, then current order
+    sorted_uid = uid[order]
+    is_start = np.r_[True, sorted_uid[1:] != sorted_uid[:-1]]
+    starts = np.flatnonzero(is_start)  # [n_users]
+    group = np.cumsum(is_start) - 1  # [n]
+    rank = np.arange(n) - starts[group]  # k
+    size = np.diff(np.r_[starts, n])[group]  # m
+    keep = (size - 1 - rank) % int(max_item_list_len) == 0
+    return np.sort(order[keep]).astype(np.int64)
+
+
+class SemanticIDDataset(SequentialDataset):
+    r"""Sequential dataset with item semantic IDs (see the module docstring).
+
+    Config keys (``properties/semantic_ids.yaml``): ``text_fields``, ``text_template``,
+    ``text_encoder``, ``text_encode_batch_size``, ``sid_pca_dim``, ``sid_pca_whiten``,
+    ``sid_opq_iterations``, ``sid_seed``, ``sid_cache_dir``, ``sid_drop_text_fields``,
+    ``train_mode``; ``n_codes`` and ``codebook_size`` (model YAML). The item text fields must be
+    in ``load_col['item']``.
+
+    Attributes:
+        encoder_fn (callable, optional): class-level hook ``list[str] -> [n, d] float32``
+            replacing the sentence-transformers encoder (tests set a fast fake with
+            ``monkeypatch.setattr(SemanticIDDataset, "encoder_fn", fake)``).
+        item_texts (list of str): one text per internal item id (index 0 = padding item).
+        items_without_text (int): real items with empty text.
+        text_fields (list of str): the text fields in use.
+        item_codes (torch.LongTensor): ``[item_num, n_codes]`` after :meth:`build`.
+        item_text_embeddings (torch.FloatTensor): ``[item_num, d]`` after :meth:`build`.
+        train_item_mask (numpy.ndarray): bool ``[item_num]`` after :meth:`build`.
+        semantic_id_report (dict): quality report after :meth:`build`.
+        semantic_id_cache_key (str), semantic_id_cache_path (str): the cache file.
+    """
+
+    encoder_fn: Callable[[list], np.ndarray] | None = None
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self.train_mode = config["train_mode"] or "all_positions"
+        if self.train_mode not in TRAIN_MODES:
+            raise ValueError(
+                f"train_mode must be one of {list(TRAIN_MODES)}, got [{self.train_mode}]."
+            )
+        self.sid_settings = SemanticIDSettings.from_config(config)
+        self.text_fields = resolve_text_fields(self, self.sid_settings.text_fields)
+        self.sid_settings.text_fields = list(self.text_fields)
+        self.item_texts, self.items_without_text = build_item_texts(
+            self, self.text_fields, self.sid_settings.text_template
+        )
+        self.logger.info(
+            set_color("item texts", "pink")
+            + f": {self.item_num - 1} items from fields {self.text_fields} "
+            f"({self.items_without_text} without text)"
+        )
+        if config["sid_drop_text_fields"] is not False:
+            # RecBole joins every item feature into every batch; the texts are kept above.
+            for field in self.text_fields:
+                if self.field2source.get(field) == FeatureSource.ITEM:
+                    self._del_col(self.item_feat, field)
+        self.item_codes: torch.Tensor | None = None
+        self.semantic_id_report: dict | None = None
+        self.semantic_id_cache_key: str | None = None
+        self.semantic_id_cache_path: str | None = None
+
+    # ----------------------------------------------------------------------------- helpers
+    def _item_list_field(self) -> str:
+        return getattr(
+            self, f"{self.iid_field}_list_field", self.iid_field + self.config["LIST_SUFFIX"]
+        )
+
+    def training_item_mask(self, train_dataset: SequentialDataset) -> np.ndarray:
+        r"""Items that occur in the training split, as target or in a history.
+
+        Args:
+            train_dataset: the training split returned by ``build()``.
+
+        Returns:
+            numpy.ndarray: bool ``[item_num]``; the padding item 0 is False.
+        """
+        inter = train_dataset.inter_feat
+        mask = np.zeros(self.item_num, dtype=bool)
+        mask[inter[self.iid_field].numpy()] = True
+        list_field = self._item_list_field()
+        if list_field in inter:
+            mask[inter[list_field].numpy().reshape(-1)] = True
+        mask[0] = False
+        return mask
+
+    def _all_positions_split(self, train_dataset: SequentialDataset) -> SequentialDataset:
+        inter = train_dataset.inter_feat
+        time = inter[self.time_field].numpy() if self.time_field in inter else None
+        index = all_positions_row_index(inter[self.uid_field].numpy(), time, self.max_item_list_len)
+        self.logger.info(
+            set_color("train_mode", "pink")
+            + f": all_positions keeps {len(index)} of {len(inter)} training rows "
+            f"(windows of MAX_ITEM_LIST_LENGTH={self.max_item_list_len}, every position trained)"
+        )
+        return train_dataset.copy(inter[torch.as_tensor(index)])
+
+    # ------------------------------------------------------------------------------- build
+    def build_item_semantic_ids(self, train_item_mask: np.ndarray) -> SemanticIDs:
+        r"""The quantiser step of :meth:`build` (subclasses override it, e.g. ``TIGERDataset``).
+
+        Args:
+            train_item_mask: bool ``[item_num]``, the items of the training split.
+
+        Returns:
+            SemanticIDs: codes ``[item_num, n_codes]``, embeddings, report, cache key and path.
+        """
+        return build_semantic_ids(
+            self.item_texts,
+            train_item_mask,
+            self.sid_settings,
+            encoder_fn=type(self).encoder_fn,
+            items_without_text=self.items_without_text,
+        )
+
+    def build(self) -> list:
+        r"""RecBole's split, then the semantic IDs (fitted on the training items).
+
+        Returns:
+            list: ``[train, valid, test]`` datasets, each carrying ``item_codes``,
+            ``semantic_id_report`` and ``semantic_id_cache_key``.
+        """
+        datasets = super().build()
+        train_item_mask = self.training_item_mask(datasets[0])
+        if self.train_mode == "all_positions":
+            datasets[0] = self._all_positions_split(datasets[0])
+        sids = self.build_item_semantic_ids(train_item_mask)
+        item_codes = torch.from_numpy(sids.codes)  # [item_num, n_codes]
+        embeddings = torch.from_numpy(sids.embeddings)  # [item_num, d]
+        for dataset in [self, *datasets]:
+            dataset.item_codes = item_codes
+            dataset.item_text_embeddings = embeddings
+            dataset.train_item_mask = train_item_mask
+            dataset.semantic_id_report = sids.report
+            dataset.semantic_id_cache_key = sids.cache_key
+            dataset.semantic_id_cache_path = sids.cache_path
+        return datasets
+
+
+class FAIRDataset(SemanticIDDataset):
+    r"""The dataset of :class:`~recbole_fair.model.sequential_recommender.fair.FAIR` (found by
+    name by :func:`recbole_fair.utils.create_dataset`)."""

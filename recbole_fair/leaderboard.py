@@ -1,0 +1,1447 @@
+r"""recbole_fair.leaderboard
+#########################
+
+Leaderboards: every (model, dataset, seed) *cell* trained and evaluated with the same protocol
+(:func:`recbole_fair.quick_start.run_recbole_fair`), one JSON line per finished cell in
+``results.jsonl``, rendered as Markdown, CSV and PNG.
+
+* **Resumable.** A cell's record (config, metrics, costs, per-user test NDCG@10, versions, git
+  commit) is appended before the next cell starts; ``resume=True`` skips finished cells. While a
+  cell trains, a *last-epoch* checkpoint is written every epoch (through
+  ``Trainer._save_checkpoint``, so it is signed, see :mod:`recbole_fair.compat`) next to the
+  cell's best checkpoint, at paths derived from the cell (model, dataset, seed, config hash); a
+  resumed cell continues from the epoch after it with RecBole's ``Trainer.resume_checkpoint``.
+* **Crash-tolerant.** An exception in a cell is recorded with its traceback and the next cell
+  runs. By default each cell runs in its own process (``isolate=True``): a hard crash (out of
+  memory, segfault) is recorded too, and the peak RSS reported is that cell's own.
+* **Significance.** Against a reference model (SASRec by default when present): a paired test
+  (Wilcoxon signed-rank or t-test) on per-user NDCG@10, averaged over seeds, when every cell kept
+  its per-user values on the same users; else a paired t-test across seeds.
+
+CLI: ``python run_recbole_fair.py --model=FAIR,SASRec --dataset=ml-100k --seeds=2020,2021``
+(see ``docs/leaderboard.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import gc
+import hashlib
+import io
+import json
+import math
+import os
+import platform
+import re
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from logging import getLogger
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from recbole_fair.published import published_number
+from recbole_fair.quick_start import run_recbole_fair
+
+RESULTS_FILE = "results.jsonl"
+DEFAULT_REFERENCE = "SASRec"
+SIGNIFICANCE_LEVEL = 0.05
+PER_USER_METRIC = "ndcg@10"
+# (RecBole metric key, column header) of the quality columns.
+QUALITY = [("recall@5", "R@5"), ("ndcg@5", "N@5"), ("recall@10", "R@10"), ("ndcg@10", "N@10")]
+CSV_METRICS = [m for m, _ in QUALITY] + ["mrr@10"]
+
+
+# ----------------------------------------------------------------------------- cells
+@dataclass
+class CellSpec:
+    r"""One leaderboard cell: what :func:`execute_cell` passes to ``run_recbole_fair``.
+
+    ``argv`` is what RecBole's Config sees as ``sys.argv`` while the cell runs (the user's
+    ``--key=value`` overrides, without the leaderboard's own flags).
+    """
+
+    model: str
+    dataset: str
+    seed: int | None = None
+    config_file_list: list[str] = field(default_factory=list)
+    config_dict: dict[str, Any] = field(default_factory=dict)
+    argv: list[str] = field(default_factory=lambda: ["run_recbole_fair.py"])
+    config_hash: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.config_hash:  # the seed is part of the key, not of the hash
+            settings = {
+                k: v for k, v in self.config_dict.items() if k != "seed" or self.seed is None
+            }
+            self.config_hash = config_hash(self.config_file_list, settings, self.argv[1:])
+
+    @property
+    def key(self) -> str:
+        seed = "default" if self.seed is None else self.seed
+        return f"{self.model}|{self.dataset}|seed={seed}|{self.config_hash}"
+
+    @property
+    def slug(self) -> str:
+        seed = "default" if self.seed is None else self.seed
+        raw = f"{self.model}-{self.dataset}-seed{seed}-{self.config_hash}"
+        return re.sub(r"[^A-Za-z0-9_.=-]+", "_", raw)
+
+
+def config_hash(
+    config_files: Iterable[str], config_dict: dict[str, Any], cmd: Iterable[str]
+) -> str:
+    r"""Short hash of a cell's user settings: the content of its config files, its config dict
+    (global and per-model overrides) and its command-line overrides."""
+    files = []
+    for path in config_files:
+        try:
+            with open(path, "rb") as f:
+                files.append(hashlib.sha1(f.read()).hexdigest())
+        except OSError:
+            files.append(f"missing:{path}")
+    payload = json.dumps(
+        {"files": files, "dict": _jsonable(config_dict), "cmd": sorted(cmd)}, sort_keys=True
+    )
+    return hashlib.sha1(payload.encode()).hexdigest()[:10]
+
+
+def build_cells(
+    models: list[str],
+    datasets: list[str],
+    seeds: list[int] | None = None,
+    config_file_list: list[str] | None = None,
+    config_dict: dict[str, Any] | None = None,
+    model_overrides: dict[str, dict[str, Any]] | None = None,
+    argv: list[str] | None = None,
+) -> list[CellSpec]:
+    r"""Cells in run order: datasets, then models, then seeds. ``model_overrides[model]``
+    (``--model_config``) updates ``config_dict`` for that model's cells; the seed goes in
+    ``config_dict['seed']``."""
+    model_overrides = model_overrides or {}
+    unknown = sorted(set(model_overrides) - set(models))
+    if unknown:
+        getLogger().warning(f"model_config: no cell runs the model(s) {unknown}")
+    cells = []
+    for dataset in datasets:
+        for model in models:
+            base = dict(config_dict or {})
+            base.update(model_overrides.get(model) or {})
+            for seed in seeds or [None]:
+                cd = dict(base)
+                if seed is not None:
+                    cd["seed"] = int(seed)
+                cells.append(
+                    CellSpec(
+                        model=model,
+                        dataset=dataset,
+                        seed=None if seed is None else int(seed),
+                        config_file_list=list(config_file_list or []),
+                        config_dict=cd,
+                        argv=list(argv or ["run_recbole_fair.py"]),
+                    )
+                )
+    return cells
+
+
+# ----------------------------------------------------------------------------- one cell
+def _atomic_write_text(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class CellHook:
+    r"""``trainer_hook`` of a leaderboard cell (see ``run_recbole_fair``).
+
+    * Sets the trainer's best-checkpoint path to ``best_path`` (deterministic per cell).
+    * After every epoch (after validation and early stopping), writes the *last-epoch*
+      checkpoint ``last_path`` through ``trainer._save_checkpoint`` (signed) and a JSON side file
+      (``last_path + '.json'``: epoch, best epoch/score/result, epoch timings, the checkpoint's
+      SHA-256). ``epoch_callback(epoch)`` runs after that (tests use it to interrupt).
+    * When a consistent last-epoch checkpoint exists, resumes from it
+      (``Trainer.resume_checkpoint``: epoch, early-stopping state, model, optimizer) and
+      restores the rest from the side file; when the side file says ``fit`` had finished, skips
+      ``fit`` and goes straight to the test evaluation of the best checkpoint.
+    * Keeps the evaluation data struct of the last ``trainer.evaluate`` (the test one) and the
+      user id of each row, for per-user metrics (:meth:`per_user`).
+    """
+
+    def __init__(
+        self, last_path: str, best_path: str, epoch_callback: Callable[[int], None] | None = None
+    ):
+        self.last_path = last_path
+        self.state_path = last_path + ".json"
+        self.best_path = best_path
+        self.epoch_callback = epoch_callback
+        self.trainer: Any = None
+        self.config: Any = None
+        self.timings: dict[str, list[float]] = {"train": [], "valid": []}
+        self.resumed_from_epoch: int | None = None
+        self.skipped_fit = False
+        self.prior_fit_seconds = 0.0
+        self.last_topk: Any = None
+        self._uids: list[Any] | None = []
+        self._fit_start: float | None = None
+        self._valid_data: Any = None
+        self._last_epoch: int | None = None
+
+    # -- hook entry point
+    def __call__(self, trainer: Any, timings: dict[str, list[float]]) -> None:
+        self.trainer, self.config, self.timings = trainer, trainer.config, timings
+        trainer.saved_model_file = self.best_path
+        self._capture_evaluation(trainer)
+        state = self._load_state()
+        if state is not None and state.get("finished") and not os.path.isfile(self.best_path):
+            getLogger().warning(f"{self.best_path} is missing: the cell is trained afresh")
+            state = None
+        if state is not None and state.get("finished"):
+            self._restore(state)
+            self._skip_fit(state)
+        elif state is not None and self._consistent(state):
+            try:
+                trainer.resume_checkpoint(self.last_path)
+            except Exception as err:
+                self.discard()
+                raise RuntimeError(
+                    f"cannot resume from {self.last_path} ({err}); the last-epoch checkpoint was "
+                    "deleted, run again to start this cell afresh"
+                ) from err
+            trainer.saved_model_file = self.best_path  # resume_checkpoint points it at last_path
+            self._restore(state)
+            if trainer.start_epoch >= trainer.epochs:
+                self._skip_fit(state)
+        else:
+            self.discard()
+        self._wrap_fit(trainer)
+
+    # -- resume
+    def _load_state(self) -> dict[str, Any] | None:
+        try:
+            with open(self.state_path, encoding="utf-8") as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    def _consistent(self, state: dict[str, Any]) -> bool:
+        from recbole_fair.compat import _file_digest
+
+        if not os.path.isfile(self.last_path) or not state.get("sha256"):
+            return False
+        return _file_digest(self.last_path) == state["sha256"]
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        trainer = self.trainer
+        trainer.best_epoch = state.get("best_epoch")
+        trainer.best_valid_result = state.get("best_valid_result")
+        if state.get("best_valid_score") is not None:
+            trainer.best_valid_score = state["best_valid_score"]
+        self.timings["train"][:0] = state.get("train_epoch_seconds", [])
+        self.timings["valid"][:0] = state.get("valid_epoch_seconds", [])
+        self.prior_fit_seconds = float(state.get("fit_seconds", 0.0))
+        self.resumed_from_epoch = int(state["epoch"]) + 1
+        self._last_epoch = int(state["epoch"])
+        getLogger().info(f"leaderboard: resuming the cell at epoch {self.resumed_from_epoch}")
+
+    def _skip_fit(self, state: dict[str, Any]) -> None:
+        trainer = self.trainer
+        self.skipped_fit = True
+
+        def fit(train_data, valid_data=None, *args, **kwargs):
+            trainer.eval_collector.data_collect(train_data)
+            return state.get("best_valid_score"), state.get("best_valid_result")
+
+        trainer.fit = fit
+
+    def discard(self) -> None:
+        r"""Delete the last-epoch checkpoint, its signature and its side file."""
+        for path in (self.last_path, self.last_path + ".sig", self.state_path):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+
+    # -- per-epoch checkpoint
+    def _wrap_fit(self, trainer: Any) -> None:
+        if self.skipped_fit:
+            return
+        fit, train_epoch = trainer.fit, trainer._train_epoch
+
+        def wrapped_fit(train_data, valid_data=None, *args, **kwargs):
+            user_callback = kwargs.pop("callback_fn", None)
+
+            def callback(epoch_idx, valid_score):
+                if user_callback is not None:
+                    user_callback(epoch_idx, valid_score)
+                self._after_epoch(epoch_idx)
+
+            self._fit_start, self._valid_data = time.time(), valid_data
+            out = fit(train_data, valid_data, *args, callback_fn=callback, **kwargs)
+            self._write_state(finished=True)
+            return out
+
+        def wrapped_train_epoch(train_data, epoch_idx, *args, **kwargs):
+            out = train_epoch(train_data, epoch_idx, *args, **kwargs)
+            step = trainer.eval_step
+            if step <= 0 or not self._valid_data or (epoch_idx + 1) % step != 0:
+                self._after_epoch(epoch_idx)  # no validation this epoch: the state is final
+            return out
+
+        trainer.fit = wrapped_fit
+        trainer._train_epoch = wrapped_train_epoch
+
+    def _after_epoch(self, epoch_idx: int) -> None:
+        trainer = self.trainer
+        best_epoch = getattr(trainer, "best_epoch", None)
+        tmp = self.last_path + ".tmp"
+        trainer._save_checkpoint(epoch_idx, verbose=False, saved_model_file=tmp)
+        trainer.best_epoch = best_epoch  # the instrumented save marks every save as the best
+        if os.path.isfile(tmp + ".sig"):
+            os.replace(tmp + ".sig", self.last_path + ".sig")
+        os.replace(tmp, self.last_path)
+        self._last_epoch = epoch_idx
+        self._write_state(finished=False)
+        if self.epoch_callback is not None:
+            self.epoch_callback(epoch_idx)
+
+    def _write_state(self, finished: bool) -> None:
+        from recbole_fair.compat import _file_digest
+
+        trainer = self.trainer
+        elapsed = time.time() - self._fit_start if self._fit_start else 0.0
+        state = {
+            "epoch": self._last_epoch if self._last_epoch is not None else -1,
+            "finished": finished,
+            "best_epoch": getattr(trainer, "best_epoch", None),
+            "best_valid_score": _finite_or_none(trainer.best_valid_score),
+            "best_valid_result": _jsonable(trainer.best_valid_result),
+            "train_epoch_seconds": list(self.timings["train"]),
+            "valid_epoch_seconds": list(self.timings["valid"]),
+            "fit_seconds": self.prior_fit_seconds + elapsed,
+            "sha256": _file_digest(self.last_path) if os.path.isfile(self.last_path) else None,
+        }
+        _atomic_write_text(self.state_path, json.dumps(state))
+
+    # -- per-user capture
+    def _capture_evaluation(self, trainer: Any) -> None:
+        evaluator, collector = trainer.evaluator, trainer.eval_collector
+        evaluate, collect, trainer_evaluate = (
+            evaluator.evaluate,
+            collector.eval_batch_collect,
+            trainer.evaluate,
+        )
+        uid_field = trainer.config["USER_ID_FIELD"]
+
+        def wrapped_trainer_evaluate(*args, **kwargs):
+            self._uids, self.last_topk = [], None
+            return trainer_evaluate(*args, **kwargs)
+
+        def wrapped_collect(scores_tensor, interaction, positive_u, positive_i):
+            if self._uids is not None:
+                try:
+                    uid = interaction[uid_field]
+                    rows = scores_tensor.shape[0] if scores_tensor.dim() > 1 else None
+                    if rows is not None and len(uid) == rows:
+                        self._uids.append(uid.detach().cpu().numpy())
+                    else:
+                        self._uids = None
+                except (KeyError, AttributeError, TypeError):
+                    self._uids = None
+            return collect(scores_tensor, interaction, positive_u, positive_i)
+
+        def wrapped_evaluate(struct):
+            try:
+                self.last_topk = struct.get("rec.topk").clone()
+            except (KeyError, AttributeError):
+                self.last_topk = None
+            return evaluate(struct)
+
+        trainer.evaluate = wrapped_trainer_evaluate
+        collector.eval_batch_collect = wrapped_collect
+        evaluator.evaluate = wrapped_evaluate
+
+    def per_user(self, k: int = 10) -> dict[str, Any] | None:
+        r"""Per-user NDCG@k of the last evaluation (the test), sorted by internal user id:
+        ``{metric, values (4 decimals), n_users, users_sha1}``; None when unavailable."""
+        if self.last_topk is None:
+            return None
+        from recbole.evaluator.metrics import NDCG
+
+        topk = self.last_topk.cpu()
+        max_k = topk.shape[1] - 1
+        if max_k < k:
+            return None
+        pos_index = topk[:, :max_k].to(dtype=bool).numpy()
+        pos_len = topk[:, max_k].numpy()
+        values = NDCG(self.config).metric_info(pos_index, pos_len)[:, k - 1]
+        users_sha1 = None
+        if self._uids:
+            uids = np.concatenate(self._uids).astype(np.int64)
+            if len(uids) == len(values):
+                order = np.argsort(uids, kind="stable")
+                values, uids = values[order], uids[order]
+                users_sha1 = hashlib.sha1(uids.tobytes()).hexdigest()
+        return {
+            "metric": f"ndcg@{k}",
+            "values": [round(float(v), 4) for v in values],
+            "n_users": len(values),
+            "users_sha1": users_sha1,
+        }
+
+
+@contextlib.contextmanager
+def _argv(argv: list[str]):
+    saved = sys.argv
+    sys.argv = list(argv)
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def checkpoint_paths(spec: CellSpec, checkpoint_dir: str) -> tuple[str, str]:
+    r"""``(last, best)`` checkpoint paths of a cell."""
+    return (
+        os.path.join(checkpoint_dir, f"{spec.slug}-last.pth"),
+        os.path.join(checkpoint_dir, f"{spec.slug}-best.pth"),
+    )
+
+
+def execute_cell(
+    spec: CellSpec,
+    checkpoint_dir: str,
+    epoch_callback: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    r"""Run one cell in this process; return its results record (``status`` 'ok' or 'error',
+    with the traceback). ``KeyboardInterrupt`` propagates (the cell is not recorded and resumes
+    from its last-epoch checkpoint next time)."""
+    os.makedirs(checkpoint_dir, exist_ok=True)
+    last_path, best_path = checkpoint_paths(spec, checkpoint_dir)
+    hook = CellHook(last_path, best_path, epoch_callback)
+    record: dict[str, Any] = {
+        "record": "cell",
+        "cell": spec.key,
+        "model": spec.model,
+        "dataset": spec.dataset,
+        "seed": spec.seed,
+        "config_hash": spec.config_hash,
+        "spec": _jsonable(asdict(spec)),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    start = time.time()
+    config_dict = dict(spec.config_dict)
+    config_dict.setdefault("checkpoint_dir", checkpoint_dir)
+    try:
+        with _argv(spec.argv):
+            result = run_recbole_fair(
+                model=spec.model,
+                dataset=spec.dataset,
+                config_file_list=spec.config_file_list or None,
+                config_dict=config_dict,
+                saved=True,
+                trainer_hook=hook,
+            )
+    except Exception as err:
+        record.update(
+            status="error",
+            error={
+                "type": type(err).__name__,
+                "message": str(err),
+                "traceback": traceback.format_exc(),
+            },
+        )
+    else:
+        costs = dict(result.get("costs") or {})
+        costs["fit_seconds"] = costs.get("fit_seconds", 0.0) + hook.prior_fit_seconds
+        costs["resumed_from_epoch"] = hook.resumed_from_epoch
+        record.update(
+            status="ok",
+            test_result=result.get("test_result"),
+            best_valid_result=result.get("best_valid_result"),
+            best_valid_score=result.get("best_valid_score"),
+            semantic_ids=result.get("semantic_ids"),
+            costs=costs,
+            paths=result.get("paths"),
+            per_user=hook.per_user(),
+        )
+        hook.discard()  # the cell is done: only its best checkpoint stays
+    record["wall_seconds"] = time.time() - start
+    record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    record["config"] = _config_subset(hook.config)
+    if record["config"] and spec.seed is None:
+        record["seed"] = record["config"].get("seed")
+    record["versions"] = versions()
+    record["git_commit"] = git_commit()
+    del hook
+    _release_memory()
+    return _jsonable(record)
+
+
+def _release_memory() -> None:
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # pragma: no cover
+        pass
+
+
+def _cell_worker(spec: dict[str, Any], checkpoint_dir: str, conn: Any) -> None:
+    r"""Entry point of a cell's own process (``isolate=True``)."""
+    import recbole_fair  # noqa: F401  (compatibility shims)
+
+    try:
+        conn.send(execute_cell(CellSpec(**spec), checkpoint_dir))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    finally:
+        conn.close()
+
+
+def execute_cell_isolated(spec: CellSpec, checkpoint_dir: str) -> dict[str, Any]:
+    r"""Run one cell in a fresh (spawned) process; a process that dies without a record (out of
+    memory, segfault) gives an 'error' record."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    receiver, sender = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=_cell_worker, args=(asdict(spec), checkpoint_dir, sender))
+    start = time.time()
+    process.start()
+    sender.close()
+    record = None
+    try:
+        while True:
+            if receiver.poll(0.5):
+                try:
+                    record = receiver.recv()
+                except EOFError:
+                    pass
+                break
+            if not process.is_alive() and not receiver.poll(0.1):
+                break
+        process.join()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.join()
+        raise
+    if process.exitcode == 130:
+        raise KeyboardInterrupt
+    if record is None:
+        record = {
+            "record": "cell",
+            "cell": spec.key,
+            "model": spec.model,
+            "dataset": spec.dataset,
+            "seed": spec.seed,
+            "config_hash": spec.config_hash,
+            "spec": _jsonable(asdict(spec)),
+            "status": "error",
+            "error": {
+                "type": "ProcessDied",
+                "message": f"the cell's process exited with code {process.exitcode} without a result",
+                "traceback": "",
+            },
+            "wall_seconds": time.time() - start,
+            "versions": versions(),
+            "git_commit": git_commit(),
+        }
+    return record
+
+
+# ----------------------------------------------------------------------------- results file
+def append_record(path: str, record: dict[str, Any]) -> None:
+    r"""Append one record as a JSON line and sync it to disk."""
+    line = json.dumps(_jsonable(record), allow_nan=False, sort_keys=False)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def load_results(path: str) -> list[dict[str, Any]]:
+    r"""Records of a results file (a truncated last line, from a killed run, is skipped)."""
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                getLogger().warning(f"{path}:{number}: unreadable line skipped")
+                continue
+            if isinstance(record, dict) and record.get("record") == "cell":
+                records.append(record)
+    return records
+
+
+def latest_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    r"""One record per cell: its last 'ok' record, else its last record; in first-seen order."""
+    chosen: dict[str, dict[str, Any]] = {}
+    for record in records:
+        key = record["cell"]
+        if key not in chosen or record.get("status") == "ok" or chosen[key].get("status") != "ok":
+            chosen[key] = record
+    return list(chosen.values())
+
+
+def finished_cells(path: str) -> set[str]:
+    if not os.path.isfile(path):
+        return set()
+    return {r["cell"] for r in load_results(path) if r.get("status") == "ok"}
+
+
+# ----------------------------------------------------------------------------- runner
+def run_leaderboard(
+    models: list[str],
+    datasets: list[str],
+    seeds: list[int] | None = None,
+    *,
+    config_file_list: list[str] | None = None,
+    config_dict: dict[str, Any] | None = None,
+    model_overrides: dict[str, dict[str, Any]] | None = None,
+    argv: list[str] | None = None,
+    leaderboard_dir: str | None = None,
+    resume: bool = False,
+    reference: str | None = None,
+    significance: str = "wilcoxon",
+    isolate: bool = True,
+    epoch_callback: Callable[[CellSpec, int], None] | None = None,
+    verbose: bool = True,
+) -> dict[str, Any]:
+    r"""Run every (dataset, model, seed) cell not finished yet, appending each record to
+    ``<leaderboard_dir>/results.jsonl``, then render the leaderboard (see :func:`render`).
+
+    Args:
+        models, datasets, seeds: the grid (``seeds`` None: the config's seed).
+        config_file_list, config_dict: settings of every cell.
+        model_overrides: per-model ``config_dict`` updates (``--model_config``).
+        argv: ``sys.argv`` as RecBole's Config should see it in every cell (the user's
+            ``--key=value`` overrides; default: none).
+        leaderboard_dir: output folder (default ``./leaderboards/<timestamp>``).
+        resume: continue the results file in ``leaderboard_dir``: finished cells are skipped,
+            a cell interrupted during training resumes from its last-epoch checkpoint.
+        reference, significance: see :func:`render`.
+        isolate: run each cell in its own process (per-cell peak memory, hard crashes recorded).
+        epoch_callback: in-process only (``isolate=False``), called as ``(cell, epoch)`` after
+            each epoch's checkpoint.
+
+    Returns:
+        dict: ``dir``, ``results``, ``markdown``, ``csv``, ``png`` paths, ``table`` (Markdown
+        text), ``rows`` and ``ran`` (keys of the cells run now).
+    """
+    if leaderboard_dir is None:
+        leaderboard_dir = os.path.join("leaderboards", time.strftime("%Y%m%d-%H%M%S"))
+    os.makedirs(leaderboard_dir, exist_ok=True)
+    results_path = os.path.join(leaderboard_dir, RESULTS_FILE)
+    if not resume and os.path.isfile(results_path) and os.path.getsize(results_path) > 0:
+        raise FileExistsError(
+            f"{results_path} already holds results: pass --resume to continue it, or another "
+            "--leaderboard_dir"
+        )
+    checkpoint_dir = os.path.join(leaderboard_dir, "checkpoints")
+    cells = build_cells(
+        models, datasets, seeds, config_file_list, config_dict, model_overrides, argv
+    )
+    done = finished_cells(results_path) if resume else set()
+    ran = []
+    for index, spec in enumerate(cells, 1):
+        if spec.key in done:
+            _say(verbose, f"[{index}/{len(cells)}] {spec.key}: finished, skipped")
+            continue
+        _say(verbose, f"[{index}/{len(cells)}] {spec.key}: running")
+        if not resume:
+            CellHook(*checkpoint_paths(spec, checkpoint_dir)).discard()
+        if isolate:
+            record = execute_cell_isolated(spec, checkpoint_dir)
+        else:
+            callback = (lambda e, s=spec: epoch_callback(s, e)) if epoch_callback else None
+            record = execute_cell(spec, checkpoint_dir, callback)
+        append_record(results_path, record)
+        ran.append(spec.key)
+        if record.get("status") != "ok":
+            error = record.get("error") or {}
+            message = (str(error.get("message", "")).splitlines() or [""])[0]
+            _say(
+                verbose,
+                f"[{index}/{len(cells)}] {spec.key}: FAILED ({error.get('type')}: {message})",
+            )
+    out = render_file(results_path, leaderboard_dir, reference=reference, significance=significance)
+    out["ran"] = ran
+    return out
+
+
+def _say(verbose: bool, message: str) -> None:
+    getLogger().info(f"leaderboard: {message}")
+    if verbose:
+        print(f"leaderboard: {message}", flush=True)
+
+
+# ----------------------------------------------------------------------------- summary rows
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return None, None
+    arr = np.asarray(values, dtype=float)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+def _mean(values: list[Any]) -> float | None:
+    return _mean_std(values)[0]
+
+
+def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    r"""One row per (dataset, model, config hash) of the latest record of each cell."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for record in latest_records(records):
+        groups.setdefault((record["dataset"], record["model"], record["config_hash"]), []).append(
+            record
+        )
+    hashes: dict[tuple[str, str], set[str]] = {}
+    for dataset, model, chash in groups:
+        hashes.setdefault((dataset, model), set()).add(chash)
+    rows = []
+    for (dataset, model, chash), group in groups.items():
+        ok = [r for r in group if r.get("status") == "ok"]
+        ok.sort(key=lambda r: (r.get("seed") is None, r.get("seed") or 0))
+        failed = [r for r in group if r.get("status") != "ok"]
+        label = model if len(hashes[(dataset, model)]) == 1 else f"{model} [{chash}]"
+        row: dict[str, Any] = {
+            "model": model,
+            "label": label,
+            "dataset": dataset,
+            "config_hash": chash,
+            "seeds": [r.get("seed") for r in ok],
+            "failed_seeds": [r.get("seed") for r in failed],
+            "errors": [
+                {"seed": r.get("seed"), **(r.get("error") or {"type": "unknown", "message": ""})}
+                for r in failed
+            ],
+            "n": len(ok),
+        }
+        for metric in CSV_METRICS:
+            row[metric] = _mean_std([(r.get("test_result") or {}).get(metric) for r in ok])
+        costs = [r.get("costs") or {} for r in ok]
+        row["best_epochs"] = [c.get("best_epoch") for c in costs]
+        row["epochs"] = [c.get("epochs") for c in costs]
+        row["train_s_per_epoch"] = _mean([c.get("train_seconds_per_epoch") for c in costs])
+        row["total_train_s"] = _mean([c.get("fit_seconds") for c in costs])
+        row["eval_users_per_s"] = _mean([c.get("eval_users_per_second") for c in costs])
+        params = [c.get("parameters") for c in costs if c.get("parameters") is not None]
+        row["parameters"] = int(max(params)) if params else None
+        rss = [c.get("peak_rss_mb") for c in costs if c.get("peak_rss_mb") is not None]
+        cuda = [c.get("peak_cuda_mb") for c in costs if c.get("peak_cuda_mb") is not None]
+        row["peak_rss_mb"] = float(max(rss)) if rss else None
+        row["peak_cuda_mb"] = float(max(cuda)) if cuda else None
+        row["device"] = ",".join(sorted({str(c.get("device")) for c in costs if c.get("device")}))
+        lengths = {(r.get("config") or {}).get("MAX_ITEM_LIST_LENGTH") for r in ok}
+        lengths.discard(None)
+        row["max_len"] = ",".join(str(v) for v in sorted(lengths)) or None
+        sids = [r["semantic_ids"] for r in ok if isinstance(r.get("semantic_ids"), dict)]
+        keys = sorted({str(s.get("cache_key")) for s in sids if s.get("cache_key")})
+        row["sid_cache_key"] = ",".join(keys) or None
+        row["collision_rate"] = _mean([s.get("collision_rate") for s in sids])
+        published = published_number(model, dataset)
+        row["published"] = None
+        if published is not None:
+            metric, value, source = published
+            ours = row.get(metric, (None, None))[0] if metric in row else None
+            row["published"] = {
+                "metric": metric,
+                "value": value,
+                "source": source,
+                "gap": (ours - value) if ours is not None else None,
+                "gap_rel": ((ours - value) / value) if ours is not None and value else None,
+            }
+        row["per_user"] = [r.get("per_user") for r in ok]
+        row["seed_ndcg10"] = {
+            r.get("seed"): (r.get("test_result") or {}).get(PER_USER_METRIC) for r in ok
+        }
+        rows.append(row)
+    return rows
+
+
+# ----------------------------------------------------------------------------- significance
+def paired_test(a: np.ndarray, b: np.ndarray, method: str = "wilcoxon") -> float:
+    r"""Two-sided p-value of a paired test between ``a`` and ``b`` (1.0 when identical)."""
+    from scipy import stats
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    diff = a - b
+    if len(diff) < 2 or np.allclose(diff, 0.0):
+        return 1.0
+    if method == "ttest":
+        if np.allclose(diff, diff[0]):  # constant non-zero difference: no variance
+            return 0.0
+        p = stats.ttest_rel(a, b).pvalue
+    elif method == "wilcoxon":
+        p = stats.wilcoxon(a, b).pvalue
+    else:
+        raise ValueError(f"unknown significance test '{method}' (wilcoxon or ttest)")
+    return float(p) if p is not None and math.isfinite(p) else 1.0
+
+
+def _per_user_matrix(row: dict[str, Any]) -> tuple[np.ndarray, str] | None:
+    per_user = row.get("per_user") or []
+    if not per_user or any(p is None or not p.get("users_sha1") for p in per_user):
+        return None
+    shas = {p["users_sha1"] for p in per_user}
+    if len(shas) != 1:
+        return None
+    values = np.asarray([p["values"] for p in per_user], dtype=float)
+    return values.mean(axis=0), shas.pop()
+
+
+def add_significance(
+    rows: list[dict[str, Any]], reference: str | None = None, method: str = "wilcoxon"
+) -> str | None:
+    r"""Set ``p_value``, ``test`` and ``significant`` on each row against the reference model's
+    row of the same dataset: per-user paired test (``method``) on NDCG@10 averaged over seeds
+    when both rows have per-user values on the same users, else a paired t-test over the common
+    seeds (two or more). Returns the reference model used (``reference``, else SASRec when
+    present, else None: no test)."""
+    models = {r["model"] for r in rows}
+    if reference is None:
+        reference = DEFAULT_REFERENCE if DEFAULT_REFERENCE in models else None
+    for row in rows:
+        row.update(p_value=None, test=None, significant=False, is_reference=False)
+    if reference is None:
+        return None
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        refs = [r for r in rows if r["dataset"] == dataset and r["model"] == reference and r["n"]]
+        if len(refs) != 1:
+            continue
+        ref = refs[0]
+        ref["is_reference"] = True
+        ref_users = _per_user_matrix(ref)
+        for row in rows:
+            if row is ref or row["dataset"] != dataset or not row["n"]:
+                continue
+            users = _per_user_matrix(row)
+            if users is not None and ref_users is not None and users[1] == ref_users[1]:
+                row["p_value"] = paired_test(users[0], ref_users[0], method)
+                row["test"] = f"per-user {method}"
+            else:
+                seeds = [s for s in row["seed_ndcg10"] if s in ref["seed_ndcg10"]]
+                pairs = [
+                    (row["seed_ndcg10"][s], ref["seed_ndcg10"][s])
+                    for s in seeds
+                    if row["seed_ndcg10"][s] is not None and ref["seed_ndcg10"][s] is not None
+                ]
+                if len(pairs) < 2:
+                    continue
+                a, b = zip(*pairs)
+                row["p_value"] = paired_test(np.array(a), np.array(b), "ttest")
+                row["test"] = "seed ttest"
+            row["significant"] = row["p_value"] < SIGNIFICANCE_LEVEL
+    return reference
+
+
+# ----------------------------------------------------------------------------- rendering
+# (key, header, direction of "best": 'max', 'min' or None)
+_COLUMNS = [
+    ("label", "model", None),
+    ("dataset", "dataset", None),
+    ("seeds", "seeds", None),
+    ("recall@5", "R@5", "max"),
+    ("ndcg@5", "N@5", "max"),
+    ("recall@10", "R@10", "max"),
+    ("ndcg@10", "N@10", "max"),
+    ("p_value", "p", None),
+    ("best_epochs", "best epoch", None),
+    ("train_s_per_epoch", "train s/epoch", "min"),
+    ("total_train_s", "total train s", "min"),
+    ("eval_users_per_s", "eval users/s", "max"),
+    ("parameters", "parameters", "min"),
+    ("peak_rss_mb", "peak RSS MB", "min"),
+    ("peak_cuda_mb", "peak CUDA MB", "min"),
+    ("device", "device", None),
+    ("max_len", "max len", None),
+    ("sid_cache_key", "SID cache key", None),
+    ("collision_rate", "SID collisions", "min"),
+    ("published", "published", None),
+    ("published_gap", "gap to published", None),
+]
+_OPTIONAL = {
+    "peak_cuda_mb",
+    "sid_cache_key",
+    "collision_rate",
+    "published",
+    "published_gap",
+    "p_value",
+}
+
+
+def _value(row: dict[str, Any], key: str) -> float | None:
+    value = row.get(key)
+    if isinstance(value, tuple):
+        value = value[0]
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def mark_best(rows: list[dict[str, Any]]) -> None:
+    r"""``row['best']``: the columns where the row holds the best value of its dataset (only
+    among two or more rows with a value)."""
+    for row in rows:
+        row["best"] = []
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        group = [r for r in rows if r["dataset"] == dataset]
+        for key, _, direction in _COLUMNS:
+            if direction is None:
+                continue
+            values = [(r, _value(r, key)) for r in group]
+            values = [(r, v) for r, v in values if v is not None]
+            if len(values) < 2:
+                continue
+            best = max(v for _, v in values) if direction == "max" else min(v for _, v in values)
+            for r, v in values:
+                if v == best:
+                    r["best"].append(key)
+
+
+def _num(x: float | None) -> str:
+    if x is None:
+        return ""
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    return f"{x:.2f}"
+
+
+def _seed_text(seeds: list[Any]) -> str:
+    return ",".join("default" if s is None else str(s) for s in seeds)
+
+
+def cell_text(row: dict[str, Any], key: str) -> str:
+    r"""The text of one Markdown cell (without the bold and significance markers)."""
+    value = row.get(key)
+    if key in dict(QUALITY):
+        mean, std = value if value else (None, None)
+        if mean is None:
+            return ""
+        return f"{mean:.4f}" if row["n"] < 2 else f"{mean:.4f} ± {std:.4f}"
+    if key == "seeds":
+        text = _seed_text(row["seeds"])
+        if row["failed_seeds"]:
+            text += (" " if text else "") + f"({_seed_text(row['failed_seeds'])} failed)"
+        return text
+    if key == "p_value":
+        if row.get("is_reference"):
+            return "ref"
+        return "" if value is None else f"{value:.3g}"
+    if key == "best_epochs":
+        epochs = [e for e in value if e is not None]
+        return "/".join(str(e) for e in epochs) if len(epochs) <= 5 else f"{np.mean(epochs):.1f}"
+    if key in (
+        "train_s_per_epoch",
+        "total_train_s",
+        "eval_users_per_s",
+        "peak_rss_mb",
+        "peak_cuda_mb",
+    ):
+        return _num(value)
+    if key == "parameters":
+        return "" if value is None else f"{value:,}"
+    if key == "collision_rate":
+        return "" if value is None else f"{100 * value:.2f}%"
+    if key == "sid_cache_key":
+        return "" if not value else f"`{value}`"
+    if key == "published":
+        if not value:
+            return ""
+        label = dict(QUALITY).get(value["metric"], value["metric"])
+        return f"{label} {value['value']:.4f} ({value['source']})"
+    if key == "published_gap":
+        published = row.get("published")
+        if not published or published.get("gap_rel") is None:
+            return ""
+        return f"{100 * published['gap_rel']:+.1f}%"
+    return "" if value is None else str(value)
+
+
+def _active_columns(
+    rows: list[dict[str, Any]], reference: str | None
+) -> list[tuple[str, str, str | None]]:
+    columns = []
+    for key, header, direction in _COLUMNS:
+        if key in _OPTIONAL:
+            if key == "p_value":
+                if reference is None:
+                    continue
+                header = f"p (N@10 vs {reference})"
+            elif key == "published_gap":
+                if not any(r.get("published") for r in rows):
+                    continue
+            elif not any(row.get(key) for row in rows):
+                continue
+        columns.append((key, header, direction))
+    return columns
+
+
+def to_markdown(rows: list[dict[str, Any]], reference: str | None, significance: str) -> str:
+    columns = _active_columns(rows, reference)
+    lines = [
+        "| " + " | ".join(h for _, h, _ in columns) + " |",
+        "|"
+        + "|".join(
+            "---" if d is None and k in ("label", "dataset", "device", "seeds") else "---:"
+            for k, _, d in columns
+        )
+        + "|",
+    ]
+    for row in rows:
+        cells = []
+        for key, _, _ in columns:
+            text = cell_text(row, key)
+            if text and key in row.get("best", []):
+                text = f"**{text}**"
+            if key == PER_USER_METRIC and row.get("significant"):
+                text += " †"
+            cells.append(text.replace("|", "\\|"))
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = [
+        "",
+        "Test metrics of the best validation epoch (NDCG@10), leave-one-out, full ranking; "
+        "mean ± sample std over seeds. **Bold**: best value of the column on that dataset. "
+        "total train s: the whole fit (training and validation epochs). peak RSS: peak resident "
+        "memory of the process that ran the cell (one process per cell unless --in_process).",
+    ]
+    if reference is not None:
+        notes.append(
+            f"† NDCG@10 differs from {reference} (p < {SIGNIFICANCE_LEVEL}, two-sided): "
+            f"paired {significance} test over per-user NDCG@10 (averaged over seeds) where both "
+            "rows have per-user values on the same users, else a paired t-test over the common "
+            "seeds; no correction for multiple comparisons."
+        )
+    failures = [(row, e) for row in rows for e in row["errors"]]
+    if failures:
+        notes += ["", "Failed cells:", ""]
+        for row, error in failures:
+            message = str(error.get("message", "")).strip().splitlines()
+            notes.append(
+                f"- {row['label']} / {row['dataset']} / seed {_seed_text([error.get('seed')])}: "
+                f"{error.get('type')}: {message[0] if message else ''}"
+            )
+    return "\n".join(lines + notes) + "\n"
+
+
+def to_csv(rows: list[dict[str, Any]], reference: str | None) -> str:
+    header = ["model", "dataset", "config_hash", "seeds", "failed_seeds", "n_seeds"]
+    for metric in CSV_METRICS:
+        header += [f"{metric}_mean", f"{metric}_std"]
+    header += [
+        "significant",
+        "p_value",
+        "test",
+        "reference",
+        "best_epochs",
+        "epochs",
+        "train_s_per_epoch",
+        "total_train_s",
+        "eval_users_per_s",
+        "parameters",
+        "peak_rss_mb",
+        "peak_cuda_mb",
+        "device",
+        "max_item_list_length",
+        "sid_cache_key",
+        "sid_collision_rate",
+        "published_metric",
+        "published_value",
+        "published_source",
+        "published_gap_rel",
+        "best_columns",
+    ]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        line = [
+            row["label"],
+            row["dataset"],
+            row["config_hash"],
+            _seed_text(row["seeds"]),
+            _seed_text(row["failed_seeds"]),
+            row["n"],
+        ]
+        for metric in CSV_METRICS:
+            mean, std = row.get(metric) or (None, None)
+            line += [_csv(mean), _csv(std)]
+        published = row.get("published") or {}
+        line += [
+            row.get("significant", False),
+            _csv(row.get("p_value")),
+            row.get("test") or "",
+            "ref" if row.get("is_reference") else (reference or ""),
+            "/".join(str(e) for e in row["best_epochs"]),
+            "/".join(str(e) for e in row["epochs"]),
+            _csv(row["train_s_per_epoch"]),
+            _csv(row["total_train_s"]),
+            _csv(row["eval_users_per_s"]),
+            _csv(row["parameters"]),
+            _csv(row["peak_rss_mb"]),
+            _csv(row["peak_cuda_mb"]),
+            row["device"],
+            row["max_len"] or "",
+            row["sid_cache_key"] or "",
+            _csv(row["collision_rate"]),
+            published.get("metric", ""),
+            _csv(published.get("value")),
+            published.get("source", ""),
+            _csv(published.get("gap_rel")),
+            ";".join(row.get("best", [])),
+        ]
+        writer.writerow(line)
+    return buffer.getvalue()
+
+
+def _csv(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(round(value, 8))
+    return str(value)
+
+
+def to_png(rows: list[dict[str, Any]], path: str) -> None:
+    r"""Per dataset: the quality metrics of each model (bars, ± std) and NDCG@10 against the
+    total training seconds (cost vs quality)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows)) or ["(no results)"]
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(13, 4.2 * len(datasets)), squeeze=False)
+    for (ax_bar, ax_cost), dataset in zip(axes, datasets):
+        group = [r for r in rows if r["dataset"] == dataset and r["n"]]
+        width = 0.8 / max(len(group), 1)
+        x = np.arange(len(QUALITY))
+        for i, row in enumerate(group):
+            means = [(row[m][0] or 0.0) for m, _ in QUALITY]
+            stds = [(row[m][1] or 0.0) for m, _ in QUALITY]
+            ax_bar.bar(
+                x + (i - (len(group) - 1) / 2) * width,
+                means,
+                width,
+                yerr=stds,
+                capsize=2,
+                label=row["label"],
+            )
+        ax_bar.set_xticks(x)
+        ax_bar.set_xticklabels([h for _, h in QUALITY])
+        ax_bar.set_title(f"{dataset}: test metrics (mean ± std over seeds)")
+        if group:
+            ax_bar.legend(fontsize=8)
+        points = [
+            r for r in group if r["total_train_s"] is not None and r["ndcg@10"][0] is not None
+        ]
+        for row in points:
+            ax_cost.errorbar(
+                row["total_train_s"],
+                row["ndcg@10"][0],
+                yerr=row["ndcg@10"][1] or 0.0,
+                fmt="o",
+                capsize=3,
+            )
+            ax_cost.annotate(
+                row["label"],
+                (row["total_train_s"], row["ndcg@10"][0]),
+                textcoords="offset points",
+                xytext=(5, 5),
+                fontsize=8,
+            )
+        times = [r["total_train_s"] for r in points if r["total_train_s"] > 0]
+        if times and max(times) / min(times) > 20:
+            ax_cost.set_xscale("log")
+        ax_cost.set_xlabel("total train seconds (fit, per seed)")
+        ax_cost.set_ylabel("test NDCG@10")
+        ax_cost.set_title(f"{dataset}: cost vs quality")
+        ax_cost.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def render(
+    records: list[dict[str, Any]],
+    out_dir: str,
+    reference: str | None = None,
+    significance: str = "wilcoxon",
+) -> dict[str, Any]:
+    r"""Write ``leaderboard.md``, ``leaderboard.csv`` and ``leaderboard.png`` into ``out_dir``.
+
+    Args:
+        records: cell records (:func:`load_results`).
+        reference: model the significance test compares with (default SASRec when present).
+        significance: per-user test, ``'wilcoxon'`` (signed-rank) or ``'ttest'`` (paired t).
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    rows = summarise(records)
+    reference = add_significance(rows, reference, significance)
+    mark_best(rows)
+    table = to_markdown(rows, reference, significance)
+    paths = {
+        "markdown": os.path.join(out_dir, "leaderboard.md"),
+        "csv": os.path.join(out_dir, "leaderboard.csv"),
+        "png": os.path.join(out_dir, "leaderboard.png"),
+    }
+    _atomic_write_text(paths["markdown"], table)
+    _atomic_write_text(paths["csv"], to_csv(rows, reference))
+    to_png(rows, paths["png"])
+    return {**paths, "dir": out_dir, "table": table, "rows": rows, "reference": reference}
+
+
+def render_file(
+    results_path: str,
+    out_dir: str | None = None,
+    reference: str | None = None,
+    significance: str = "wilcoxon",
+) -> dict[str, Any]:
+    r"""Re-render a results file (``--leaderboard-only``), by default next to it."""
+    out_dir = out_dir or os.path.dirname(os.path.abspath(results_path))
+    out = render(load_results(results_path), out_dir, reference, significance)
+    out["results"] = results_path
+    return out
+
+
+# ----------------------------------------------------------------------------- provenance
+def versions() -> dict[str, str]:
+    import recbole
+    import torch
+
+    import recbole_fair
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "recbole": recbole.__version__,
+        "recbole_fair": recbole_fair.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def git_commit(start: str | None = None) -> str | None:
+    r"""Commit of the checkout holding recbole_fair, read from ``.git`` (no git process)."""
+    here = Path(start or os.path.dirname(os.path.abspath(__file__))).resolve()
+    for folder in [here, *here.parents]:
+        git = folder / ".git"
+        try:
+            if git.is_file():
+                content = git.read_text().strip()
+                if not content.startswith("gitdir:"):
+                    return None
+                git = (folder / content[len("gitdir:") :].strip()).resolve()
+            if not git.is_dir():
+                continue
+            head = (git / "HEAD").read_text().strip()
+            if not head.startswith("ref:"):
+                return head or None
+            ref = head[len("ref:") :].strip()
+            common = git
+            if (git / "commondir").is_file():
+                common = (git / (git / "commondir").read_text().strip()).resolve()
+            for base in (git, common):
+                if (base / ref).is_file():
+                    return (base / ref).read_text().strip()
+            packed = common / "packed-refs"
+            if packed.is_file():
+                for line in packed.read_text().splitlines():
+                    parts = line.split()
+                    if len(parts) == 2 and parts[1] == ref:
+                        return parts[0]
+            return None
+        except OSError:
+            return None
+    return None
+
+
+# ----------------------------------------------------------------------------- helpers
+def _finite_or_none(value: Any) -> Any:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _jsonable(obj: Any) -> Any:
+    r"""A JSON-serialisable copy (numpy/torch scalars to numbers, non-finite floats to None,
+    anything else unknown to its ``str``)."""
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, np.generic):
+        return _jsonable(obj.item())
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if hasattr(obj, "tolist") and hasattr(obj, "dim"):  # torch tensor
+        return _jsonable(obj.tolist())
+    return str(obj)
+
+
+def _config_subset(config: Any) -> dict[str, Any] | None:
+    if config is None:
+        return None
+    final = getattr(config, "final_config_dict", None)
+    return _jsonable(dict(final)) if final is not None else None
+
+
+# ----------------------------------------------------------------------------- CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    r"""The leaderboard flags of ``run_recbole_fair.py``."""
+    group = parser.add_argument_group("leaderboard (any of these, or a comma in --model/--dataset)")
+    group.add_argument(
+        "--seeds", type=str, default=None, help="comma-separated seeds, e.g. 2020,2021,2022"
+    )
+    group.add_argument(
+        "--leaderboard_dir",
+        type=str,
+        default=None,
+        help="output folder (default ./leaderboards/<timestamp>)",
+    )
+    group.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the results file of --leaderboard_dir (default: the latest ./leaderboards/*)",
+    )
+    group.add_argument(
+        "--leaderboard-only",
+        "--leaderboard_only",
+        dest="leaderboard_only",
+        default=None,
+        metavar="RESULTS_FILE",
+        help="re-render tables and plots from a results file, no training",
+    )
+    group.add_argument(
+        "--reference",
+        type=str,
+        default=None,
+        help="model of the significance test (default SASRec when present)",
+    )
+    group.add_argument(
+        "--significance",
+        choices=["wilcoxon", "ttest"],
+        default="wilcoxon",
+        help="per-user paired test on NDCG@10",
+    )
+    group.add_argument(
+        "--model_config",
+        type=str,
+        default=None,
+        help="YAML whose top-level keys are model names mapping to per-model overrides",
+    )
+    group.add_argument(
+        "--in_process",
+        action="store_true",
+        help="run the cells in this process instead of one process per cell",
+    )
+
+
+def wants_leaderboard(args: argparse.Namespace) -> bool:
+    r"""Whether the command line asks for a leaderboard rather than a single run."""
+    lists = any("," in (v or "") for v in (args.model, args.dataset))
+    flags = (
+        args.seeds,
+        args.leaderboard_dir,
+        args.leaderboard_only,
+        args.model_config,
+        args.reference,
+    )
+    return lists or args.resume or any(f is not None for f in flags)
+
+
+def _split(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def _latest_leaderboard_dir(root: str = "leaderboards") -> str | None:
+    if not os.path.isdir(root):
+        return None
+    candidates = [os.path.join(root, d) for d in os.listdir(root)]
+    candidates = [d for d in candidates if os.path.isfile(os.path.join(d, RESULTS_FILE))]
+    return (
+        max(candidates, key=lambda d: os.path.getmtime(os.path.join(d, RESULTS_FILE)))
+        if candidates
+        else None
+    )
+
+
+def load_model_config(path: str) -> dict[str, dict[str, Any]]:
+    import yaml
+
+    with open(path, encoding="utf-8") as f:
+        content = yaml.safe_load(f) or {}
+    if not isinstance(content, dict) or not all(
+        isinstance(v, dict) or v is None for v in content.values()
+    ):
+        raise ValueError(
+            f"{path}: expected top-level model names, each mapping to a dict of overrides"
+        )
+    return {str(k): dict(v or {}) for k, v in content.items()}
+
+
+def cli(
+    args: argparse.Namespace, unknown: list[str], default_config_files: list[str] | None = None
+) -> dict[str, Any]:
+    r"""Run (or, with ``--leaderboard-only``, re-render) a leaderboard from parsed CLI flags.
+
+    ``unknown`` are the arguments the CLI parser did not consume (RecBole ``--key=value``
+    overrides): they become every cell's ``sys.argv``, so RecBole's Config never sees the
+    leaderboard's flags nor the model/dataset lists.
+    """
+    if args.leaderboard_only:
+        out = render_file(
+            args.leaderboard_only, args.leaderboard_dir, args.reference, args.significance
+        )
+        print(out["table"])
+        return out
+    seeds = [int(s) for s in _split(args.seeds)] or None
+    cell_argv = [sys.argv[0]] + [
+        a for a in unknown if not (seeds and (a.startswith("--seed=") or a == "--seed"))
+    ]
+    config_files = args.config_files.strip().split(" ") if args.config_files else []
+    config_files = list(default_config_files or []) + config_files
+    leaderboard_dir = args.leaderboard_dir
+    if args.resume and leaderboard_dir is None:
+        leaderboard_dir = _latest_leaderboard_dir()
+        if leaderboard_dir is None:
+            raise FileNotFoundError(
+                "--resume: no ./leaderboards/*/results.jsonl; pass --leaderboard_dir"
+            )
+        print(f"leaderboard: resuming {leaderboard_dir}", flush=True)
+    out = run_leaderboard(
+        _split(args.model) or ["FAIR"],
+        _split(args.dataset) or ["ml-100k"],
+        seeds,
+        config_file_list=config_files,
+        model_overrides=load_model_config(args.model_config) if args.model_config else None,
+        argv=cell_argv,
+        leaderboard_dir=leaderboard_dir,
+        resume=args.resume,
+        reference=args.reference,
+        significance=args.significance,
+        isolate=not args.in_process,
+    )
+    print(out["table"])
+    print(f"leaderboard: {out['markdown']}, {out['csv']}, {out['png']} (results: {out['results']})")
+    return out

@@ -1,0 +1,267 @@
+r"""recbole_fair.tokenizer.quantizer
+#################################
+
+Item embeddings -> ``L`` discrete codes per item with faiss: optional PCA (with optional
+whitening), then an OPQ rotation (``faiss.OPQMatrix``) and a product quantizer of ``L``
+sub-quantizers with ``codebook_size`` centroids each (one faiss k-means per digit). This is what
+RPG's ``faiss.index_factory(d, f"OPQ{L},IVF1,PQ{L}x8", METRIC_INNER_PRODUCT)`` computes (its
+single IVF centroid only shifts the data, which k-means is invariant to), built from the parts so
+that ``codebook_size`` other than 256 and the seeds can be set.
+
+Everything is fitted on the training-split items only, then all items are encoded.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from logging import getLogger
+from typing import Iterator
+
+import faiss
+import numpy as np
+
+
+def default_threads() -> int:
+    r"""Half the cores (at most 16): faiss' OpenMP threads busy-wait, and on a machine shared
+    with other work (or with a data loader) using every core makes k-means several times
+    slower."""
+    return max(1, min(16, (os.cpu_count() or 2) // 2))
+
+
+@contextmanager
+def faiss_threads(n_threads: int | None = None) -> Iterator[None]:
+    r"""Run faiss with ``n_threads`` OpenMP threads (default :func:`default_threads`)."""
+    old = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(int(n_threads or default_threads()))
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(old)
+
+
+def codebook_bits(codebook_size: int) -> int:
+    r"""``log2(codebook_size)``; raises ``ValueError`` unless it is a power of two in [2, 2^16]."""
+    size = int(codebook_size)
+    if size < 2 or size & (size - 1) or size > 1 << 16:
+        raise ValueError(
+            f"codebook_size must be a power of two between 2 and 65536 (faiss PQ uses "
+            f"log2(codebook_size) bits per code), got [{codebook_size}]."
+        )
+    return size.bit_length() - 1
+
+
+def check_quantizer_args(
+    dim: int | None, n_train: int, n_codes: int, codebook_size: int, pca_dim: int | None = None
+) -> int | None:
+    r"""Validate the settings before training.
+
+    Args:
+        dim: text embedding dimension (``None``: not known yet, skip the checks needing it).
+        n_train: number of training items.
+        n_codes, codebook_size, pca_dim: see :class:`OPQProductQuantizer`.
+
+    Returns:
+        int or None: the dimension the product quantizer sees (after PCA).
+
+    Raises:
+        ValueError: naming the config keys to change.
+    """
+    codebook_bits(codebook_size)
+    if n_codes < 1:
+        raise ValueError(f"n_codes must be >= 1, got [{n_codes}].")
+    if n_train < codebook_size:
+        raise ValueError(
+            f"Only {n_train} items occur in the training split, fewer than codebook_size "
+            f"[{codebook_size}]: the product quantizer cannot train {codebook_size} centroids "
+            f"per sub-quantizer. Lower codebook_size (a power of two <= {n_train}) or use more "
+            f"data (looser user/item_inter_num_interval filters)."
+        )
+    d = dim
+    if pca_dim:
+        if dim is not None and pca_dim > dim:
+            raise ValueError(
+                f"sid_pca_dim [{pca_dim}] is larger than the text embedding dimension [{dim}]; "
+                f"use a smaller sid_pca_dim or 0 (no PCA)."
+            )
+        if n_train <= pca_dim:
+            raise ValueError(
+                f"PCA to sid_pca_dim [{pca_dim}] needs more training items than dimensions, "
+                f"got {n_train} training items; lower sid_pca_dim or set it to 0."
+            )
+        d = int(pca_dim)
+    if d is not None and d % n_codes:
+        where = "sid_pca_dim" if pca_dim else "the text embedding dimension"
+        divisors = [k for k in range(2, d + 1) if d % k == 0]
+        raise ValueError(
+            f"The embedding dimension after PCA [{d}] ({where}) is not divisible by "
+            f"n_codes [{n_codes}]: each of the n_codes sub-quantizers takes d / n_codes "
+            f"dimensions. Change n_codes (divisors of {d}: {divisors[:12]}) or sid_pca_dim "
+            f"(a multiple of n_codes)."
+        )
+    return d
+
+
+class OPQProductQuantizer:
+    r"""PCA (optional) -> OPQ rotation -> product quantizer, fitted once, then encoding.
+
+    Args:
+        n_codes (int): ``L``, the number of sub-quantizers (codes per item).
+        codebook_size (int): centroids per sub-quantizer (power of two; 256 = ``PQ{L}x8``).
+        seed (int): seed of the k-means runs.
+        pca_dim (int, optional): PCA output dimension; ``0``/``None`` disables PCA.
+        pca_whiten (bool): whiten the PCA output (eigenvalue power -0.5).
+        opq_iterations (int): alternating OPQ iterations (faiss default 50).
+        kmeans_iterations (int): k-means iterations of the final codebooks (faiss PQ default 25).
+        n_threads (int, optional): faiss OpenMP threads.
+    """
+
+    def __init__(
+        self,
+        n_codes: int = 32,
+        codebook_size: int = 256,
+        seed: int = 2020,
+        pca_dim: int | None = None,
+        pca_whiten: bool = False,
+        opq_iterations: int = 50,
+        kmeans_iterations: int = 25,
+        n_threads: int | None = None,
+    ) -> None:
+        self.n_codes = int(n_codes)
+        self.codebook_size = int(codebook_size)
+        self.nbits = codebook_bits(codebook_size)
+        self.seed = int(seed)
+        self.pca_dim = int(pca_dim) if pca_dim else 0
+        self.pca_whiten = bool(pca_whiten)
+        self.opq_iterations = int(opq_iterations)
+        self.kmeans_iterations = int(kmeans_iterations)
+        self.n_threads = n_threads
+        self.pca: faiss.PCAMatrix | None = None
+        self.opq: faiss.OPQMatrix | None = None
+        self.centroids: np.ndarray | None = None  # [L, K, d / L]
+
+    def fit(self, x: np.ndarray) -> OPQProductQuantizer:
+        r"""Fit PCA, OPQ and PQ on the training items.
+
+        The OPQ rotation is trained by faiss' ``OPQMatrix`` (alternating PQ k-means and
+        Procrustes rotation, ``opq_iterations`` rounds). The final codebooks are then trained on
+        the rotated data, one faiss k-means per digit seeded ``seed + digit`` (faiss'
+        ``ProductQuantizer.train`` seeds every digit alike, so the items drawn as initial
+        centroids would get the same code at every digit).
+
+        Args:
+            x: float32 ``[n_train, dim]`` embeddings of the training-split items.
+
+        Returns:
+            OPQProductQuantizer: ``self``.
+        """
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        n, dim = x.shape
+        d = check_quantizer_args(dim, n, self.n_codes, self.codebook_size, self.pca_dim)
+        if n < 39 * self.codebook_size:
+            getLogger().warning(
+                f"Product quantizer: {n} training items for {self.codebook_size} centroids per "
+                f"sub-quantizer (faiss recommends >= {39 * self.codebook_size}); codes may be "
+                f"less balanced. A smaller codebook_size trains better on small datasets."
+            )
+        dsub = d // self.n_codes
+        with faiss_threads(self.n_threads):
+            if self.pca_dim:
+                self.pca = faiss.PCAMatrix(dim, d, -0.5 if self.pca_whiten else 0.0, False)
+                self.pca.train(x)
+                x = self.pca.apply(x)  # [n, d]
+            self.opq = faiss.OPQMatrix(d, self.n_codes)
+            self.opq.niter = self.opq_iterations
+            opq_pq = faiss.ProductQuantizer(d, self.n_codes, self.nbits)
+            opq_pq.cp.seed = self.seed
+            opq_pq.cp.min_points_per_centroid = 1  # one warning above, not one per k-means
+            self.opq.pq = opq_pq  # not owned by the OPQMatrix: keep the Python reference
+            self.opq.train(x)
+            self.opq.pq = None
+            z = self.opq.apply(x).reshape(n, self.n_codes, dsub)  # [n, L, d / L], rotated
+            centroids = []
+            for digit in range(self.n_codes):
+                kmeans = faiss.Kmeans(
+                    dsub,
+                    self.codebook_size,
+                    niter=self.kmeans_iterations,
+                    seed=self.seed + digit,
+                    min_points_per_centroid=1,
+                    verbose=False,
+                )
+                kmeans.train(np.ascontiguousarray(z[:, digit, :]))
+                centroids.append(kmeans.centroids)  # [K, d / L]
+        self.centroids = np.stack(centroids).astype(np.float32)  # [L, K, d / L]
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        r"""PCA + OPQ rotation of embeddings: ``[n, dim] -> [n, d]``."""
+        if self.opq is None:
+            raise RuntimeError("OPQProductQuantizer.fit must be called before encode.")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        with faiss_threads(self.n_threads):
+            if self.pca is not None:
+                x = self.pca.apply(x)
+            return self.opq.apply(x)
+
+    def encode(self, x: np.ndarray, chunk: int = 8192) -> np.ndarray:
+        r"""Nearest centroid of every sub-vector.
+
+        Args:
+            x: float32 ``[n, dim]`` embeddings (all items).
+            chunk: rows per block (bounds the ``[chunk, K]`` distance matrix).
+
+        Returns:
+            numpy.ndarray: int64 ``[n, L]`` codes in ``[0, codebook_size)``.
+        """
+        z = self.transform(x)  # [n, d]
+        n = z.shape[0]
+        dsub = self.centroids.shape[2]
+        codes = np.empty((n, self.n_codes), dtype=np.int64)
+        c_sq = (self.centroids**2).sum(-1)  # [L, K]
+        for start in range(0, n, chunk):
+            block = z[start : start + chunk].reshape(-1, self.n_codes, dsub)  # [b, L, dsub]
+            for digit in range(self.n_codes):
+                sub = block[:, digit, :]  # [b, dsub]
+                # ||x - c||^2 up to the constant ||x||^2
+                dist = c_sq[digit][None, :] - 2.0 * sub @ self.centroids[digit].T  # [b, K]
+                codes[start : start + chunk, digit] = dist.argmin(axis=1)
+        return codes
+
+
+def quantize(
+    embeddings: np.ndarray,
+    train_mask: np.ndarray,
+    n_codes: int = 32,
+    codebook_size: int = 256,
+    seed: int = 2020,
+    pca_dim: int | None = None,
+    pca_whiten: bool = False,
+    opq_iterations: int = 50,
+    n_threads: int | None = None,
+) -> np.ndarray:
+    r"""Fit on the masked (training) rows, encode every row.
+
+    Args:
+        embeddings: float32 ``[n_items, dim]`` (row 0 = padding item).
+        train_mask: bool ``[n_items]``, True for the items of the training split.
+        n_codes, codebook_size, seed, pca_dim, pca_whiten, opq_iterations, n_threads: see
+            :class:`OPQProductQuantizer`.
+
+    Returns:
+        numpy.ndarray: int64 ``[n_items, L]``; row 0 is all zeros.
+    """
+    train_mask = np.asarray(train_mask, dtype=bool)
+    quantizer = OPQProductQuantizer(
+        n_codes,
+        codebook_size,
+        seed,
+        pca_dim,
+        pca_whiten,
+        opq_iterations=opq_iterations,
+        n_threads=n_threads,
+    )
+    quantizer.fit(embeddings[train_mask])
+    codes = quantizer.encode(embeddings)  # [n_items, L]
+    codes[0] = 0
+    return codes

@@ -1,0 +1,393 @@
+"""FAIR as a RecBole model: contract, losses, exact ranking and learning on synthetic data.
+
+The dataset is a small synthetic RecBole ``SequentialDataset`` in which item ``i`` is always
+followed by item ``i + 1 (mod N)``; semantic IDs are random distinct codes (L=4, K=16) set on
+``dataset.item_codes`` as recbole-fair's ``FAIRDataset`` would.
+"""
+
+import copy
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from recbole.config import Config
+from recbole.data import create_dataset, data_preparation
+from recbole.data.interaction import Interaction
+from recbole.trainer import Trainer
+from recbole.utils import init_seed
+
+from recbole_fair.model.losses import mtp_loss
+from recbole_fair.model.sequential_recommender.fair import FAIR
+
+FAIR_YAML = Path(__file__).resolve().parents[1] / "properties" / "model" / "FAIR.yaml"
+N_ITEMS, N_USERS, SEQ_LEN, L, K = 100, 400, 8, 4, 16
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models run fastest single-threaded (and do not fight other processes for cores)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def syn(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    (root / "syn").mkdir()
+    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
+    for u in range(N_USERS):
+        start = rng.integers(N_ITEMS)
+        lines += [f"u{u}\ti{(start + t) % N_ITEMS}\t{t}" for t in range(SEQ_LEN)]
+    (root / "syn" / "syn.inter").write_text("\n".join(lines) + "\n")
+    config = Config(
+        model=FAIR,
+        dataset="syn",
+        config_file_list=[str(FAIR_YAML)],
+        config_dict={
+            "data_path": str(root),
+            "checkpoint_dir": str(root / "saved"),
+            "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+            "eval_args": {
+                "split": {"LS": "valid_and_test"},
+                "order": "TO",
+                "group_by": "user",
+                "mode": "full",
+            },
+            "MAX_ITEM_LIST_LENGTH": 10,
+            "n_codes": L,
+            "codebook_size": K,
+            "hidden_size": 32,
+            "inner_size": 64,
+            "n_heads": 2,
+            "metrics": ["Recall", "MRR"],
+            "topk": [10],
+            "valid_metric": "Recall@10",
+            "show_progress": False,
+            "state": "WARNING",
+        },
+    )
+    dataset = create_dataset(config)
+    # distinct random codes per item; row 0 (padding) all zeros
+    flat = torch.as_tensor(rng.permutation(K**L)[: dataset.item_num])
+    codes = torch.stack([(flat // K**j) % K for j in range(L)], dim=1)
+    codes[0] = 0
+    dataset.item_codes = codes
+    return SimpleNamespace(config=config, dataset=dataset, root=root)
+
+
+def make_model(syn, **overrides) -> FAIR:
+    config = copy.deepcopy(syn.config)
+    for key, value in overrides.items():
+        config[key] = value
+    torch.manual_seed(0)
+    return FAIR(config, syn.dataset)
+
+
+def batch(model: FAIR, seqs, lens, items=None) -> Interaction:
+    data = {
+        model.ITEM_SEQ: torch.as_tensor(seqs),
+        model.ITEM_SEQ_LEN: torch.as_tensor(lens),
+    }
+    if items is not None:
+        data[model.ITEM_ID] = torch.as_tensor(items)
+    return Interaction(data)
+
+
+def random_batch(model: FAIR, B: int = 5, T: int = 10, seed: int = 1) -> Interaction:
+    g = torch.Generator().manual_seed(seed)
+    lens = torch.randint(1, T + 1, (B,), generator=g)
+    lens[0] = T - 3  # keep T' < T so trimming has something to drop
+    seqs = torch.randint(1, model.n_items, (B, T), generator=g)
+    seqs[torch.arange(T).unsqueeze(0) >= lens.unsqueeze(1)] = 0
+    items = torch.randint(1, model.n_items, (B,), generator=g)
+    return batch(model, seqs, lens, items)
+
+
+# ------------------------------------------------------------------------------- contract
+def test_yaml_keys_are_commented_and_read_by_the_model():
+    text = FAIR_YAML.read_text()
+    keys = yaml.safe_load(text)
+    for line in text.splitlines():
+        if line and not line.startswith((" ", "#")):
+            assert "# (" in line, f"key without '# (type) meaning.' comment: {line}"
+    assert keys["loss_type"] == "CE" and keys["train_neg_sample_args"] is None
+    assert keys["n_codes"] == 32 and keys["codebook_size"] == 256
+    assert keys["nrt_weight"] == 1.0 and keys["mim_weight"] == 0.01
+
+
+def test_missing_item_codes_raises(syn):
+    class NoCodes:
+        def num(self, field):
+            return syn.dataset.num(field)
+
+    with pytest.raises(ValueError, match="semantic-ID dataset.*FAIRDataset"):
+        FAIR(syn.config, NoCodes())
+
+
+@pytest.mark.parametrize(
+    "key, value, match",
+    [("n_codes", 5, "n_codes"), ("codebook_size", 8, "codebook_size")],
+)
+def test_item_codes_must_match_config(syn, key, value, match):
+    with pytest.raises(ValueError, match=match):
+        make_model(syn, **{key: value})
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("attention", "linear"),
+        ("fam_norm", "layernorm"),
+        ("fam_lambda1", "two"),
+        ("head_logits", "bilinear"),
+        ("train_mode", "windows"),
+        ("nrt_positions", "first"),
+        ("nrt_distance", "l1"),
+        ("loss_type", "BPR"),
+        ("head_temperature", 0.0),
+        ("nrt_weight", -1.0),
+        ("nrt_sub_prob", 0.95),
+    ],
+)
+def test_invalid_config_values_raise_naming_the_key(syn, key, value):
+    with pytest.raises(ValueError, match=key):
+        make_model(syn, **{key: value})
+
+
+def test_item_tokens_and_input_embedding(syn):
+    model = make_model(syn)
+    assert "item_codes" in model.state_dict()
+    assert model.vocab_size == L * K + 2 and model.mask_token == L * K + 1
+    items = torch.tensor([[3, 7], [0, 1]])
+    tokens = model.item_tokens(items)
+    codes = syn.dataset.item_codes
+    assert torch.equal(tokens[0, 0], 1 + torch.arange(L) * K + codes[3])
+    assert torch.all(tokens[1, 0] == 0)  # padding item
+    emb = model.embed_tokens(tokens)  # [2, 2, d]
+    table = model.code_embedding.weight
+    assert torch.allclose(emb[0, 1], table[tokens[0, 1]].mean(0), atol=1e-6)
+    assert torch.all(emb[1, 0] == 0)
+
+
+# ------------------------------------------------------------------------------- encoder
+def test_hidden_states_are_causal(syn):
+    model = make_model(syn).eval()
+    inter = random_batch(model)
+    seq, lens = inter[model.ITEM_SEQ].clone(), inter[model.ITEM_SEQ_LEN]
+    hidden = model.encode(seq, lens)
+    seq2 = seq.clone()
+    seq2[0, 4:7] = (seq2[0, 4:7] % (model.n_items - 1)) + 1  # change later items of row 0
+    hidden2 = model.encode(seq2, lens)
+    assert torch.allclose(hidden[0, :4], hidden2[0, :4], atol=1e-5)
+    assert not torch.allclose(hidden[0, 4], hidden2[0, 4], atol=1e-4)
+
+
+@pytest.mark.parametrize("attention", ["focused", "standard"])
+def test_trimming_padding_changes_nothing(syn, attention):
+    model = make_model(syn, attention=attention).eval()
+    inter = random_batch(model, T=6)
+    seq, lens = inter[model.ITEM_SEQ], inter[model.ITEM_SEQ_LEN]
+    padded = torch.cat([seq, torch.zeros(seq.size(0), 4, dtype=seq.dtype)], dim=1)  # T = 10
+    wide = batch(model, padded, lens, inter[model.ITEM_ID])
+    assert torch.allclose(model.full_sort_predict(inter), model.full_sort_predict(wide), atol=1e-5)
+    model.train()
+    torch.manual_seed(3)
+    loss_narrow = model.calculate_loss(inter)
+    torch.manual_seed(3)
+    loss_wide = model.calculate_loss(wide)
+    for a, b in zip(loss_narrow, loss_wide):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_attention_maps_for_visualisation(syn):
+    model = make_model(syn, n_layers=2)
+    inter = random_batch(model, B=3)
+    lens = inter[model.ITEM_SEQ_LEN]
+    maps = model.attention_maps(inter[model.ITEM_SEQ], lens)
+    T = int(lens.max())
+    assert len(maps) == 2
+    for layer in maps:
+        for key in ("A1", "A2", "A"):
+            assert layer[key].shape == (3, model.n_heads, T, T)
+        assert torch.allclose(layer["A1"].sum(-1), torch.ones(3, model.n_heads, T), atol=1e-5)
+    std = make_model(syn, attention="standard")
+    assert set(std.attention_maps(inter[model.ITEM_SEQ], lens)[0]) == {"A"}
+
+
+# ------------------------------------------------------------------------------- losses
+def _manual_mtp(logits: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Mean over digits (and examples) of -log softmax at the target code, written out."""
+    total = 0.0
+    for n in range(logits.size(0)):
+        for digit in range(logits.size(1)):
+            row = logits[n, digit]
+            total = total - (row[codes[n, digit]] - torch.logsumexp(row, 0))
+    return total / (logits.size(0) * logits.size(1))
+
+
+def test_all_positions_loss_predicts_the_next_item_at_every_position(syn):
+    model = make_model(syn, nrt_weight=0.0, mim_weight=0.0, train_mode="all_positions")
+    with torch.no_grad():  # non-identity heads, so every position's logits differ
+        model.heads.weight.normal_(0, 0.2)
+    a, b, c, d, e, f, g = 11, 12, 13, 14, 50, 51, 52
+    inter = batch(model, [[a, b, c, 0, 0, 0], [e, f, 0, 0, 0, 0]], [3, 2], [d, g])
+    loss = model.calculate_loss(inter)[0]
+
+    hidden = model.encode(inter[model.ITEM_SEQ], inter[model.ITEM_SEQ_LEN])  # [2, 3, d]
+    h = torch.stack([hidden[0, 0], hidden[0, 1], hidden[0, 2], hidden[1, 0], hidden[1, 1]])
+    logits = model.heads(h, model.code_table())
+    targets = torch.tensor([b, c, d, f, g])  # item_seq[t + 1], last valid position -> target
+    expected = _manual_mtp(logits, model.item_codes[targets])
+    assert torch.allclose(loss, expected, atol=1e-5)
+    # off by one (predicting the current item) is a different loss
+    wrong = _manual_mtp(logits, model.item_codes[torch.tensor([a, b, c, e, f])])
+    assert not torch.allclose(loss, wrong, atol=1e-3)
+
+    model.train_mode = "prefix"
+    prefix = model.calculate_loss(inter)[0]
+    expected_prefix = _manual_mtp(logits[[2, 4]], model.item_codes[torch.tensor([d, g])])
+    assert torch.allclose(prefix, expected_prefix, atol=1e-5)
+    assert torch.allclose(prefix, mtp_loss(logits[[2, 4]], model.item_codes[[d, g]]), atol=1e-5)
+
+
+def _count_encoder_calls(model: FAIR) -> list:
+    calls = []
+    model.encoder.register_forward_hook(lambda *args: calls.append(1))
+    return calls
+
+
+def test_zero_weights_give_exactly_mtp_without_extra_passes(syn):
+    inter = random_batch(make_model(syn), B=8)
+    plain = make_model(syn, nrt_weight=0.0, mim_weight=0.0)
+    calls = _count_encoder_calls(plain)
+    mtp, nrt, mim = plain.calculate_loss(inter)
+    assert len(calls) == 1  # no second (perturbed) forward pass
+    assert nrt.item() == 0.0 and mim.item() == 0.0
+    assert torch.equal(sum((mtp, nrt, mim)), mtp)
+
+    full = make_model(syn, nrt_margin=1000.0)  # same seed -> same weights; hinge active
+    calls = _count_encoder_calls(full)
+    torch.manual_seed(0)
+    mtp_full, nrt_full, mim_full = full.calculate_loss(inter)
+    assert len(calls) == 2
+    assert torch.equal(mtp_full, mtp)  # MTP does not depend on the auxiliary losses
+    assert nrt_full.item() > 0 and mim_full.item() > 0
+
+
+@pytest.mark.parametrize("nrt_positions", ["last", "all"])
+@pytest.mark.parametrize("nrt_distance", ["squared_l2", "cosine"])
+def test_nrt_and_mim_are_finite_and_have_gradients(syn, nrt_positions, nrt_distance):
+    model = make_model(syn, nrt_positions=nrt_positions, nrt_distance=nrt_distance, nrt_margin=10.0)
+    inter = random_batch(model, B=8)
+    torch.manual_seed(0)
+    _, nrt, mim = model.calculate_loss(inter)
+    assert torch.isfinite(nrt) and torch.isfinite(mim) and nrt.item() > 0
+    for part in (nrt, mim):
+        model.zero_grad()
+        part.backward(retain_graph=True)
+        grads = [p.grad for p in model.encoder.parameters() if p.grad is not None]
+        assert grads and all(torch.isfinite(g).all() for g in grads)
+        assert sum(g.abs().sum() for g in grads) > 0
+        assert model.code_embedding.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("fam_norm", ["output_rmsnorm", "scores", "none"])
+@pytest.mark.parametrize("head_logits", ["cosine", "dot"])
+def test_every_variant_trains_one_step(syn, fam_norm, head_logits):
+    model = make_model(
+        syn,
+        fam_norm=fam_norm,
+        head_logits=head_logits,
+        fam_lambda1="learnable",
+        hidden_dropout_prob=0.1,
+        attn_dropout_prob=0.1,
+    )
+    inter = random_batch(model, B=8)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    before = sum(model.calculate_loss(inter)).item()
+    for _ in range(5):
+        optimizer.zero_grad()
+        loss = sum(model.calculate_loss(inter))
+        assert torch.isfinite(loss)
+        loss.backward()
+        optimizer.step()
+    assert sum(model.calculate_loss(inter)).item() < before
+
+
+# ------------------------------------------------------------------------------- ranking
+def test_full_sort_predict_equals_brute_force(syn):
+    model = make_model(syn).eval()
+    with torch.no_grad():
+        model.heads.weight.normal_(0, 0.2)
+    inter = random_batch(model, B=4)
+    scores = model.full_sort_predict(inter)
+    assert scores.shape == (4, model.n_items)
+
+    h = model(inter[model.ITEM_SEQ], inter[model.ITEM_SEQ_LEN])  # [B, d]
+    logits = model.heads(h, model.code_table())  # [B, L, K]
+    codes = syn.dataset.item_codes
+    for b in range(4):
+        for item in range(1, model.n_items):
+            expected = sum(
+                logits[b, j, codes[item, j]] - torch.logsumexp(logits[b, j], 0) for j in range(L)
+            )
+            assert torch.allclose(scores[b, item], expected, atol=1e-4)
+    assert torch.all(scores[:, 0] == float("-inf"))
+
+
+def test_padding_item_never_ranks_first(syn, monkeypatch):
+    model = make_model(syn).eval()
+    codes = model.item_codes.clone()
+    codes[1] = 0  # item 1 shares the padding row's codes (all zeros)
+    model.item_codes.copy_(codes)
+    # a distribution that puts almost all mass on code 0 of every digit: item 1 is the best item
+    log_probs = torch.full((3, L, K), -20.0)
+    log_probs[:, :, 0] = 0.0
+    monkeypatch.setattr(model, "digit_log_probs", lambda seq, lens: log_probs)
+    inter = random_batch(model, B=3)
+    scores = model.full_sort_predict(inter)
+    assert torch.all(scores.argmax(1) == 1)
+    assert torch.all(scores[:, 0] == float("-inf"))
+    assert 0 not in scores.topk(10, dim=1).indices
+
+
+def test_predict_agrees_with_full_sort_predict(syn):
+    model = make_model(syn).eval()
+    inter = random_batch(model, B=6)
+    full = model.full_sort_predict(inter)
+    items = inter[model.ITEM_ID]
+    assert torch.allclose(model.predict(inter), full[torch.arange(6), items], atol=1e-5)
+    padding = batch(model, inter[model.ITEM_SEQ], inter[model.ITEM_SEQ_LEN], torch.zeros(6).long())
+    assert torch.all(model.predict(padding) == float("-inf"))
+
+
+# ------------------------------------------------------------------------------- learning
+def test_learns_a_deterministic_next_item_rule(syn, tmp_path, monkeypatch):
+    """Item i is always followed by item i+1: a few epochs reach near-perfect test Recall@10."""
+    monkeypatch.chdir(tmp_path)  # RecBole's trainer writes log_tensorboard/ into the cwd
+    config = copy.deepcopy(syn.config)
+    for key, value in {
+        "epochs": 10,
+        "eval_step": 10,
+        "learning_rate": 0.005,
+        "train_batch_size": 128,
+        "checkpoint_dir": str(tmp_path / "saved"),
+    }.items():
+        config[key] = value
+    init_seed(config["seed"], config["reproducibility"])
+    train_data, valid_data, test_data = data_preparation(config, syn.dataset)
+    model = FAIR(config, train_data.dataset)
+    trainer = Trainer(config, model)
+    untrained = trainer.evaluate(test_data, load_best_model=False)
+    assert untrained["recall@10"] < 0.3  # 10 of 100 items by chance
+
+    trainer.fit(train_data, valid_data, saved=False, show_progress=False)
+    result = trainer.evaluate(test_data, load_best_model=False)
+    assert result["recall@10"] > 0.9, result
+    assert result["mrr@10"] > 0.5, result

@@ -1,0 +1,373 @@
+"""Leaderboards (recbole_fair.leaderboard): rows, files, resume, crashes, significance, CLI.
+
+Cells train Pop and a tiny SASRec on a synthetic 60-user dataset (atomic files in tmp), in this
+process unless a test checks the one-process-per-cell mode.
+"""
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recbole_fair import leaderboard as lb
+
+REPO = Path(__file__).resolve().parents[1]
+N_USERS = 60
+
+
+@pytest.fixture(scope="module")
+def toy_data(tmp_path_factory) -> str:
+    """``<root>/toy/toy.inter``: 60 users x 10 interactions over 40 items, in time order."""
+    root = tmp_path_factory.mktemp("toy_data")
+    rng = np.random.default_rng(0)
+    (root / "toy").mkdir()
+    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
+    for user in range(1, N_USERS + 1):
+        for t, item in enumerate(rng.choice(np.arange(1, 41), size=10, replace=False)):
+            lines.append(f"u{user}\ti{item}\t{t}")
+    (root / "toy" / "toy.inter").write_text("\n".join(lines) + "\n")
+    return str(root)
+
+
+@pytest.fixture()
+def toy_config(toy_data) -> dict:
+    return {
+        "data_path": toy_data,
+        "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+        "epochs": 2,
+        "hidden_size": 8,
+        "inner_size": 16,
+        "n_layers": 1,
+        "n_heads": 1,
+        "MAX_ITEM_LIST_LENGTH": 5,
+        "train_batch_size": 256,
+        "stopping_step": 100,
+        "show_progress": False,
+    }
+
+
+def _run(models, seeds, config, directory, **kwargs):
+    kwargs.setdefault("isolate", False)
+    kwargs.setdefault("verbose", False)
+    return lb.run_leaderboard(
+        models, ["toy"], seeds, config_dict=config, leaderboard_dir=str(directory), **kwargs
+    )
+
+
+def _md_rows(table: str) -> list[list[str]]:
+    lines = [line for line in table.splitlines() if line.startswith("| ")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    return [
+        dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in lines[1:]
+    ]
+
+
+def _records(directory) -> list[dict]:
+    return lb.load_results(os.path.join(directory, lb.RESULTS_FILE))
+
+
+def test_rows_files_agree_best_marked_and_rerender(in_tmp_dir, toy_config):
+    out = _run(["Pop", "SASRec"], [1, 2], toy_config, in_tmp_dir / "lb")
+    for key in ("markdown", "csv", "png", "results"):
+        assert os.path.getsize(out[key]) > 0
+    records = _records(in_tmp_dir / "lb")
+    assert [(r["model"], r["seed"], r["status"]) for r in records] == [
+        ("Pop", 1, "ok"),
+        ("Pop", 2, "ok"),
+        ("SASRec", 1, "ok"),
+        ("SASRec", 2, "ok"),
+    ]
+    for r in records:  # provenance and per-user values travel with every record
+        assert r["config"]["MAX_ITEM_LIST_LENGTH"] == 5 and r["config"]["seed"] == r["seed"]
+        assert {"python", "torch", "recbole", "recbole_fair"} <= set(r["versions"])
+        assert r["costs"]["epochs"] >= 1 and r["costs"]["parameters"] >= 1
+        per_user = r["per_user"]
+        assert per_user["n_users"] == N_USERS == len(per_user["values"])
+        assert abs(np.mean(per_user["values"]) - r["test_result"]["ndcg@10"]) < 1e-3
+    assert len({r["per_user"]["users_sha1"] for r in records}) == 1
+
+    md = _md_rows(out["table"])
+    with open(out["csv"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["model"] for r in md] == [r["model"] for r in rows] == ["Pop", "SASRec"]
+    headers = {"recall@5": "R@5", "ndcg@5": "N@5", "recall@10": "R@10", "ndcg@10": "N@10"}
+    for metric, header in headers.items():
+        for md_row, csv_row in zip(md, rows):
+            seeds = [r["test_result"][metric] for r in records if r["model"] == csv_row["model"]]
+            assert float(csv_row[f"{metric}_mean"]) == pytest.approx(np.mean(seeds))
+            assert float(csv_row[f"{metric}_std"]) == pytest.approx(np.std(seeds, ddof=1))
+            text = f"{float(csv_row[f'{metric}_mean']):.4f} ± {float(csv_row[f'{metric}_std']):.4f}"
+            assert md_row[header].replace(" †", "").strip("*") == text
+        means = [float(r[f"{metric}_mean"]) for r in rows]
+        for md_row, csv_row, mean in zip(md, rows, means):
+            best = mean == max(means)
+            assert md_row[header].startswith("**") == best
+            assert (metric in csv_row["best_columns"].split(";")) == best
+    assert all(r["seeds"] == "1,2" and r["max len"] == "5" for r in md)
+    assert md[1]["p (N@10 vs SASRec)"] == "ref"
+
+    # --leaderboard-only: the same tables from the results file, without training
+    again = lb.render_file(out["results"], str(in_tmp_dir / "again"))
+    assert Path(again["markdown"]).read_text() == Path(out["markdown"]).read_text()
+    assert Path(again["csv"]).read_text() == Path(out["csv"]).read_text()
+    assert os.path.getsize(again["png"]) > 0
+
+
+def test_crashing_cell_is_recorded_and_the_others_run(in_tmp_dir, toy_config):
+    overrides = {"GRU4Rec": {"embedding_size": 8, "loss_type": "NoSuchLoss"}}
+    out = _run(
+        ["Pop", "NoSuchModel", "GRU4Rec"],
+        None,
+        toy_config,
+        in_tmp_dir / "lb",
+        model_overrides=overrides,
+    )
+    records = {r["model"]: r for r in _records(in_tmp_dir / "lb")}
+    assert records["Pop"]["status"] == "ok"
+    for model in ("NoSuchModel", "GRU4Rec"):
+        assert records[model]["status"] == "error"
+        assert "Traceback" in records[model]["error"]["traceback"]
+    assert records["GRU4Rec"]["error"]["type"] == "ValueError"  # the config raises
+    assert "Failed cells" in out["table"] and "NoSuchModel" in out["table"]
+    assert records["Pop"]["seed"] == 2020  # no --seeds: the config's seed
+
+
+def test_resume_skips_finished_cells(in_tmp_dir, toy_config, monkeypatch):
+    _run(["Pop"], [1, 2], toy_config, in_tmp_dir / "lb")
+    with pytest.raises(FileExistsError):
+        _run(["Pop"], [1, 2], toy_config, in_tmp_dir / "lb")
+    calls = []
+    real = lb.run_recbole_fair
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs["model"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lb, "run_recbole_fair", counting)
+    out = _run(["Pop", "SASRec"], [1, 2], toy_config, in_tmp_dir / "lb", resume=True)
+    assert calls == ["SASRec", "SASRec"]
+    assert [k.split("|")[0] for k in out["ran"]] == ["SASRec", "SASRec"]
+    assert len(_records(in_tmp_dir / "lb")) == 4 and len(out["rows"]) == 2
+    # changed settings make new cells (another config hash): they run
+    calls.clear()
+    toy_config["eval_batch_size"] = 512
+    _run(["Pop"], [1], toy_config, in_tmp_dir / "lb", resume=True)
+    assert calls == ["Pop"]
+
+
+@pytest.mark.parametrize("interruption", [KeyboardInterrupt, RuntimeError])
+def test_interrupted_cell_resumes_from_last_epoch_checkpoint(in_tmp_dir, toy_config, interruption):
+    toy_config["epochs"] = 3
+    directory = in_tmp_dir / "lb"
+    seen = []
+
+    def stop_after_epoch_0(cell, epoch):
+        seen.append(epoch)
+        if epoch == 0:
+            raise interruption("simulated interruption")
+
+    if interruption is KeyboardInterrupt:
+        with pytest.raises(KeyboardInterrupt):
+            _run(["SASRec"], [1], toy_config, directory, epoch_callback=stop_after_epoch_0)
+        assert not os.path.exists(directory / lb.RESULTS_FILE)
+    else:  # a crash is recorded, with its traceback
+        _run(["SASRec"], [1], toy_config, directory, epoch_callback=stop_after_epoch_0)
+        (record,) = _records(directory)
+        assert (
+            record["status"] == "error" and "simulated interruption" in record["error"]["traceback"]
+        )
+    last = list((directory / "checkpoints").glob("*-last.pth"))
+    assert len(last) == 1 and Path(f"{last[0]}.sig").is_file() and Path(f"{last[0]}.json").is_file()
+
+    out = _run(
+        ["SASRec"],
+        [1],
+        toy_config,
+        directory,
+        resume=True,
+        epoch_callback=lambda cell, epoch: seen.append(epoch),
+    )
+    assert seen == [0, 1, 2]  # epoch 0 before the interruption, then 1 and 2 after resuming
+    record = _records(directory)[-1]
+    assert record["status"] == "ok" and out["ran"] == [record["cell"]]
+    assert record["costs"]["resumed_from_epoch"] == 1
+    assert record["costs"]["epochs"] == 3 and len(record["costs"]["train_epoch_seconds"]) == 3
+    assert not list((directory / "checkpoints").glob("*-last.pth*"))  # done: only best stays
+    assert list((directory / "checkpoints").glob("*-best.pth"))
+
+
+def _fake_record(model, dataset, seed, ndcg, per_user=None, **extra):
+    record = {
+        "record": "cell",
+        "cell": f"{model}|{dataset}|seed={seed}|h",
+        "model": model,
+        "dataset": dataset,
+        "seed": seed,
+        "config_hash": "h",
+        "status": "ok",
+        "test_result": {
+            "recall@5": ndcg * 1.5,
+            "ndcg@5": ndcg * 0.8,
+            "recall@10": ndcg * 2,
+            "ndcg@10": ndcg,
+        },
+        "costs": {
+            "best_epoch": 3,
+            "epochs": 5,
+            "fit_seconds": 10.0,
+            "train_seconds_per_epoch": 2.0,
+            "eval_users_per_second": 100.0,
+            "parameters": 1000,
+            "peak_rss_mb": 500.0,
+            "device": "cpu",
+        },
+        "config": {"MAX_ITEM_LIST_LENGTH": 20},
+        "per_user": None,
+    }
+    if per_user is not None:
+        record["per_user"] = {
+            "metric": "ndcg@10",
+            "values": [round(float(v), 4) for v in per_user],
+            "n_users": len(per_user),
+            "users_sha1": "same-users",
+        }
+    record.update(extra)
+    return record
+
+
+def test_significance_marks_a_clear_difference_and_not_an_identical_model(tmp_path):
+    rng = np.random.default_rng(0)
+    records = []
+    for seed in (1, 2, 3):
+        ref = rng.random(500) * 0.3
+        better = np.clip(ref + 0.1 + 0.02 * rng.standard_normal(500), 0, 1)
+        records += [
+            _fake_record("SASRec", "toy", seed, ref.mean(), ref),
+            _fake_record("Better", "toy", seed, better.mean(), better),
+            _fake_record("Same", "toy", seed, ref.mean(), ref),
+            # no per-user values: the seed-level t-test
+            _fake_record("SeedOnly", "toy", seed, ref.mean() + 0.05 + 0.001 * seed),
+        ]
+    out = lb.render(records, str(tmp_path))
+    rows = {r["model"]: r for r in out["rows"]}
+    assert out["reference"] == "SASRec" and rows["SASRec"]["is_reference"]
+    assert rows["Better"]["significant"] and rows["Better"]["test"] == "per-user wilcoxon"
+    assert rows["Better"]["p_value"] < 1e-6
+    assert not rows["Same"]["significant"] and rows["Same"]["p_value"] == 1.0
+    assert rows["SeedOnly"]["test"] == "seed ttest" and rows["SeedOnly"]["significant"]
+    md = {r["model"]: r for r in _md_rows(out["table"])}
+    assert md["Better"]["N@10"].endswith("†") and "†" not in md["Same"]["N@10"]
+    assert lb.paired_test(np.ones(5), np.ones(5), "ttest") == 1.0
+    # another reference model, and the t-test
+    out = lb.render(records, str(tmp_path), reference="Same", significance="ttest")
+    rows = {r["model"]: r for r in out["rows"]}
+    assert rows["Same"]["is_reference"] and rows["Better"]["test"] == "per-user ttest"
+    assert rows["Better"]["significant"] and not rows["SASRec"]["significant"]
+
+
+def test_published_numbers_and_semantic_id_columns(tmp_path):
+    sid = {"cache_key": "sid-abc123", "collision_rate": 0.0125}
+    records = [
+        _fake_record("FAIR", "Amazon_Beauty", 1, 0.04, semantic_ids=sid),
+        _fake_record("SASRec", "Amazon_Beauty", 1, 0.0318),
+        _fake_record("SASRec", "ml-100k", 1, 0.05),
+    ]
+    out = lb.render(records, str(tmp_path))
+    md = _md_rows(out["table"])
+    fair, sasrec, ml = md
+    assert fair["SID cache key"] == "`sid-abc123`" and fair["SID collisions"] == "1.25%"
+    assert fair["published"] == "R@5 0.0563 (FAIR paper)" and fair["gap to published"] == "+6.6%"
+    assert (
+        sasrec["published"] == "N@10 0.0318 (TIGER paper)" and sasrec["gap to published"] == "+0.0%"
+    )
+    assert ml["published"] == "" and sasrec["SID cache key"] == ""
+    with open(out["csv"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[0]["sid_cache_key"] == "sid-abc123" and rows[0]["published_source"] == "FAIR paper"
+
+
+def test_cli_flags_are_kept_from_recbole_config():
+    parser = argparse.ArgumentParser(allow_abbrev=False)
+    parser.add_argument("--model")
+    parser.add_argument("--dataset")
+    parser.add_argument("--config_files")
+    lb.add_arguments(parser)
+    args, unknown = parser.parse_known_args(["--model=SASRec", "--seed=5", "--epochs=3"])
+    assert unknown == ["--seed=5", "--epochs=3"] and not lb.wants_leaderboard(args)
+    args, unknown = parser.parse_known_args(["--model=FAIR,SASRec", "--hidden_size=8"])
+    assert lb.wants_leaderboard(args) and unknown == ["--hidden_size=8"]
+    args, _ = parser.parse_known_args(["--model=SASRec", "--seeds=1,2"])
+    assert lb.wants_leaderboard(args)
+
+
+def test_cli_leaderboard_and_leaderboard_only(in_tmp_dir, toy_data):
+    (in_tmp_dir / "toy.yaml").write_text(
+        f"data_path: {toy_data}\nload_col: {{inter: [user_id, item_id, timestamp]}}\n"
+        "MAX_ITEM_LIST_LENGTH: 5\nn_layers: 1\nn_heads: 1\ntrain_batch_size: 256\n"
+        "show_progress: False\n"
+    )
+    (in_tmp_dir / "models.yaml").write_text("SASRec: {hidden_size: 16, inner_size: 16}\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+
+    def cli(*args):
+        out = subprocess.run(
+            [sys.executable, str(REPO / "run_recbole_fair.py"), *args],
+            cwd=in_tmp_dir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        return out.stdout
+
+    stdout = cli(
+        "--model=Pop,SASRec",
+        "--dataset=toy",
+        "--seeds=1,2",
+        "--config_files=toy.yaml",
+        "--model_config=models.yaml",
+        "--leaderboard_dir=lb",
+        "--in_process",
+        "--epochs=1",
+        "--seed=99",
+    )
+    assert "| model | dataset |" in stdout and "| SASRec | toy | 1,2 |" in stdout
+    records = _records(in_tmp_dir / "lb")
+    assert [(r["model"], r["seed"], r["status"]) for r in records] == [
+        ("Pop", 1, "ok"),
+        ("Pop", 2, "ok"),
+        ("SASRec", 1, "ok"),
+        ("SASRec", 2, "ok"),
+    ]
+    for r in records:  # each cell's Config saw its own model and seed, and the CLI overrides
+        assert r["config"]["model"] == r["model"] and r["config"]["seed"] == r["seed"]
+        assert r["config"]["epochs"] == 1
+    assert records[2]["config"]["hidden_size"] == 16
+    assert "Pop,SASRec" not in json.dumps([r["config"] for r in records])
+
+    stdout = cli("--leaderboard-only", "lb/results.jsonl", "--leaderboard_dir=again")
+    assert (in_tmp_dir / "again" / "leaderboard.md").read_text() == (
+        in_tmp_dir / "lb" / "leaderboard.md"
+    ).read_text()
+    assert (in_tmp_dir / "again" / "leaderboard.csv").read_text() == (
+        in_tmp_dir / "lb" / "leaderboard.csv"
+    ).read_text()
+    assert "| SASRec | toy | 1,2 |" in stdout
+
+
+def test_isolated_cells_run_in_their_own_process(in_tmp_dir, toy_config):
+    out = _run(["Pop"], [7], toy_config, in_tmp_dir / "lb", isolate=True)
+    (record,) = _records(in_tmp_dir / "lb")
+    assert (
+        record["status"] == "ok"
+        and record["seed"] == 7
+        and record["per_user"]["n_users"] == N_USERS
+    )
+    assert len(out["rows"]) == 1

@@ -1,0 +1,524 @@
+"""TIGER: RQ-VAE semantic IDs, the trie-constrained beam search, the model and its checks.
+
+Synthetic data: item ``i`` is always followed by item ``i + 1 (mod N)``; the model's semantic
+IDs are random distinct codes (3 levels x 8 + collision digit) set on ``dataset.item_codes`` as
+``TIGERDataset`` would. The RQ-VAE is tested on its own (clustered embeddings), the dataset with
+a fake text encoder, and the whole pipeline once on ml-100k (inside the recbole wheel).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from recbole.config import Config
+from recbole.data import create_dataset, data_preparation
+from recbole.data.interaction import Interaction
+from recbole.trainer import Trainer
+from recbole.utils import init_seed
+
+import recbole_fair  # noqa: F401  (compatibility shims)
+from recbole_fair.model.beam_search import ItemTrie, constrained_beam_search, count_invalid
+from recbole_fair.model.sequential_recommender.tiger import TIGER
+from recbole_fair.tokenizer.rqvae import (
+    RQVAESettings,
+    add_collision_digit,
+    build_rqvae_semantic_ids,
+    collision_report,
+    train_rqvae,
+)
+from recbole_fair.tokenizer.semantic_ids import SemanticIDSettings
+
+TIGER_YAML = Path(__file__).resolve().parents[1] / "properties" / "model" / "TIGER.yaml"
+N_ITEMS, N_USERS, SEQ_LEN, M, K = 100, 400, 8, 3, 8
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models run fastest single-threaded (and do not fight other processes for cores)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def random_codes(n_items: int, rng: np.random.Generator, collide: int = 0) -> torch.Tensor:
+    r"""Distinct random ``M``-digit codes, the first ``collide`` items sharing one, + the
+    collision digit; row 0 zeros."""
+    flat = rng.permutation(K**M)[: n_items - 1]
+    flat[:collide] = flat[0]
+    codes = np.stack([(flat // K**j) % K for j in range(M)], axis=1)
+    return torch.as_tensor(add_collision_digit(np.r_[np.zeros((1, M), np.int64), codes]))
+
+
+@pytest.fixture(scope="module")
+def syn(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    (root / "syn").mkdir()
+    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
+    for u in range(N_USERS):
+        start = rng.integers(N_ITEMS)
+        lines += [f"u{u}\ti{(start + t) % N_ITEMS}\t{t}" for t in range(SEQ_LEN)]
+    (root / "syn" / "syn.inter").write_text("\n".join(lines) + "\n")
+    config = Config(
+        model=TIGER,
+        dataset="syn",
+        config_file_list=[str(TIGER_YAML)],
+        config_dict={
+            "data_path": str(root),
+            "checkpoint_dir": str(root / "saved"),
+            "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+            "eval_args": {
+                "split": {"LS": "valid_and_test"},
+                "order": "TO",
+                "group_by": "user",
+                "mode": "full",
+            },
+            "MAX_ITEM_LIST_LENGTH": 5,
+            "rqvae_levels": M,
+            "rqvae_codebook_size": K,
+            "hidden_size": 32,
+            "inner_size": 64,
+            "n_layers": 1,
+            "n_decoder_layers": 1,
+            "n_heads": 2,
+            "head_dim": 16,
+            "dropout_prob": 0.0,
+            "n_user_tokens": 0,
+            "beam_size": 10,
+            "tiger_exact_check_users": 16,
+            "metrics": ["Recall", "MRR"],
+            "topk": [10],
+            "valid_metric": "Recall@10",
+            "train_batch_size": 64,
+            "learning_rate": 0.005,
+            "show_progress": False,
+            "state": "WARNING",
+        },
+    )
+    dataset = create_dataset(config)
+    dataset.item_codes = random_codes(dataset.item_num, rng, collide=3)
+    return SimpleNamespace(config=config, dataset=dataset, root=root)
+
+
+def make_model(syn, **overrides) -> TIGER:
+    config = copy.deepcopy(syn.config)
+    for key, value in overrides.items():
+        config[key] = value
+    torch.manual_seed(0)
+    return TIGER(config, syn.dataset).eval()
+
+
+def random_batch(model: TIGER, B: int, T: int = 5, seed: int = 1) -> Interaction:
+    g = torch.Generator().manual_seed(seed)
+    lens = torch.randint(1, T + 1, (B,), generator=g)
+    seqs = torch.randint(1, model.n_items, (B, T), generator=g)
+    seqs[torch.arange(T).unsqueeze(0) >= lens.unsqueeze(1)] = 0
+    return Interaction(
+        {
+            model.ITEM_SEQ: seqs,
+            model.ITEM_SEQ_LEN: lens,
+            model.ITEM_ID: torch.randint(1, model.n_items, (B,), generator=g),
+            model.USER_ID: torch.arange(1, B + 1),
+        }
+    )
+
+
+def context_of(model: TIGER, interaction: Interaction) -> dict:
+    hidden, mask = model.encode(interaction)
+    return model.decoder_context(hidden, mask)
+
+
+# ------------------------------------------------------------------------------- contract
+def test_yaml_keys_are_commented_and_paper_sized():
+    text = TIGER_YAML.read_text()
+    keys = yaml.safe_load(text)
+    for line in text.splitlines():
+        if line and not line.startswith((" ", "#")):
+            assert "# (" in line, f"key without '# (type) meaning.' comment: {line}"
+    assert (keys["rqvae_levels"], keys["rqvae_codebook_size"], keys["rqvae_code_dim"]) == (
+        3,
+        256,
+        32,
+    )
+    assert (keys["n_layers"], keys["n_decoder_layers"], keys["n_heads"], keys["head_dim"]) == (
+        4,
+        4,
+        6,
+        64,
+    )
+    assert (keys["hidden_size"], keys["inner_size"], keys["dropout_prob"]) == (128, 1024, 0.1)
+    assert keys["beam_size"] == 20 and keys["train_mode"] == "prefix"
+    assert keys["rqvae_beta"] == 0.25
+
+
+def test_beam_size_smaller_than_topk_raises(syn):
+    with pytest.raises(ValueError, match=r"beam_size \[5\].*topk"):
+        make_model(syn, beam_size=5, topk=[5, 10])
+
+
+@pytest.mark.parametrize(
+    "key, value, match",
+    [
+        ("rqvae_levels", 2, "rqvae_levels"),
+        ("rqvae_codebook_size", 4, "rqvae_codebook_size"),
+        ("train_mode", "all_positions", "train_mode"),
+        ("feed_forward_proj", "tanh", "feed_forward_proj"),
+    ],
+)
+def test_bad_config_raises_naming_the_key(syn, key, value, match):
+    with pytest.raises(ValueError, match=match):
+        make_model(syn, **{key: value})
+
+
+def test_incremental_decoder_matches_transformers(syn):
+    """Our decoder pass over the T5 weights gives transformers' teacher-forced scores."""
+    model = make_model(syn, n_user_tokens=50, n_layers=2, n_decoder_layers=2)
+    interaction = random_batch(model, B=6)
+    with torch.no_grad():
+        logits = model(
+            interaction[model.ITEM_SEQ],
+            interaction[model.ITEM_SEQ_LEN],
+            interaction[model.ITEM_ID],
+            interaction[model.USER_ID],
+        ).log_softmax(-1)  # [B, C, V]
+        codes = model.item_codes[interaction[model.ITEM_ID]]
+        expected = logits.gather(2, codes.unsqueeze(-1)).squeeze(-1).sum(-1)
+        got = model.predict(interaction)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------------- trie
+def test_trie_allowed_step_and_lookup():
+    codes = torch.tensor([[0, 0, 0], [1, 2, 0], [1, 2, 1], [1, 3, 0], [4, 0, 0]])
+    trie = ItemTrie(codes, vocab_size=5)
+    assert trie.allowed(0, torch.tensor([0])).nonzero()[:, 1].tolist() == [1, 4]
+    node = trie.step(0, torch.tensor([0, 0, 0]), torch.tensor([1, 4, 2]))
+    assert node[2] == -1 and node[0] >= 0 and node[1] >= 0
+    assert trie.allowed(1, node[:1]).nonzero()[:, 1].tolist() == [2, 3]
+    assert trie.lookup(codes).tolist() == [-1, 1, 2, 3, 4]  # row 0 (padding) is not an item
+    assert trie.lookup(torch.tensor([[1, 3, 1], [2, 0, 0]])).tolist() == [-1, -1]
+    with pytest.raises(ValueError, match="unique semantic IDs"):
+        ItemTrie(torch.tensor([[0, 0], [1, 1], [1, 1]]))
+
+
+def test_beam_search_with_adversarial_scores_only_yields_valid_distinct_items():
+    """Log-probs that favour codes outside the trie: still only existing, distinct items."""
+    rng = np.random.default_rng(3)
+    codes = random_codes(40, rng, collide=5)
+    trie = ItemTrie(codes)
+    V, B, W = trie.vocab_size, 50, 12
+    allowed_any = torch.zeros(codes.size(1), V, dtype=torch.bool)
+    for level in range(codes.size(1)):
+        allowed_any[level, codes[1:, level]] = True
+    g = torch.Generator().manual_seed(0)
+
+    def step(level, prev, parent):
+        w = 1 if parent is None else parent.size(1)
+        scores = torch.randn(B, w, V, generator=g)
+        scores[:, :, ~allowed_any[level]] += 50.0  # invalid codes are the most likely
+        return scores.log_softmax(-1)
+
+    items, scores = constrained_beam_search(step, trie, B, W)
+    assert items.shape == (B, W) and torch.isfinite(scores).all()
+    assert ((items >= 1) & (items < 40)).all()
+    assert count_invalid(items, scores) == (B * W, 0, 0)
+    assert (scores[:, 1:] <= scores[:, :-1]).all()
+
+
+def test_trie_decoder_yields_valid_distinct_items_random_model(syn):
+    model = make_model(syn, beam_size=20, topk=[5, 10, 20])
+    interaction = random_batch(model, B=300, seed=2)
+    with torch.no_grad():
+        context = context_of(model, interaction)
+        items, scores = model.beam_search(context)  # [300, 20]
+        exact = model.score_items(context, items)  # their teacher-forced log-probs
+    assert items.shape == (300, 20) and torch.isfinite(scores).all()
+    assert ((items >= 1) & (items < model.n_items)).all()
+    assert count_invalid(items, scores) == (300 * 20, 0, 0)
+    assert (scores[:, 1:] <= scores[:, :-1] + 1e-6).all()
+    torch.testing.assert_close(scores, exact, atol=1e-4, rtol=1e-4)
+    # full_sort_predict: the beam items with their scores, everything else -inf
+    model.eval()
+    full = model.full_sort_predict(interaction)
+    assert full.shape == (300, model.n_items)
+    assert (torch.isfinite(full).sum(1) == 20).all()
+    report = model.generation_report
+    assert report["invalid_generations"] == 0 and report["duplicate_generations"] == 0
+    assert report["invalid_generation_rate"] == 0.0 and report["users"] == 300
+    assert report["exact_check_users"] == 16 and 0.0 <= report["beam_exact_overlap@10"] <= 1.0
+
+
+def test_full_sort_predict_is_the_same_in_small_chunks(syn):
+    interaction = random_batch(make_model(syn), B=23, seed=6)
+    with torch.no_grad():
+        whole = make_model(syn).full_sort_predict(interaction)
+        chunked = make_model(syn, tiger_decode_chunk=30).full_sort_predict(interaction)  # 3 users
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-5)
+
+
+def test_beam_topk_equals_exact_topk_when_beam_covers_all_items(syn):
+    model = make_model(syn, beam_size=N_ITEMS + 5, topk=[5, 10])
+    interaction = random_batch(model, B=8, seed=4)
+    with torch.no_grad():
+        context = context_of(model, interaction)
+        items, scores = model.beam_search(context)
+        all_items = torch.arange(1, model.n_items)
+        exact = model.score_items(context, all_items)  # [B, n_items - 1]
+    order = exact.argsort(dim=1, descending=True)
+    n = model.n_items - 1
+    assert torch.equal(items[:, :n], all_items[order])
+    torch.testing.assert_close(scores[:, :n], exact.gather(1, order), atol=1e-4, rtol=1e-4)
+    assert (items[:, n:] == 0).all() and torch.isinf(scores[:, n:]).all()
+    # the run-time check reports full overlap
+    model.eval()
+    model.full_sort_predict(interaction)
+    assert model.generation_report["beam_exact_overlap@10"] == pytest.approx(1.0)
+
+
+def test_branch_and_bound_exact_topk_equals_scoring_every_item(syn):
+    model = make_model(syn, beam_size=10, topk=[5, 10])
+    interaction = random_batch(model, B=12, seed=5)
+    with torch.no_grad():
+        context = context_of(model, interaction)
+        items, scores = model.beam_search(context)  # a narrow beam: not exact
+        all_items = torch.arange(1, model.n_items)
+        exact = model.score_items(context, all_items)
+        top = exact.topk(10, dim=1)
+        bound_items, bound_scores = model.exact_topk(context, 10, scores[:, 9])
+        free_items, _ = model.exact_topk(context, 10)  # no bound: every prefix expanded
+    assert torch.equal(bound_items, all_items[top.indices])
+    assert torch.equal(free_items, all_items[top.indices])
+    torch.testing.assert_close(bound_scores, top.values, atol=1e-4, rtol=1e-4)
+
+
+# -------------------------------------------------------------------------------- learning
+def test_learns_next_item_rule_with_recbole_trainer(syn):
+    config = copy.deepcopy(syn.config)
+    config["epochs"] = 8
+    config["eval_step"] = 100  # no validation during fit
+    init_seed(2020, True)
+    train_data, valid_data, test_data = data_preparation(config, syn.dataset)
+    torch.manual_seed(0)
+    model = TIGER(config, train_data._dataset)
+    trainer = Trainer(config, model)
+    trainer.fit(train_data, valid_data, saved=False, show_progress=False)
+    result = trainer.evaluate(test_data, load_best_model=False)
+    report = model.generation_report
+    print(f"synthetic rule: {dict(result)}; generation report: {report}")
+    assert result["recall@10"] >= 0.9
+    assert report["invalid_generations"] == 0 and report["users"] == N_USERS
+    assert report["beam_exact_overlap@10"] >= 0.8
+
+
+# --------------------------------------------------------------------------------- RQ-VAE
+def clustered(n=600, dim=32, clusters=12, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim))
+    x = centres[rng.integers(clusters, size=n)] + 0.3 * rng.standard_normal((n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def small_rqvae(**overrides) -> RQVAESettings:
+    values = dict(
+        rqvae_levels=3,
+        rqvae_codebook_size=16,
+        rqvae_code_dim=8,
+        rqvae_hidden_sizes=[32],
+        rqvae_epochs=40,
+        rqvae_batch_size=128,
+        rqvae_learning_rate=3e-3,
+    )
+    values.update(overrides)
+    return RQVAESettings(**values)
+
+
+def test_rqvae_loss_decreases_and_ids_are_unique_after_extra_digit():
+    x = clustered()
+    model, history = train_rqvae(x, small_rqvae(), seed=0)
+    total = np.add(history["recon_loss"], history["quant_loss"])
+    assert history["recon_loss"][-1] < 0.5 * history["recon_loss"][0]
+    assert total[-5:].mean() < 0.6 * total[:5].mean()
+    codes = model.encode(torch.from_numpy(x)).numpy()  # [n, 3]
+    assert codes.shape == (600, 3) and codes.min() >= 0 and codes.max() < 16
+    full = add_collision_digit(np.r_[np.zeros((1, 3), np.int64), codes])
+    assert len(np.unique(full[1:], axis=0)) == 600 and not full[0].any()
+    report = collision_report(full, 16)
+    assert report["collision_rate"] == 0.0
+    assert (
+        report["n_colliding_items_before_extra_digit"]
+        == len(codes)
+        - len(np.unique(codes, axis=0))
+        + report["n_collision_groups_before_extra_digit"]
+    )
+
+
+def test_collision_digit_counts_within_groups_in_item_order():
+    codes = np.array([[0, 0], [1, 2], [3, 4], [1, 2], [5, 5], [1, 2], [3, 4]])
+    full = add_collision_digit(codes)
+    assert full[:, -1].tolist() == [0, 0, 0, 1, 0, 2, 1]
+    report = collision_report(full, 8)
+    assert report["n_collision_groups_before_extra_digit"] == 2
+    assert report["n_colliding_items_before_extra_digit"] == 5
+    assert report["max_collision_group"] == 3 and report["collision_rate"] == 0.0
+
+
+def test_rqvae_settings_validate():
+    with pytest.raises(ValueError, match="rqvae_optimizer"):
+        RQVAESettings(rqvae_optimizer="sgd")
+    with pytest.raises(ValueError, match="rqvae_codebook_size"):
+        train_rqvae(clustered(n=10), small_rqvae(rqvae_codebook_size=16), seed=0)
+
+
+def fake_encoder(calls: list | None = None, dim: int = 32):
+    r"""Deterministic fake text encoder: a unit vector seeded by the text's hash."""
+
+    def encode(texts: list[str]) -> np.ndarray:
+        if calls is not None:
+            calls.append(len(texts))
+        out = np.empty((len(texts), dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+            out[i] = np.random.default_rng(seed).standard_normal(dim)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    return encode
+
+
+def test_rqvae_cache_hit_key_changes_and_corruption(tmp_path, caplog):
+    texts = [""] + [f"item {i} colour {i % 7}" for i in range(1, 120)]
+    mask = np.ones(len(texts), dtype=bool)
+    mask[-10:] = False
+    settings = SemanticIDSettings(sid_cache_dir=str(tmp_path), text_fields=["t"], sid_seed=1)
+    rq = small_rqvae(rqvae_epochs=3)
+    calls: list = []
+    first = build_rqvae_semantic_ids(texts, mask, settings, rq, encoder_fn=fake_encoder(calls))
+    assert calls == [120] and not first.report["cache_hit"] and os.path.isfile(first.cache_path)
+    assert first.codes.shape == (120, 4) and len(np.unique(first.codes[1:], axis=0)) == 119
+    assert first.report["collision_rate"] == 0.0 and first.report["n_train_items"] == 109
+    assert "collision_rate_before_extra_digit" in first.report
+    assert os.path.basename(first.cache_path).startswith("rqvae-")
+
+    second = build_rqvae_semantic_ids(texts, mask, settings, rq, encoder_fn=fake_encoder(calls))
+    assert calls == [120] and second.report["cache_hit"]
+    np.testing.assert_array_equal(first.codes, second.codes)
+
+    # every RQ-VAE setting and the seed are in the key; embeddings come from their cache
+    for other_rq, other_settings in [
+        (small_rqvae(rqvae_epochs=3, rqvae_code_dim=4), settings),
+        (small_rqvae(rqvae_epochs=3, rqvae_beta=0.5), settings),
+        (rq, SemanticIDSettings(**{**settings.__dict__, "sid_seed": 2})),
+    ]:
+        other = build_rqvae_semantic_ids(
+            texts, mask, other_settings, other_rq, encoder_fn=fake_encoder(calls)
+        )
+        assert other.cache_key != first.cache_key and not other.report["cache_hit"]
+    assert calls == [120]
+
+    # truncated file: warning, rebuilt identically (same seed), valid afterwards
+    data = open(first.cache_path, "rb").read()
+    with open(first.cache_path, "wb") as f:
+        f.write(data[: len(data) // 2])
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        rebuilt = build_rqvae_semantic_ids(texts, mask, settings, rq, encoder_fn=fake_encoder())
+    assert "corrupt or truncated" in caplog.text and not rebuilt.report["cache_hit"]
+    np.testing.assert_array_equal(rebuilt.codes, first.codes)
+
+    # a file whose IDs are not unique any more (re-signed, so only the content check fails)
+    from recbole_fair.tokenizer.semantic_ids import save_npz_atomic
+
+    with np.load(first.cache_path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files if k != "checksum"}
+    arrays["codes"][2] = arrays["codes"][1]
+    save_npz_atomic(first.cache_path, arrays)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        stale = build_rqvae_semantic_ids(texts, mask, settings, rq, encoder_fn=fake_encoder())
+    assert "stale" in caplog.text and not stale.report["cache_hit"]
+
+
+def test_tiger_dataset_builds_unique_codes(tmp_path, monkeypatch):
+    from recbole_fair.config import Config as PluginConfig
+    from recbole_fair.data import TIGERDataset
+    from recbole_fair.utils import create_dataset as plugin_create_dataset
+
+    folder = tmp_path / "txt"
+    folder.mkdir()
+    rows = ["user_id:token\titem_id:token\ttimestamp:float"]
+    for u in range(60):
+        rows += [f"u{u}\ti{(u + t) % 40}\t{t}" for t in range(6)]
+    (folder / "txt.inter").write_text("\n".join(rows) + "\n")
+    items = ["item_id:token\ttitle:token_seq"] + [f"i{i}\tthing {i % 13}" for i in range(40)]
+    (folder / "txt.item").write_text("\n".join(items) + "\n")
+    monkeypatch.setattr(TIGERDataset, "encoder_fn", staticmethod(fake_encoder()))
+    config_dict = {
+        "data_path": str(tmp_path),
+        "load_col": {"inter": ["user_id", "item_id", "timestamp"], "item": ["item_id", "title"]},
+        "text_fields": ["title"],
+        "sid_cache_dir": str(tmp_path / "cache"),
+        "rqvae_codebook_size": 8,
+        "rqvae_epochs": 2,
+        "rqvae_hidden_sizes": [16],
+        "show_progress": False,
+        "state": "WARNING",
+    }
+    config = PluginConfig(model="TIGER", dataset="txt", config_dict=config_dict)
+    dataset = plugin_create_dataset(config)
+    assert isinstance(dataset, TIGERDataset)
+    train, _, _ = dataset.build()
+    codes = train.item_codes
+    assert codes.shape == (dataset.item_num, 4)
+    assert len(torch.unique(codes[1:], dim=0)) == dataset.item_num - 1
+    report = train.semantic_id_report
+    # 40 items share 13 texts, hence 13 embeddings: at least 27 items collide before the digit
+    assert report["n_colliding_items_before_extra_digit"] >= 27 and report["collision_rate"] == 0
+    config = PluginConfig(
+        model="TIGER", dataset="txt", config_dict={**config_dict, "train_mode": "all_positions"}
+    )
+    with pytest.raises(ValueError, match="train_mode"):
+        plugin_create_dataset(config)
+
+
+# ----------------------------------------------------------------------------- end to end
+def test_end_to_end_ml100k(in_tmp_dir, sid_cache_dir):
+    from recbole_fair.quick_start import run_recbole_fair
+
+    result = run_recbole_fair(
+        model="TIGER",
+        dataset="ml-100k",
+        config_dict={
+            "epochs": 1,
+            "hidden_size": 16,
+            "inner_size": 32,
+            "n_layers": 1,
+            "n_decoder_layers": 1,
+            "n_heads": 2,
+            "head_dim": 8,
+            "dropout_prob": 0.0,
+            "n_user_tokens": 100,
+            "MAX_ITEM_LIST_LENGTH": 3,
+            "train_batch_size": 4096,
+            "rqvae_epochs": 3,
+            "beam_size": 10,
+            "topk": [5, 10],
+            "tiger_exact_check_users": 8,
+            "sid_cache_dir": sid_cache_dir,
+            "show_progress": False,
+        },
+    )
+    assert {"recall@5", "recall@10", "ndcg@10"} <= set(result["test_result"])
+    assert all(0.0 <= v <= 1.0 for v in result["test_result"].values())
+    report = result["semantic_ids"]
+    assert report["tokenizer"] == "rqvae" and report["collision_rate"] == 0.0
+    assert "collision_rate_before_extra_digit" in report and report["n_codes"] == 4
+    assert os.path.basename(result["paths"]["semantic_id_cache"]).startswith("rqvae-")

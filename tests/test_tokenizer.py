@@ -1,0 +1,351 @@
+r"""Tests of recbole_fair.tokenizer: item texts, encoder, quantizer, cache and report."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+
+import numpy as np
+import pytest
+from recbole.config import Config
+from recbole.data.dataset import SequentialDataset
+
+import recbole_fair  # noqa: F401  (compatibility shims)
+from recbole_fair.tokenizer.quantizer import OPQProductQuantizer, quantize
+from recbole_fair.tokenizer.semantic_ids import (
+    SemanticIDSettings,
+    build_semantic_ids,
+    quality_report,
+    save_npz_atomic,
+)
+from recbole_fair.tokenizer.text import build_item_texts, field_texts, resolve_text_fields
+
+DIM = 32
+
+
+def fake_encoder(calls: list | None = None, dim: int = DIM):
+    r"""Deterministic fake text encoder: a unit vector seeded by the text's hash."""
+
+    def encode(texts: list[str]) -> np.ndarray:
+        if calls is not None:
+            calls.append(list(texts))
+        out = np.empty((len(texts), dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+            out[i] = np.random.default_rng(seed).standard_normal(dim)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    return encode
+
+
+# ------------------------------------------------------------------------- synthetic dataset
+ITEMS = {
+    # token: (title, brand, categories, price); "" = empty field
+    "a1": ("Red Matte Lipstick", "Acme", "Makeup, Lips", "12.5"),
+    "a2": ("Hydrating Face Cream 50ml", "", "Skin Care, Face", "30"),
+    "a3": ("Hair Dryer Pro 2000", "Blowco", "Hair, Tools", ""),
+    "a4": ("", "", "", ""),  # an item without any text
+    "a5": ("Nail Polish Set (12 colours)", "Acme", "Nails", "8.99"),
+    "zz": ("Only In The Item File", "Ghost", "Misc", "1"),  # never in .inter
+}
+
+
+def write_dataset(root, name="syn", item_header=None, items=ITEMS):
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["user_id:token\titem_id:token\ttimestamp:float"]
+    seqs = {
+        "u1": ["a1", "a2", "a3", "a5"],
+        "u2": ["a2", "a4", "a1"],
+        "u3": ["a5", "a3", "a4", "a2"],
+    }
+    for user, seq in seqs.items():
+        rows += [f"{user}\t{item}\t{t}" for t, item in enumerate(seq)]
+    (folder / f"{name}.inter").write_text("\n".join(rows) + "\n")
+    header = item_header or [
+        "item_id:token",
+        "title:token_seq",
+        "brand:token",
+        "categories:token_seq",
+        "price:float",
+    ]
+    lines = ["\t".join(header)]
+    for token, values in items.items():
+        lines.append("\t".join([token, *values[: len(header) - 1]]))
+    (folder / f"{name}.item").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def load_dataset(
+    root, name="syn", item_cols=("item_id", "title", "brand", "categories", "price"), **extra
+):
+    config = Config(
+        model="SASRec",
+        dataset=name,
+        config_dict={
+            "data_path": str(root),
+            "train_neg_sample_args": None,
+            "load_col": {"inter": ["user_id", "item_id", "timestamp"], "item": list(item_cols)},
+            "eval_args": {
+                "split": {"LS": "valid_and_test"},
+                "order": "TO",
+                "group_by": "user",
+                "mode": "full",
+            },
+            "show_progress": False,
+            **extra,
+        },
+    )
+    return SequentialDataset(config)
+
+
+@pytest.fixture(scope="module")
+def syn_dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    write_dataset(root)
+    return load_dataset(root)
+
+
+# -------------------------------------------------------------------------------- item text
+def test_rebuilt_field_text_equals_item_file(syn_dataset):
+    ds = syn_dataset
+    assert ds.item_num == len(ITEMS) + 1  # items only in .item are kept, plus [PAD]
+    columns = {"title": 0, "brand": 1, "categories": 2}
+    for field, col in columns.items():
+        texts = field_texts(ds, field)
+        assert texts[0] == ""
+        for item in range(1, ds.item_num):
+            token = ds.id2token(ds.iid_field, item)
+            assert texts[item] == ITEMS[token][col], (field, token)
+    prices = field_texts(ds, "price")  # read back raw: RecBole normalised/mean-filled them
+    for item in range(1, ds.item_num):
+        raw = ITEMS[ds.id2token(ds.iid_field, item)][3]
+        assert prices[item] == (
+            "" if raw == "" else np.format_float_positional(float(raw), trim="-")
+        )
+
+
+def test_build_item_texts_templates(syn_dataset):
+    ds = syn_dataset
+    texts, n_empty = build_item_texts(ds, ["title", "brand", "price"], "join")
+    assert len(texts) == ds.item_num and texts[0] == ""
+    a1 = ds.token2id(ds.iid_field, "a1")
+    assert texts[a1] == "Red Matte Lipstick Acme 12.5"
+    assert n_empty == 1 and texts[ds.token2id(ds.iid_field, "a4")] == ""
+    texts, _ = build_item_texts(ds, ["title", "brand", "missing_field"], "field_value")
+    assert texts[a1] == "title: Red Matte Lipstick; brand: Acme"
+    a2 = ds.token2id(ds.iid_field, "a2")
+    assert texts[a2] == "title: Hydrating Face Cream 50ml"  # empty brand skipped
+    with pytest.raises(ValueError, match="text_template"):
+        build_item_texts(ds, ["title"], "bogus")
+
+
+def test_no_text_field_errors(tmp_path):
+    write_dataset(tmp_path)
+    ds = load_dataset(tmp_path)
+    with pytest.raises(ValueError) as err:
+        resolve_text_fields(ds, ["description", "feature"])
+    message = str(err.value)
+    assert "description" in message and "syn.item" in message and "categories" in message
+    # text fields present in the file but not loaded: point at load_col
+    ds = load_dataset(tmp_path, item_cols=("item_id", "price"))
+    assert resolve_text_fields(ds, ["title", "price"]) == ["price"]
+    with pytest.raises(ValueError, match="load_col") as err:
+        resolve_text_fields(ds, ["title", "brand"])
+    assert "title" in str(err.value)
+
+
+# -------------------------------------------------------------------------------- quantizer
+def _data(n=300, dim=DIM, seed=0):
+    x = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    mask = np.ones(n, dtype=bool)
+    mask[0] = False
+    mask[-40:] = False  # "test-only" items
+    return x, mask
+
+
+def test_quantize_shape_range_determinism():
+    x, mask = _data()
+    codes = quantize(x, mask, n_codes=4, codebook_size=16, seed=3, opq_iterations=5)
+    assert codes.shape == (300, 4) and codes.dtype == np.int64
+    assert codes.min() >= 0 and codes.max() < 16 and (codes[0] == 0).all()
+    assert len(np.unique(codes[1:, 0])) == 16  # every centroid is used by some item
+    again = quantize(x, mask, n_codes=4, codebook_size=16, seed=3, opq_iterations=5)
+    np.testing.assert_array_equal(codes, again)
+    other = quantize(x, mask, n_codes=4, codebook_size=16, seed=4, opq_iterations=5)
+    assert (other != codes).any()
+    pca = quantize(
+        x, mask, n_codes=4, codebook_size=16, seed=3, pca_dim=16, pca_whiten=True, opq_iterations=5
+    )
+    assert pca.shape == (300, 4) and pca.max() < 16
+
+
+def test_quantizer_is_fitted_on_training_rows_only():
+    x, mask = _data()
+    codes = quantize(x, mask, n_codes=4, codebook_size=16, seed=3, opq_iterations=5)
+    y = x.copy()
+    y[~mask] = 100.0 * np.random.default_rng(9).standard_normal(((~mask).sum(), DIM))
+    moved = quantize(y, mask, n_codes=4, codebook_size=16, seed=3, opq_iterations=5)
+    np.testing.assert_array_equal(codes[mask], moved[mask])  # non-training rows: no influence
+    assert (codes[~mask][1:] != moved[~mask][1:]).any()  # ... but they are encoded
+
+
+def test_quantizer_nearest_centroid_matches_faiss_pq():
+    import faiss
+
+    x, mask = _data(n=600)
+    q = OPQProductQuantizer(4, 16, seed=1, opq_iterations=3).fit(x[mask])
+    z = q.transform(x)
+    pq = faiss.ProductQuantizer(DIM, 4, 4)
+    faiss.copy_array_to_vector(q.centroids.ravel(), pq.centroids)
+    packed = pq.compute_codes(z)  # 4 codes x 4 bits, packed little-endian
+    unpacked = np.stack([packed & 15, packed >> 4], axis=-1).reshape(len(x), 4)
+    np.testing.assert_array_equal(q.encode(x), unpacked.astype(np.int64))
+
+
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        ({"n_codes": 5}, r"not divisible by n_codes \[5\].*sid_pca_dim"),
+        ({"n_codes": 4, "pca_dim": 18}, r"after PCA \[18\].*n_codes"),
+        ({"n_codes": 4, "codebook_size": 512}, r"Only 259 items.*codebook_size \[512\]"),
+        ({"n_codes": 4, "codebook_size": 24}, r"power of two"),
+        ({"n_codes": 4, "pca_dim": 64}, r"sid_pca_dim \[64\] is larger"),
+    ],
+)
+def test_quantizer_errors(kwargs, pattern):
+    x, mask = _data()
+    with pytest.raises(ValueError, match=pattern):
+        quantize(x, mask, **{"codebook_size": 16, **kwargs})
+
+
+# --------------------------------------------------------------------------- report and cache
+def test_quality_report_counts():
+    codes = np.array([[0, 0], [1, 2], [1, 2], [3, 0], [1, 2], [3, 1], [3, 0]], dtype=np.int64)
+    r = quality_report(codes, codebook_size=4)
+    assert r["n_colliding_items"] == 5 and r["n_collision_groups"] == 2
+    assert r["collision_rate"] == pytest.approx(5 / 6)
+    assert r["codebook_usage"] == [0.5, 0.75]
+    p = np.array([3, 3]) / 6
+    assert r["entropy_bits"][0] == pytest.approx(1.0)
+    assert r["entropy_bits"][1] == pytest.approx(
+        -(np.array([2, 1, 3]) / 6 * np.log2(np.array([2, 1, 3]) / 6)).sum()
+    )
+    assert r["mean_codebook_usage"] == pytest.approx(0.625) and p.sum() == 1
+
+
+def _texts(n=120):
+    return [""] + [f"item number {i} colour {i % 7}" for i in range(1, n)]
+
+
+def test_cache_hit_key_changes_and_corruption(tmp_path, caplog):
+    texts = _texts()
+    mask = np.ones(len(texts), dtype=bool)
+    mask[-10:] = False
+    settings = SemanticIDSettings(
+        n_codes=4,
+        codebook_size=16,
+        sid_cache_dir=str(tmp_path),
+        sid_opq_iterations=5,
+        text_fields=["t"],
+    )
+    calls = []
+    first = build_semantic_ids(texts, mask, settings, encoder_fn=fake_encoder(calls))
+    assert len(calls) == 1 and not first.report["cache_hit"]
+    assert first.report["n_items"] == 119 and first.report["n_train_items"] == 109
+    assert first.report["items_without_text"] == 0 and os.path.isfile(first.cache_path)
+
+    second = build_semantic_ids(texts, mask, settings, encoder_fn=fake_encoder(calls))
+    assert len(calls) == 1 and second.report["cache_hit"]
+    np.testing.assert_array_equal(first.codes, second.codes)
+    np.testing.assert_array_equal(first.embeddings, second.embeddings)
+    assert second.cache_key == first.cache_key
+
+    # another L: new semantic-ID key, embeddings come from the embedding cache
+    settings8 = SemanticIDSettings(**{**settings.__dict__, "n_codes": 8})
+    eight = build_semantic_ids(texts, mask, settings8, encoder_fn=fake_encoder(calls))
+    assert len(calls) == 1 and eight.codes.shape == (120, 8) and eight.cache_key != first.cache_key
+    # another training set or text: new key
+    mask2 = mask.copy()
+    mask2[5] = False
+    assert (
+        build_semantic_ids(texts, mask2, settings, encoder_fn=fake_encoder(calls)).cache_key
+        != first.cache_key
+    )
+    changed = texts[:3] + ["something else"] + texts[4:]
+    build_semantic_ids(changed, mask, settings, encoder_fn=fake_encoder(calls))
+    assert len(calls) == 2
+
+    # truncated file: warning, rebuilt (not used), file valid again afterwards
+    data = open(first.cache_path, "rb").read()
+    with open(first.cache_path, "wb") as f:
+        f.write(data[: len(data) // 2])
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        rebuilt = build_semantic_ids(texts, mask, settings, encoder_fn=fake_encoder(calls))
+    assert "corrupt or truncated" in caplog.text and not rebuilt.report["cache_hit"]
+    np.testing.assert_array_equal(rebuilt.codes, first.codes)
+    assert build_semantic_ids(texts, mask, settings, encoder_fn=fake_encoder(calls)).report[
+        "cache_hit"
+    ]
+
+    # a readable file whose content was altered fails the checksum
+    with np.load(first.cache_path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["codes"] = (arrays["codes"] + 1) % 16
+    with open(first.cache_path, "wb") as f:
+        np.savez(f, **arrays)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        again = build_semantic_ids(texts, mask, settings, encoder_fn=fake_encoder(calls))
+    assert "checksum" in caplog.text and not again.report["cache_hit"]
+    np.testing.assert_array_equal(again.codes, first.codes)
+
+    # a stale file (right name, wrong shape, valid checksum) is rebuilt too
+    arrays = {k: v for k, v in arrays.items() if k != "checksum"}
+    arrays["codes"] = arrays["codes"][:50]
+    save_npz_atomic(first.cache_path, arrays)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        stale = build_semantic_ids(texts, mask, settings, encoder_fn=fake_encoder(calls))
+    assert "stale" in caplog.text and stale.codes.shape == (120, 4)
+    assert len(calls) == 2  # the embedding cache stayed valid throughout
+
+
+# ---------------------------------------------------------------------------- real encoder
+def test_offline_minilm_encoder():
+    from recbole_fair.tokenizer.encoder import encode_texts
+
+    texts = ["red matte lipstick", "matte lipstick in red", "garden hose 50 ft", ""]
+    emb = encode_texts(texts, "all-MiniLM-L6-v2", batch_size=2, device="cpu", show_progress=False)
+    assert emb.shape == (4, 384) and emb.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    sim = emb @ emb.T
+    assert sim[0, 1] > 0.8 > sim[0, 2] + 0.3
+
+
+def test_encoder_load_error_names_the_key(tmp_path):
+    from recbole_fair.tokenizer.encoder import load_sentence_encoder
+
+    empty = tmp_path / "not_a_model"
+    empty.mkdir()  # a local directory without a model: loaded offline, fails fast
+    with pytest.raises(ValueError, match=r"text_encoder \[.*not_a_model\].*all-MiniLM-L6-v2"):
+        load_sentence_encoder(str(empty))
+
+
+def test_unwritable_cache_dir_warns_and_continues(tmp_path, caplog):
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    texts = _texts(60)
+    settings = SemanticIDSettings(
+        n_codes=4, codebook_size=16, sid_cache_dir=str(not_a_dir), sid_opq_iterations=2
+    )
+    with caplog.at_level(logging.WARNING):
+        sids = build_semantic_ids(texts, np.ones(60, dtype=bool), settings, fake_encoder())
+    assert sids.codes.shape == (60, 4) and "could not write" in caplog.text
+    no_cache = SemanticIDSettings(**{**settings.__dict__, "sid_cache_dir": None})
+    assert (
+        build_semantic_ids(texts, np.ones(60, dtype=bool), no_cache, fake_encoder()).cache_path
+        is None
+    )

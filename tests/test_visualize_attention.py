@@ -1,0 +1,160 @@
+"""The attention visualisation command on tiny trained checkpoints, and its measures.
+
+A tiny FAIR (focused attention) and a tiny RPG (standard attention) are trained for one epoch by
+RecBole's trainer on a synthetic dataset with item titles (a fake text encoder stands in for
+sentence-transformers) and saved; ``main()`` then rebuilds both from their checkpoints.
+"""
+
+import hashlib
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from recbole.data import data_preparation
+from recbole.utils import init_seed
+
+from recbole_fair.config import Config
+from recbole_fair.data.dataset import SemanticIDDataset
+from recbole_fair.utils import create_dataset, get_model, get_trainer
+from recbole_fair.visualize_attention import (
+    last_row_weights,
+    main,
+    normalised_entropy,
+    topk_share,
+)
+
+N_ITEMS, N_USERS, SEQ_LEN = 40, 60, 7
+
+
+def fake_encoder(texts):
+    out = np.empty((len(texts), 16), dtype=np.float32)
+    for i, text in enumerate(texts):
+        seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+        out[i] = np.random.default_rng(seed).standard_normal(16)
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("viz")
+    rng = np.random.default_rng(0)
+    data = root / "data" / "viz"
+    data.mkdir(parents=True)
+    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
+    for u in range(N_USERS):
+        start = rng.integers(N_ITEMS)
+        lines += [f"u{u}\ti{(start + t) % N_ITEMS}\t{t}" for t in range(SEQ_LEN)]
+    (data / "viz.inter").write_text("\n".join(lines) + "\n")
+    items = ["item_id:token\ttitle:token_seq"]
+    items += [f"i{n}\tshelf {n // 8} product {n}" for n in range(N_ITEMS)]
+    (data / "viz.item").write_text("\n".join(items) + "\n")
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(SemanticIDDataset, "encoder_fn", staticmethod(fake_encoder))
+    mp.chdir(root)  # RecBole's trainer writes log_tensorboard/ into the cwd
+    paths = {}
+    for model_name in ("FAIR", "RPG"):
+        config = Config(
+            model=model_name,
+            dataset="viz",
+            config_dict={
+                "data_path": str(root / "data"),
+                "checkpoint_dir": str(root / "saved"),
+                "sid_cache_dir": str(root / "sid_cache"),
+                "load_col": {
+                    "inter": ["user_id", "item_id", "timestamp"],
+                    "item": ["item_id", "title"],
+                },
+                "n_codes": 4,
+                "codebook_size": 16,
+                "sid_opq_iterations": 5,
+                "hidden_size": 16,
+                "inner_size": 32,
+                "n_heads": 2,
+                "MAX_ITEM_LIST_LENGTH": 8,
+                "epochs": 1,
+                "train_batch_size": 64,
+                "learning_rate": 0.01,
+                "warmup_steps": 0,
+                "show_progress": False,
+                "state": "WARNING",
+            },
+        )
+        init_seed(config["seed"], config["reproducibility"])
+        dataset = create_dataset(config)
+        train, valid, _ = data_preparation(config, dataset)
+        model = get_model(model_name)(config, train.dataset)
+        trainer = get_trainer(config["MODEL_TYPE"], model_name)(config, model)
+        trainer.fit(train, valid, saved=True, show_progress=False)
+        paths[model_name] = trainer.saved_model_file
+    yield paths, root
+    mp.undo()
+
+
+def test_main_draws_and_measures_both_models(checkpoints, capsys):
+    paths, root = checkpoints
+    out = root / "attention"
+    report = main(
+        f"--checkpoint {paths['FAIR']} --compare {paths['RPG']} --users 3 --out {out}".split()
+    )
+    assert len(report["users_drawn"]) == 3
+    pngs = sorted(out.glob("*.png"))
+    assert len(pngs) == 4  # 3 users + summary
+    assert all(p.stat().st_size > 1000 and p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
+    saved = json.loads((out / "attention_metrics.json").read_text())
+    assert saved == json.loads(json.dumps(report))
+    fair, rpg = saved["models"]
+    assert (fair["model"], fair["attention"]) == ("FAIR", "focused")
+    assert (rpg["model"], rpg["attention"]) == ("RPG", "standard")
+    for result in (fair, rpg):
+        assert result["n_users"] == N_USERS and result["n_users_topk"] == N_USERS
+        assert len(result["entropy_per_layer"]) == 2 == len(result["topk_share_per_layer"])
+        for key in ("entropy", "topk_share", "uniform_topk_share"):
+            assert 0.0 <= result[key] <= 1.0, (key, result)
+        for value in result["entropy_per_layer"] + result["topk_share_per_layer"]:
+            assert 0.0 <= value <= 1.0
+    printed = capsys.readouterr().out
+    assert "entropy" in printed and "FAIR (focused)" in printed and "RPG (standard)" in printed
+
+
+def test_main_one_user_and_errors(checkpoints, tmp_path):
+    paths, _ = checkpoints
+    options = "--similarity codes --top_k 2 --head 1 --max_users 10"
+    report = main(f"--checkpoint {paths['RPG']} --user_id u5 --out {tmp_path} {options}".split())
+    assert report["users_drawn"] == ["u5"] and (tmp_path / "user_u5.png").stat().st_size > 0
+    assert report["models"][0]["n_users"] == 10
+    with pytest.raises(ValueError, match="user_id"):
+        main(["--checkpoint", paths["RPG"], "--user_id", "nobody", "--out", str(tmp_path)])
+    tampered = tmp_path / "tampered.pth"
+    tampered.write_bytes(open(paths["RPG"], "rb").read() + b"\0")  # not signed: refused
+    with pytest.raises(ValueError, match="signed"):
+        main(["--checkpoint", str(tampered), "--out", str(tmp_path)])
+
+
+# ------------------------------------------------------------------------------- the measures
+def test_measures_by_hand():
+    # one user, history of 3, one head; focused-style map with a negative entry
+    A = torch.zeros(1, 1, 4, 4)
+    A[0, 0, 2, :3] = torch.tensor([0.6, -0.2, 0.2])
+    lens = torch.tensor([3])
+    w = last_row_weights(A, lens)
+    assert torch.allclose(w[0, 0], torch.tensor([0.6, 0.2, 0.2, 0.0]))
+    expected = -(0.6 * math.log(0.6) + 2 * 0.2 * math.log(0.2)) / math.log(3)
+    assert normalised_entropy(w, lens).item() == pytest.approx(expected, rel=1e-5)
+    uniform = torch.full((1, 1, 3), 1 / 3)
+    assert normalised_entropy(uniform, lens).item() == pytest.approx(1.0, rel=1e-5)
+    one_hot = torch.tensor([[[0.0, 1.0, 0.0]]])
+    assert normalised_entropy(one_hot, lens).item() == pytest.approx(0.0, abs=1e-7)
+    sims = torch.tensor([[0.1, 0.9, 0.5, 5.0]])  # position 3 is padding: never chosen
+    assert topk_share(w, sims, lens, 1).item() == pytest.approx(0.2)
+    assert topk_share(w, sims, lens, 2).item() == pytest.approx(0.4)
