@@ -92,13 +92,15 @@ def _cells(args) -> list[dict]:
 
 
 def _run_sid(cell: dict, args) -> dict:
+    r"""Cold build into an empty cache, then a cached load; the cache is then kept in
+    ``args.sid_cache`` for the training cells."""
     from recbole_fair.config import Config
     from recbole_fair.data import FAIRDataset
 
-    cache = tempfile.mkdtemp(prefix="sid_bench_")
+    cold_cache = tempfile.mkdtemp(prefix="sid_bench_")
     out = {}
     try:
-        for phase in ("cold", "cached"):
+        for phase, cache in (("cold", cold_cache), ("cached", cold_cache)):
             config = Config(
                 model="FAIR",
                 dataset=cell["dataset"],
@@ -113,8 +115,11 @@ def _run_sid(cell: dict, args) -> dict:
             dataset.build()
             out[f"{phase}_build_seconds"] = time.time() - start
             out[f"{phase}_report"] = dataset.semantic_id_report
+        os.makedirs(args.sid_cache, exist_ok=True)
+        for name in os.listdir(cold_cache):
+            shutil.copy(os.path.join(cold_cache, name), args.sid_cache)
     finally:
-        shutil.rmtree(cache, ignore_errors=True)
+        shutil.rmtree(cold_cache, ignore_errors=True)
     return out
 
 
@@ -123,6 +128,7 @@ def _run_train(cell: dict, args) -> dict:
 
     config = dict(cell["config"])
     config["data_path"] = args.data_path
+    config.setdefault("sid_cache_dir", args.sid_cache)
     result = run_recbole_fair(
         model=cell["model"],
         dataset=cell["dataset"],
@@ -147,6 +153,11 @@ def main() -> None:
     parser.add_argument(
         "--results", default=str(REPO / "benchmarks" / "results" / "bench_fair.jsonl")
     )
+    parser.add_argument(
+        "--sid_cache",
+        default=str(REPO / "benchmarks" / "results" / "sid_cache"),
+        help="semantic-ID cache shared by the training cells",
+    )
     parser.add_argument("--cell", help=argparse.SUPPRESS)  # internal: run one cell in-process
     args = parser.parse_args()
     args.data_path = os.path.abspath(args.data_path)
@@ -169,7 +180,8 @@ def main() -> None:
     results_path.parent.mkdir(parents=True, exist_ok=True)
     done = set()
     if results_path.is_file():
-        done = {json.loads(line)["name"] for line in results_path.read_text().splitlines() if line}
+        records = [json.loads(line) for line in results_path.read_text().splitlines() if line]
+        done = {r["name"] for r in records if "error" not in r}  # failed cells run again
     work_dir = Path(tempfile.mkdtemp(prefix="bench_fair_"))
     for cell in cells:
         if cell["name"] in done:
@@ -190,6 +202,8 @@ def main() -> None:
             str(args.epochs),
             "--sasrec_epochs",
             str(args.sasrec_epochs),
+            "--sid_cache",
+            args.sid_cache,
         ]
         cmd += ["--datasets", *args.datasets] + (["--quality"] if args.quality else [])
         proc = subprocess.run(cmd, cwd=work_dir, capture_output=True, text=True)
