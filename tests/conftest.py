@@ -33,6 +33,17 @@ TINY_FAIR = {
 }
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """Tiny models run fastest single-threaded (and do not fight other processes for cores)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def shared_datasets() -> Path:
     """``../shared/datasets`` (or $RECBOLE_FAIR_DATASETS); tests using it skip when absent."""

@@ -17,6 +17,7 @@ from recbole.config import Config
 from recbole.data import create_dataset, data_preparation
 from recbole.trainer import Trainer
 from recbole.utils import init_seed
+from synthetic import write_walk_dataset
 
 import recbole_fair.model.graph_decoding as gd
 from recbole_fair.model.graph_decoding import (
@@ -43,24 +44,14 @@ GRAPH = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("graph_data")
     rng = np.random.default_rng(0)
-    (root / "syn").mkdir()
-    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
-    for u in range(N_USERS):
-        start = rng.integers(N_ITEMS)
-        lines += [f"u{u}\ti{(start + STRIDE * t) % N_ITEMS}\t{t}" for t in range(SEQ_LEN)]
-    (root / "syn" / "syn.inter").write_text("\n".join(lines) + "\n")
+    write_walk_dataset(root, N_USERS, N_ITEMS, SEQ_LEN, stride=STRIDE, rng=rng)
     config = Config(
         model=FAIR,
         dataset="syn",

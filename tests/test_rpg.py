@@ -12,6 +12,7 @@ import yaml
 from recbole.data import create_dataset, data_preparation
 from recbole.data.interaction import Interaction
 from recbole.utils import ModelType, init_seed
+from synthetic import write_walk_dataset
 
 from recbole_fair import utils
 from recbole_fair.config import Config
@@ -37,24 +38,14 @@ TINY = {
 GRAPH = {"decoding": "graph", "graph_steps": 2, "input_dropout_prob": 0.1}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
 def syn(tmp_path_factory):
     root = tmp_path_factory.mktemp("rpg_data")
     rng = np.random.default_rng(0)
-    (root / "syn").mkdir()
-    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
-    for u in range(N_USERS):
-        start = rng.integers(N_ITEMS)
-        lines += [f"u{u}\ti{(start + t) % N_ITEMS}\t{t}" for t in range(SEQ_LEN)]
-    (root / "syn" / "syn.inter").write_text("\n".join(lines) + "\n")
+    write_walk_dataset(root, N_USERS, N_ITEMS, SEQ_LEN, rng=rng)
     config = Config(
         model="RPG",
         dataset="syn",

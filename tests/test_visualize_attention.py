@@ -14,6 +14,7 @@ import pytest
 import torch
 from recbole.data import data_preparation
 from recbole.utils import init_seed
+from synthetic import write_walk_dataset
 
 from recbole_fair.config import Config
 from recbole_fair.data.dataset import SemanticIDDataset
@@ -36,12 +37,7 @@ def fake_encoder(texts):
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +45,7 @@ def checkpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp("viz")
     rng = np.random.default_rng(0)
     data = root / "data" / "viz"
-    data.mkdir(parents=True)
-    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
-    for u in range(N_USERS):
-        start = rng.integers(N_ITEMS)
-        lines += [f"u{u}\ti{(start + t) % N_ITEMS}\t{t}" for t in range(SEQ_LEN)]
-    (data / "viz.inter").write_text("\n".join(lines) + "\n")
+    write_walk_dataset(root / "data", N_USERS, N_ITEMS, SEQ_LEN, rng=rng, name="viz")
     items = ["item_id:token\ttitle:token_seq"]
     items += [f"i{n}\tshelf {n // 8} product {n}" for n in range(N_ITEMS)]
     (data / "viz.item").write_text("\n".join(items) + "\n")
