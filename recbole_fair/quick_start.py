@@ -112,7 +112,8 @@ def run_recbole_fair(
         dict: RecBole's result keys (``best_valid_score``, ``valid_score_bigger``,
         ``best_valid_result``, ``test_result``) plus ``semantic_ids`` (the semantic-ID quality
         report, for models that use them), ``costs`` (seconds, users/s, parameters, memory)
-        and ``paths`` (log file, checkpoint, semantic-ID cache).
+        ``generation`` (beam-search guards of generative decoders such as TIGER, else None) and
+        ``paths`` (log file, checkpoint, semantic-ID cache).
     """
     config = Config(
         model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict
@@ -187,6 +188,8 @@ def run_recbole_fair(
         "best_valid_result": best_valid_result,
         "test_result": test_result,
         "semantic_ids": semantic_ids,
+        # generation guards of beam-search models (TIGER): invalid rate, beam-vs-exact overlap
+        "generation": getattr(model_obj, "generation_report", None),
         "costs": costs,
         "paths": paths,
         "model": config["model"],

@@ -302,7 +302,7 @@ def test_branch_and_bound_exact_topk_equals_scoring_every_item(syn):
 
 
 # -------------------------------------------------------------------------------- learning
-def test_learns_next_item_rule_with_recbole_trainer(syn):
+def test_learns_next_item_rule_with_recbole_trainer(syn, in_tmp_dir):
     config = copy.deepcopy(syn.config)
     config["epochs"] = 8
     config["eval_step"] = 100  # no validation during fit
