@@ -1,0 +1,98 @@
+r"""Seconds per training step and estimated seconds per epoch, several configurations back to back.
+
+Whole-epoch timings of ``bench_fair.py`` are only comparable when the machine is equally loaded
+during every cell; this script times a few optimizer steps of each configuration one right after
+the other (same process conditions), then scales by the number of steps per epoch.
+
+Usage::
+
+    python benchmarks/bench_train_step.py --dataset Amazon_Beauty \
+        --runs FAIR:all_positions FAIR:prefix SASRec
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def time_steps(model_name: str, dataset: str, config_dict: dict, steps: int) -> dict:
+    import torch
+    from recbole.data import data_preparation
+
+    from recbole_fair.config import Config
+    from recbole_fair.utils import create_dataset, get_model
+
+    config = Config(model=model_name, dataset=dataset, config_dict=config_dict)
+    train, _, _ = data_preparation(config, create_dataset(config))
+    model = get_model(model_name)(config, train._dataset).to(config["device"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    batches = iter(train)
+    seconds = []
+    for _ in range(steps + 2):  # the first two steps warm up allocators and caches
+        batch = next(batches).to(config["device"])
+        start = time.perf_counter()
+        optimizer.zero_grad()
+        loss = model.calculate_loss(batch)
+        loss = sum(loss) if isinstance(loss, tuple) else loss
+        loss.backward()
+        optimizer.step()
+        seconds.append(time.perf_counter() - start)
+    per_step = sum(seconds[2:]) / steps
+    return {
+        "model": model_name,
+        "train_mode": config_dict.get("train_mode"),
+        "steps_per_epoch": len(train),
+        "seconds_per_step": per_step,
+        "estimated_seconds_per_epoch": per_step * len(train),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="Amazon_Beauty")
+    parser.add_argument("--data_path", default=str(REPO.parent / "shared" / "datasets"))
+    parser.add_argument(
+        "--runs", nargs="+", default=["FAIR:all_positions", "FAIR:prefix", "SASRec"]
+    )
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--hidden_size", type=int, default=128)
+    parser.add_argument(
+        "--sid_cache_dir", default=str(REPO / "benchmarks" / "results" / "sid_cache")
+    )
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "train_step.json"))
+    args = parser.parse_args()
+
+    results = []
+    for run in args.runs:
+        model_name, _, mode = run.partition(":")
+        config_dict = {"data_path": args.data_path, "show_progress": False, "state": "WARNING"}
+        if model_name != "SASRec":
+            config_dict.update(
+                hidden_size=args.hidden_size,
+                inner_size=2 * args.hidden_size,
+                train_batch_size=256,
+                sid_cache_dir=args.sid_cache_dir,
+                train_mode=mode or "all_positions",
+            )
+        r = time_steps(model_name, args.dataset, config_dict, args.steps)
+        results.append(r)
+        print(
+            f"{run:24s} {r['steps_per_epoch']:5d} steps/epoch  {r['seconds_per_step']:.3f} s/step"
+            f"  ~{r['estimated_seconds_per_epoch']:.0f} s/epoch",
+            flush=True,
+        )
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    Path(args.out).write_text(json.dumps({"dataset": args.dataset, "runs": results}, indent=2))
+    print(f"saved {args.out}")
+
+
+if __name__ == "__main__":
+    main()
