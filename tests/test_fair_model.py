@@ -331,6 +331,19 @@ def test_full_sort_predict_equals_brute_force(syn):
     assert torch.all(scores[:, 0] == float("-inf"))
 
 
+def test_sparse_exact_scores_equal_gather_and_follow_code_changes(syn):
+    model = make_model(syn).eval()
+    log_probs = torch.randn(5, L, K).log_softmax(-1)
+    sparse = model.exact_scores(log_probs)
+    assert torch.allclose(sparse, model._exact_scores_gather(log_probs), atol=1e-5)
+    with torch.no_grad():  # new codes (e.g. a loaded checkpoint): the cached matrix is rebuilt
+        model.item_codes.copy_(model.item_codes.roll(1, dims=0))
+    assert torch.allclose(
+        model.exact_scores(log_probs), model._exact_scores_gather(log_probs), atol=1e-5
+    )
+    assert not torch.allclose(model.exact_scores(log_probs), sparse)
+
+
 def test_padding_item_never_ranks_first(syn, monkeypatch):
     model = make_model(syn).eval()
     codes = model.item_codes.clone()

@@ -18,6 +18,7 @@ Reference:
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -464,8 +465,45 @@ class FAIR(SequentialRecommender):
                 settings.graph_beam_size,
                 settings.graph_steps,
             )
+        scores = self.exact_scores(log_probs)  # [B, n_items]
+        scores[:, 0] = float("-inf")
+        return scores
+
+    def exact_scores(self, log_probs: torch.Tensor) -> torch.Tensor:
+        r"""``Σ_l log_probs[b, l, code_l(item)]`` for every item, shape ``[B, n_items]``.
+
+        One sparse-dense product ``C · P^T`` with ``C`` the ``[n_items, L*K]`` CSR one-hot matrix
+        of the items' code tokens (32 non-zeros a row; built once per device/dtype/codes) — about
+        5x faster on CPU than ``L`` gathers of ``[B, n_items]``, which remain the fallback where
+        sparse CSR products are not supported.
+        """
+        B = log_probs.size(0)
+        try:
+            codes = self._code_matrix(log_probs.device, log_probs.dtype)
+            return (codes @ log_probs.reshape(B, -1).T).T.contiguous()  # [B, n_items]
+        except (RuntimeError, NotImplementedError):
+            return self._exact_scores_gather(log_probs)
+
+    def _exact_scores_gather(self, log_probs: torch.Tensor) -> torch.Tensor:
         scores = log_probs.new_zeros(log_probs.size(0), self.n_items)  # [B, n_items]
         for digit in range(self.n_codes):
             scores += log_probs[:, digit].index_select(1, self.item_codes[:, digit])
-        scores[:, 0] = float("-inf")
         return scores
+
+    def _code_matrix(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        key = (device, dtype, self.item_codes.data_ptr(), self.item_codes._version)
+        cached = getattr(self, "_code_matrix_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        n_items, n_codes = self.item_codes.shape
+        offsets = torch.arange(n_codes, device=device) * self.codebook_size  # [L]
+        columns = (self.item_codes.to(device) + offsets).reshape(-1)  # [n_items * L]
+        rows = torch.arange(0, n_items * n_codes + 1, n_codes, device=device)  # CSR row pointers
+        values = torch.ones(n_items * n_codes, device=device, dtype=dtype)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+            matrix = torch.sparse_csr_tensor(
+                rows, columns, values, size=(n_items, n_codes * self.codebook_size)
+            )
+        self._code_matrix_cache = (key, matrix)
+        return matrix
