@@ -29,7 +29,6 @@ Reference:
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from logging import getLogger
@@ -51,9 +50,9 @@ from recbole_fair.tokenizer.semantic_ids import (
     _sha256,
     duplicate_text_items,
     embedding_cache_key,
-    load_npz_checked,
+    load_cached_semantic_ids,
     quality_report,
-    save_npz_atomic,
+    save_semantic_ids,
 )
 
 #: bump when the RQ-VAE training or the meaning of its cache entries changes
@@ -578,23 +577,11 @@ def build_rqvae_semantic_ids(
     key = rqvae_cache_key(texts, mask, settings, rqvae)
     path = os.path.join(cache_dir, f"rqvae-{key}.npz") if cache_dir else None
 
-    cached = None
-    if path:
-        cached = load_npz_checked(
-            path,
-            {
-                "key": key,
-                "codes": lambda a: _valid_codes(a, n_items, M, K),
-                "embeddings": lambda a: a.ndim == 2 and a.shape[0] == n_items,
-                "report": lambda a: a.shape == (),
-            },
-        )
+    cached = load_cached_semantic_ids(
+        path, key, n_items, lambda a: _valid_codes(a, n_items, M, K), start, log_rqvae_report
+    )
     if cached is not None:
-        report = json.loads(str(cached["report"]))
-        report["cold_build_seconds"] = report.get("build_seconds")
-        report.update(cache_hit=True, build_seconds=time.time() - start)
-        log_rqvae_report(report)
-        return SemanticIDs(cached["codes"], cached["embeddings"], report, key, path)
+        return cached
 
     embeddings, embedding_hit = _embeddings(texts, settings, encoder_fn, cache_dir)
     encode_seconds = time.time() - start
@@ -637,16 +624,7 @@ def build_rqvae_semantic_ids(
         "build_seconds": time.time() - start,
         "cache_hit": False,
     }
-    if path:
-        save_npz_atomic(
-            path,
-            {
-                "key": np.array(key),
-                "codes": codes,
-                "embeddings": embeddings,
-                "report": np.array(json.dumps(report)),
-            },
-        )
+    save_semantic_ids(path, key, codes, embeddings, report)
     log_rqvae_report(report)
     return SemanticIDs(codes, embeddings, report, key, path)
 

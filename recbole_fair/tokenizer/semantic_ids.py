@@ -26,7 +26,7 @@ import json
 import os
 import time
 from logging import getLogger
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from recbole.utils import set_color
@@ -269,6 +269,53 @@ def _save_or_warn(path: str, arrays: dict[str, np.ndarray]) -> None:
         )
 
 
+def load_cached_semantic_ids(
+    path: str | None,
+    key: str,
+    n_items: int,
+    codes_valid: Callable[[np.ndarray], bool],
+    start: float,
+    log: Callable[[dict], None],
+) -> SemanticIDs | None:
+    r"""Semantic IDs from a checked cache file (codes, embeddings, report), or ``None`` when
+    there is no cache, or it is missing, stale or corrupt (warned by :func:`load_npz_checked`).
+    The returned report records the cache hit and the original build time."""
+    if not path:
+        return None
+    cached = load_npz_checked(
+        path,
+        {
+            "key": key,
+            "codes": codes_valid,
+            "embeddings": lambda a: a.ndim == 2 and a.shape[0] == n_items,
+            "report": lambda a: a.shape == (),
+        },
+    )
+    if cached is None:
+        return None
+    report = json.loads(str(cached["report"]))
+    report["cold_build_seconds"] = report.get("build_seconds")
+    report.update(cache_hit=True, build_seconds=time.time() - start)
+    log(report)
+    return SemanticIDs(cached["codes"], cached["embeddings"], report, key, path)
+
+
+def save_semantic_ids(
+    path: str | None, key: str, codes: np.ndarray, embeddings: np.ndarray, report: dict
+) -> None:
+    r"""Cache codes, embeddings and report in one checked file (no-op without a cache)."""
+    if path:
+        _save_or_warn(
+            path,
+            {
+                "key": np.array(key),
+                "codes": codes,
+                "embeddings": embeddings,
+                "report": np.array(json.dumps(report)),
+            },
+        )
+
+
 # ----------------------------------------------------------------------------------- report
 def quality_report(codes: np.ndarray, codebook_size: int) -> dict:
     r"""Collision and code-usage statistics of the real items (rows 1..).
@@ -420,28 +467,20 @@ def build_semantic_ids(
     path = os.path.join(cache_dir, f"sid-{key}.npz") if cache_dir else None
     L, K = settings.n_codes, settings.codebook_size
 
-    cached = None
-    if path:
-        cached = load_npz_checked(
-            path,
-            {
-                "key": key,
-                "codes": lambda a: (
-                    a.shape == (n_items, L)
-                    and a.dtype == np.int64
-                    and (a.size == 0 or (a.min() >= 0 and a.max() < K))
-                ),
-                "embeddings": lambda a: a.ndim == 2 and a.shape[0] == n_items,
-                "report": lambda a: a.shape == (),
-            },
-        )
+    cached = load_cached_semantic_ids(
+        path,
+        key,
+        n_items,
+        lambda a: (
+            a.shape == (n_items, L)
+            and a.dtype == np.int64
+            and (a.size == 0 or (a.min() >= 0 and a.max() < K))
+        ),
+        start,
+        log_report,
+    )
     if cached is not None:
-        codes, embeddings = cached["codes"], cached["embeddings"]
-        report = json.loads(str(cached["report"]))
-        report["cold_build_seconds"] = report.get("build_seconds")
-        report.update(cache_hit=True, build_seconds=time.time() - start)
-        log_report(report)
-        return SemanticIDs(codes, embeddings, report, key, path)
+        return cached
 
     # fail before a (possibly long) encoding on what is known already
     check_quantizer_args(None, int(mask.sum()), L, K, settings.sid_pca_dim)
@@ -484,16 +523,7 @@ def build_semantic_ids(
         "build_seconds": time.time() - start,
         "cache_hit": False,
     }
-    if path:
-        _save_or_warn(
-            path,
-            {
-                "key": np.array(key),
-                "codes": codes,
-                "embeddings": embeddings,
-                "report": np.array(json.dumps(report)),
-            },
-        )
+    save_semantic_ids(path, key, codes, embeddings, report)
     log_report(report)
     return SemanticIDs(codes, embeddings, report, key, path)
 
@@ -508,4 +538,6 @@ __all__ = [
     "quality_report",
     "save_npz_atomic",
     "load_npz_checked",
+    "load_cached_semantic_ids",
+    "save_semantic_ids",
 ]
