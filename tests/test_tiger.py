@@ -24,6 +24,7 @@ from recbole.data import create_dataset, data_preparation
 from recbole.data.interaction import Interaction
 from recbole.trainer import Trainer
 from recbole.utils import init_seed
+from synthetic import write_walk_dataset
 
 import recbole_fair  # noqa: F401  (compatibility shims)
 from recbole_fair.model.beam_search import ItemTrie, constrained_beam_search, count_invalid
@@ -41,13 +42,7 @@ TIGER_YAML = Path(__file__).resolve().parents[1] / "properties" / "model" / "TIG
 N_ITEMS, N_USERS, SEQ_LEN, M, K = 100, 400, 8, 3, 8
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models run fastest single-threaded (and do not fight other processes for cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def random_codes(n_items: int, rng: np.random.Generator, collide: int = 0) -> torch.Tensor:
@@ -63,12 +58,7 @@ def random_codes(n_items: int, rng: np.random.Generator, collide: int = 0) -> to
 def syn(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     rng = np.random.default_rng(0)
-    (root / "syn").mkdir()
-    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
-    for u in range(N_USERS):
-        start = rng.integers(N_ITEMS)
-        lines += [f"u{u}\ti{(start + t) % N_ITEMS}\t{t}" for t in range(SEQ_LEN)]
-    (root / "syn" / "syn.inter").write_text("\n".join(lines) + "\n")
+    write_walk_dataset(root, N_USERS, N_ITEMS, SEQ_LEN, rng=rng)
     config = Config(
         model=TIGER,
         dataset="syn",
