@@ -17,13 +17,15 @@ Examples::
 
     # smallest setting (a smoke run, numbers are not meaningful)
     python benchmarks/bench_action_models.py --epochs 1 --seeds 1 --lengths 50 --max-users 100
-    # the full comparison (hours on a 2-core CPU)
+    # the full comparison (hours on a 2-core CPU); rerun the same command after an
+    # interruption: finished runs are read back from <workdir>/runs/
     python benchmarks/bench_action_models.py
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -158,6 +160,13 @@ def run_config(args: argparse.Namespace, model: str, length: int, seed: int) -> 
         dataset = subsample(args, args.max_users)
         config["data_path"] = os.path.join(args.workdir, "data")
     spec = {"model": model, "dataset": dataset, "length": length, "seed": seed, "config": config}
+    # Resumable: each finished run is kept as runs/<model>-L<length>-seed<seed>-<hash>.json (the
+    # hash covers the whole spec), so rerunning the same command only runs what is missing.
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
+    done = Path(args.workdir) / "runs" / f"{model}-L{length}-seed{seed}-{key}.json"
+    if done.is_file():
+        print(f"    (finished before: {done.name})", flush=True)
+        return json.loads(done.read_text(encoding="utf-8"))
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run(
         [sys.executable, __file__, "--_single", json.dumps(spec)],
@@ -168,6 +177,10 @@ def run_config(args: argparse.Namespace, model: str, length: int, seed: int) -> 
     )
     for line in out.stdout.splitlines()[::-1]:
         if line.startswith("RESULT "):
+            done.parent.mkdir(parents=True, exist_ok=True)
+            tmp = done.with_suffix(".tmp")
+            tmp.write_text(line[len("RESULT ") :], encoding="utf-8")
+            os.replace(tmp, done)
             return json.loads(line[len("RESULT ") :])
     raise RuntimeError(
         f"{model} L={length} seed={seed} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"

@@ -42,6 +42,7 @@ _RUNTIME_KEYS = {
     "ip",
     "port",
     "offset",
+    "group_offset",
     "local_rank",
     "single_spec",
     "device",

@@ -20,6 +20,7 @@ from recbole.data import data_preparation
 from recbole.utils import init_logger, init_seed, set_color
 
 from recbole_fair.config import DATA_PATH_ENV, Config
+from recbole_fair.data.download import download_dataset, recbole_url, report_downloaded
 from recbole_fair.utils import create_dataset, get_model, get_trainer
 
 
@@ -59,17 +60,35 @@ def _drop_run_file_handlers() -> None:
 
 def check_data_files(config: Config) -> None:
     r"""Fail early, with a message saying where we looked and what to do, when the dataset's
-    atomic files are missing (before RecBole tries to download anything)."""
+    atomic files are missing (before RecBole tries to download anything). With
+    ``download: True`` RecBole's own copy is fetched instead (:mod:`recbole_fair.data.download`)."""
     data_path = config["data_path"]
     dataset = config["dataset"]
-    inter = os.path.join(data_path, f"{dataset}.inter")
+    inter = os.path.abspath(os.path.join(data_path, f"{dataset}.inter"))
     if os.path.isfile(inter) or config["benchmark_filename"]:
         return
+    if config["download"]:
+        download_dataset(config)
+        if os.path.isfile(inter):
+            return
+        raise FileNotFoundError(
+            f"Downloaded [{dataset}] into {data_path}, but {inter} is not there: the archive "
+            f"holds other files ({sorted(os.listdir(data_path))})."
+        )
+    url = recbole_url(dataset)
+    hint = (
+        f" Or pass --download=True to fetch RecBole's own copy ({url}): not the papers' split, "
+        "see docs/prepare_amazon.md."
+        if url
+        else ""
+    )
     raise FileNotFoundError(
         f"Dataset [{dataset}] not found: looked for {inter}. Point --data_path (or the "
         f"environment variable {DATA_PATH_ENV}) at the folder that contains a '{dataset}/' "
         f"folder of RecBole atomic files ({dataset}.inter, {dataset}.item with item text), "
-        "e.g. --data_path=../shared/datasets for the prepared Amazon benchmarks."
+        "e.g. --data_path=../shared/datasets for the prepared Amazon benchmarks, or prepare "
+        "them from the raw Amazon review downloads with python -m "
+        "recbole_fair.data.prepare_amazon (docs/prepare_amazon.md)." + hint
     )
 
 
@@ -128,6 +147,7 @@ def run_recbole_fair(
 
     dataset_obj = create_dataset(config)
     logger.info(dataset_obj)
+    downloaded = report_downloaded(config, dataset_obj)
     train_data, valid_data, test_data = data_preparation(config, dataset_obj)
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
@@ -194,6 +214,8 @@ def run_recbole_fair(
         "paths": paths,
         "model": config["model"],
         "dataset": config["dataset"],
+        # size after filtering when the data is RecBole's download (--download=True), else None
+        "downloaded_dataset": downloaded,
     }
     if not config["single_spec"]:
         import torch.distributed as dist

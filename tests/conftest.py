@@ -30,6 +30,11 @@ TINY_FAIR = {
     "user_inter_num_interval": "[5,50]",
     "train_batch_size": 256,
     "show_progress": False,
+    # RecBole's plain Adam at a constant rate: FAIR.yaml's recipe warms up for 10,000 steps.
+    "learner": "adam",
+    "learning_rate": 0.001,
+    "lr_scheduler": "none",
+    "warmup_steps": 0,
 }
 
 

@@ -35,7 +35,7 @@ def test_default_cli_runs_fair_on_ml100k(in_tmp_dir, sid_cache_dir):
     assert "FAIR" in log and "ml-100k" in log
     assert "test result" in log and "recall@5" in log and "ndcg@10" in log
     assert "semantic_id_cache" in log and "checkpoint" in log and "log_file" in log
-    assert "learning_rate = 0.003" in log  # quick-start preset applied
+    assert "stopping_step = 3" in log  # quick-start preset applied (FAIR.yaml: 20)
     assert "hidden_size = 32" in log  # ... and command-line overrides win over it
     assert list((in_tmp_dir / "saved").glob("FAIR-*.pth"))
 

@@ -25,6 +25,7 @@ import torch
 from recbole.data.dataset import SequentialDataset
 from recbole.utils import FeatureSource, set_color
 
+from recbole_fair.distributed import build_once
 from recbole_fair.tokenizer.semantic_ids import (
     SemanticIDs,
     SemanticIDSettings,
@@ -185,7 +186,8 @@ class SemanticIDDataset(SequentialDataset):
         train_item_mask = self.training_item_mask(datasets[0])
         if self.train_mode == "all_positions":
             datasets[0] = self._all_positions_split(datasets[0])
-        sids = self.build_item_semantic_ids(train_item_mask)
+        # under DDP, rank 0 builds (or loads) the cache while the other ranks wait, then load it
+        sids = build_once(lambda: self.build_item_semantic_ids(train_item_mask))
         item_codes = torch.from_numpy(sids.codes)  # [item_num, n_codes]
         embeddings = torch.from_numpy(sids.embeddings)  # [item_num, d]
         for dataset in [self, *datasets]:

@@ -123,3 +123,7 @@ class SemanticIDTrainer(Trainer):
 
 class RPGTrainer(SemanticIDTrainer):
     r"""The trainer of model RPG (found by name by :func:`recbole_fair.utils.get_trainer`)."""
+
+
+class FAIRTrainer(SemanticIDTrainer):
+    r"""The trainer of model FAIR: RPG's recipe (warm-up + cosine), see properties/model/FAIR.yaml."""

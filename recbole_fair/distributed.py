@@ -1,0 +1,146 @@
+r"""recbole_fair.distributed
+########################
+
+Multi-GPU training through RecBole's own DDP path (``--nproc=N``), with one rule of ours on top:
+expensive per-dataset artefacts (the semantic-ID cache: text encoding + OPQ/RQ-VAE) are built
+**once**, by rank 0, while the other ranks wait at a barrier and then load rank 0's cache file.
+Without that every rank would encode all item texts and fit the quantiser at the same time
+(N times the work, N writers racing on one cache file).
+
+* :func:`build_once` wraps a build step. Outside a process group (the usual single-process run)
+  it simply calls the step.
+* :func:`run_distributed` is the launcher behind ``run_recbole_fair.py --nproc=N``: one process
+  per GPU (``torch.multiprocessing.spawn``), RecBole's Config then joins them into an NCCL
+  process group (``local_rank``, ``world_size``, ``ip``, ``port``, ``offset`` keys), RecBole's
+  trainer wraps the model in ``DistributedDataParallel`` and shards the training data, and rank 0
+  returns the result.
+
+RecBole's DDP path is NCCL-only (GPUs): asking for more processes than visible GPUs is an error
+that says so, before anything is spawned.
+
+The barrier in :func:`build_once` is subject to the process group's timeout (NCCL: 10 minutes by
+default in torch). A cold semantic-ID build of a large catalogue on a slow machine can take longer:
+build the cache first with a single-process run (any ``--epochs``; the cache is keyed by the
+texts and the tokenizer settings, not by the model), then launch the multi-GPU run.
+"""
+
+from __future__ import annotations
+
+from logging import getLogger
+from typing import Any, Callable, TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+
+def process_group() -> tuple[int, int]:
+    r"""``(rank, world_size)`` of the default process group; ``(0, 1)`` when there is none."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return 0, 1
+    return dist.get_rank(), dist.get_world_size()
+
+
+def build_once(build: Callable[[], T], what: str = "semantic IDs") -> T:
+    r"""Run ``build`` on rank 0 first; the other ranks wait, then run it themselves.
+
+    ``build`` must be cached (its second call loads what the first wrote), so rank ``r > 0``
+    gets rank 0's result from the cache instead of rebuilding it. If the cache cannot be written
+    (read-only directory) the other ranks rebuild, which is slower but gives the same result:
+    every build step of this package is seeded.
+
+    Args:
+        build: the cached build step.
+        what: its name, for the log.
+
+    Returns:
+        whatever ``build`` returns.
+    """
+    import torch.distributed as dist
+
+    rank, world_size = process_group()
+    if world_size == 1:
+        return build()
+    logger = getLogger()
+    if rank == 0:
+        try:
+            return build()
+        finally:
+            # also on failure: the other ranks must not hang (they then fail or rebuild)
+            dist.barrier()
+    logger.info(f"rank {rank}: waiting for rank 0 to build the {what}")
+    dist.barrier()
+    return build()
+
+
+def check_gpus(nproc: int, world_size: int = -1) -> None:
+    r"""Fail early, with what to do, when RecBole's NCCL-based DDP cannot run here.
+
+    Raises:
+        ValueError: ``nproc < 1``, or more processes than visible CUDA devices.
+    """
+    if nproc < 1:
+        raise ValueError(f"--nproc must be at least 1 (got {nproc}).")
+    if world_size != -1 and world_size < nproc:
+        raise ValueError(f"--world_size ({world_size}) must be at least --nproc ({nproc}).")
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if nproc > available:
+        raise ValueError(
+            f"--nproc={nproc} needs {nproc} CUDA GPUs, found {available}: RecBole's distributed "
+            f"training runs one process per GPU over NCCL. On CPU (or one GPU) leave --nproc out; "
+            f"to choose GPUs set --gpu_id='0,1'."
+        )
+
+
+def _rank_main(rank: int, kwargs: dict[str, Any]) -> None:
+    r"""One rank of :func:`run_distributed` (a module-level function, so that ``spawn`` can
+    pickle it)."""
+    from recbole_fair.quick_start import run_recbole_fair
+
+    config_dict = dict(kwargs.pop("config_dict") or {})
+    config_dict["local_rank"] = rank
+    run_recbole_fair(config_dict=config_dict, **kwargs)
+
+
+def run_distributed(
+    model: str | None = None,
+    dataset: str | None = None,
+    config_file_list: list[str] | None = None,
+    config_dict: dict[str, Any] | None = None,
+    saved: bool = True,
+    nproc: int = 1,
+    world_size: int = -1,
+    ip: str = "localhost",
+    port: str | int = "5678",
+    group_offset: int = 0,
+) -> dict[str, Any] | None:
+    r"""Train one model on ``nproc`` local GPUs (RecBole's DDP path); rank 0's result.
+
+    ``world_size`` (default ``nproc``), ``ip``, ``port`` and ``group_offset`` (the rank of this
+    machine's first process) are RecBole's multi-node settings, passed through unchanged.
+
+    Returns:
+        dict: the result of :func:`recbole_fair.quick_start.run_recbole_fair` on rank 0, or
+        ``None`` when this machine does not host rank 0 (multi-node).
+    """
+    import torch.multiprocessing as mp
+
+    check_gpus(nproc, world_size)
+    world_size = nproc if world_size == -1 else world_size
+    config_dict = dict(config_dict or {})
+    config_dict.update(
+        world_size=world_size, ip=ip, port=str(port), nproc=nproc, offset=group_offset
+    )
+    queue = mp.get_context("spawn").SimpleQueue()
+    kwargs = {
+        "model": model,
+        "dataset": dataset,
+        "config_file_list": config_file_list,
+        "config_dict": config_dict,
+        "saved": saved,
+        "queue": queue,
+    }
+    mp.spawn(_rank_main, args=(kwargs,), nprocs=nproc, join=True)
+    return None if queue.empty() else queue.get()
