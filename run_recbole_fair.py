@@ -27,12 +27,16 @@ if __name__ == "__main__":
     parser.add_argument("--model", "-m", type=str, default=None, help="model name (default FAIR)")
     parser.add_argument("--dataset", "-d", type=str, default=None, help="dataset (default ml-100k)")
     parser.add_argument("--config_files", type=str, default=None, help="space-separated YAML files")
-    ddp = parser.add_argument_group("distributed training (RecBole's DDP path, one process per GPU)")
+    ddp = parser.add_argument_group(
+        "distributed training (RecBole's DDP path, one process per GPU)"
+    )
     ddp.add_argument("--nproc", type=int, default=1, help="processes (GPUs) on this machine")
     ddp.add_argument("--world_size", type=int, default=-1, help="all processes (default nproc)")
     ddp.add_argument("--ip", type=str, default="localhost", help="address of the rank-0 machine")
     ddp.add_argument("--port", type=str, default="5678", help="port of the rank-0 machine")
-    ddp.add_argument("--group_offset", type=int, default=0, help="rank of this machine's first process")
+    ddp.add_argument(
+        "--group_offset", type=int, default=0, help="rank of this machine's first process"
+    )
     leaderboard.add_arguments(parser)
     args, unknown = parser.parse_known_args()
 
@@ -42,7 +46,9 @@ if __name__ == "__main__":
     distributed = args.nproc != 1 or args.world_size > 0
     if leaderboard.wants_leaderboard(args):
         if distributed:
-            parser.error("--nproc/--world_size run a single model on one dataset, not a leaderboard")
+            parser.error(
+                "--nproc/--world_size run a single model on one dataset, not a leaderboard"
+            )
         leaderboard.cli(args, unknown, default_config_files=quick_start)
         sys.exit(0)
 
@@ -69,5 +75,5 @@ if __name__ == "__main__":
             )
         else:
             run_recbole_fair(**run_args)
-    except FileNotFoundError as err:  # missing data: the message says where we looked and what to do
+    except FileNotFoundError as err:  # missing data: the message says where and what to do
         sys.exit(f"error: {err}")

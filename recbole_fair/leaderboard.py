@@ -607,10 +607,6 @@ def run_leaderboard(
     datasets: list[str],
     seeds: list[int] | None = None,
     *,
-    config_file_list: list[str] | None = None,
-    config_dict: dict[str, Any] | None = None,
-    model_overrides: dict[str, dict[str, Any]] | None = None,
-    argv: list[str] | None = None,
     leaderboard_dir: str | None = None,
     resume: bool = False,
     reference: str | None = None,
@@ -618,16 +614,13 @@ def run_leaderboard(
     isolate: bool = True,
     epoch_callback: Callable[[CellSpec, int], None] | None = None,
     verbose: bool = True,
+    **cell_settings: Any,
 ) -> dict[str, Any]:
     r"""Run every (dataset, model, seed) cell not finished yet, appending each record to
     ``<leaderboard_dir>/results.jsonl``, then render the leaderboard (see :func:`render`).
 
     Args:
         models, datasets, seeds: the grid (``seeds`` None: the config's seed).
-        config_file_list, config_dict: settings of every cell.
-        model_overrides: per-model ``config_dict`` updates (``--model_config``).
-        argv: ``sys.argv`` as RecBole's Config should see it in every cell (the user's
-            ``--key=value`` overrides; default: none).
         leaderboard_dir: output folder (default ``./leaderboards/<timestamp>``).
         resume: continue the results file in ``leaderboard_dir``: finished cells are skipped,
             a cell interrupted during training resumes from its last-epoch checkpoint.
@@ -635,11 +628,17 @@ def run_leaderboard(
         isolate: run each cell in its own process (per-cell peak memory, hard crashes recorded).
         epoch_callback: in-process only (``isolate=False``), called as ``(cell, epoch)`` after
             each epoch's checkpoint.
+        **cell_settings: the keyword arguments of :func:`build_cells` that every cell shares:
+            ``config_file_list``, ``config_dict`` (settings of every cell), ``model_overrides``
+            (per-model ``config_dict`` updates, ``--model_config``) and ``argv`` (``sys.argv``
+            as RecBole's Config should see it in every cell: the user's ``--key=value``
+            overrides; default: none).
 
     Returns:
         dict: ``dir``, ``results``, ``markdown``, ``csv``, ``png`` paths, ``table`` (Markdown
         text), ``rows`` and ``ran`` (keys of the cells run now).
     """
+    cells = build_cells(models, datasets, seeds, **cell_settings)
     if leaderboard_dir is None:
         leaderboard_dir = os.path.join("leaderboards", time.strftime("%Y%m%d-%H%M%S"))
     os.makedirs(leaderboard_dir, exist_ok=True)
@@ -650,9 +649,6 @@ def run_leaderboard(
             "--leaderboard_dir"
         )
     checkpoint_dir = os.path.join(leaderboard_dir, "checkpoints")
-    cells = build_cells(
-        models, datasets, seeds, config_file_list, config_dict, model_overrides, argv
-    )
     done = finished_cells(results_path) if resume else set()
     ran = []
     for index, spec in enumerate(cells, 1):

@@ -69,16 +69,24 @@ def make_config(model: str, dataset: str, data_path: str, **overrides) -> Config
     return Config(model=model, dataset=dataset, config_dict=config_dict)
 
 
-TINY = dict(
-    hidden_size=16,
-    inner_size=32,
-    n_layers=2,
-    n_heads=2,
-    hidden_dropout_prob=0.0,
-    attn_dropout_prob=0.0,
-    initializer_range=0.2,
-    MAX_ITEM_LIST_LENGTH=12,
-)
+def small_model(
+    hidden_size: int, n_layers: int, max_len: int, initializer_range: float, **extra
+) -> dict:
+    r"""Settings of a small model without dropout: 2 heads, FFN width ``2 * hidden_size``."""
+    return dict(
+        hidden_size=hidden_size,
+        inner_size=2 * hidden_size,
+        n_layers=n_layers,
+        n_heads=2,
+        hidden_dropout_prob=0.0,
+        attn_dropout_prob=0.0,
+        initializer_range=initializer_range,
+        MAX_ITEM_LIST_LENGTH=max_len,
+        **extra,
+    )
+
+
+TINY = small_model(16, n_layers=2, max_len=12, initializer_range=0.2)
 
 
 @pytest.fixture(scope="module")
@@ -393,17 +401,13 @@ def test_action_type_without_positives_warns_and_reports_nan(synth_path, tmp_pat
 
 
 # ---------------------------------------------------------------------------- learning
-LEARN = dict(
-    hidden_size=32,
-    inner_size=64,
+LEARN = small_model(
+    32,
     n_layers=1,
-    n_heads=2,
-    hidden_dropout_prob=0.0,
-    attn_dropout_prob=0.0,
-    MAX_ITEM_LIST_LENGTH=30,
+    max_len=30,
+    initializer_range=0.1,  # RecBole's 0.02 makes the similarity attention start very flat
     train_batch_size=32,
     learning_rate=0.01,
-    initializer_range=0.1,  # RecBole's 0.02 makes the similarity attention start very flat
     epochs=10,
     eval_step=10,  # validate once, at the end
     action_types=SYNTH_TYPES,

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-
 from ddp_worker import build_rank
+
 from recbole_fair.distributed import build_once, check_gpus, process_group
 
 

@@ -24,6 +24,7 @@ Reference:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -188,10 +189,12 @@ class CausalSelfAttention(nn.Module):
         return self.out(merge_heads(o))  # [B, T, d]
 
 
-class TransformerBlock(nn.Module):
-    r"""Pre-LayerNorm block: ``x + attn(ln(x))`` then ``x + mlp(ln(x))``.
+@dataclass(frozen=True)
+class BlockSettings:
+    r"""Hyper-parameters of one :class:`TransformerBlock`, shared by every block of a
+    :class:`CausalEncoder`.
 
-    Args:
+    Attributes:
         hidden_size (int): model width.
         n_heads (int): attention heads.
         inner_size (int): MLP width.
@@ -202,25 +205,37 @@ class TransformerBlock(nn.Module):
         mixed_values (bool): AttnMVP's action value stream in the attention.
     """
 
-    def __init__(
-        self,
-        hidden_size: int,
-        n_heads: int,
-        inner_size: int,
-        attention_type: str,
-        hidden_dropout_prob: float,
-        attn_dropout_prob: float,
-        layer_norm_eps: float,
-        mixed_values: bool = False,
-    ):
+    hidden_size: int
+    n_heads: int
+    inner_size: int
+    attention_type: str
+    hidden_dropout_prob: float
+    attn_dropout_prob: float
+    layer_norm_eps: float
+    mixed_values: bool = False
+
+
+class TransformerBlock(nn.Module):
+    r"""Pre-LayerNorm block: ``x + attn(ln(x))`` then ``x + mlp(ln(x))``.
+
+    Args:
+        settings (BlockSettings): the block's hyper-parameters.
+    """
+
+    def __init__(self, settings: BlockSettings):
         super().__init__()
-        self.ln_attn = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        width, eps = settings.hidden_size, settings.layer_norm_eps
+        self.ln_attn = nn.LayerNorm(width, eps=eps)
         self.attn = CausalSelfAttention(
-            hidden_size, n_heads, attention_type, attn_dropout_prob, mixed_values
+            width,
+            settings.n_heads,
+            settings.attention_type,
+            settings.attn_dropout_prob,
+            settings.mixed_values,
         )
-        self.ln_mlp = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
-        self.mlp = FeedForward(hidden_size, inner_size)
-        self.dropout = _dropout(hidden_dropout_prob)
+        self.ln_mlp = nn.LayerNorm(width, eps=eps)
+        self.mlp = FeedForward(width, settings.inner_size)
+        self.dropout = _dropout(settings.hidden_dropout_prob)
 
     def forward(
         self,
@@ -237,36 +252,14 @@ class CausalEncoder(nn.Module):
     r"""A stack of :class:`TransformerBlock` with a final LayerNorm.
 
     Args:
-        n_layers (int): number of blocks; the other arguments go to every block.
+        n_layers (int): number of blocks.
+        settings (BlockSettings): hyper-parameters of every block.
     """
 
-    def __init__(
-        self,
-        n_layers: int,
-        hidden_size: int,
-        n_heads: int,
-        inner_size: int,
-        attention_type: str,
-        hidden_dropout_prob: float,
-        attn_dropout_prob: float,
-        layer_norm_eps: float,
-        mixed_values: bool = False,
-    ):
+    def __init__(self, n_layers: int, settings: BlockSettings):
         super().__init__()
-        self.blocks = nn.ModuleList(
-            TransformerBlock(
-                hidden_size,
-                n_heads,
-                inner_size,
-                attention_type,
-                hidden_dropout_prob,
-                attn_dropout_prob,
-                layer_norm_eps,
-                mixed_values,
-            )
-            for _ in range(n_layers)
-        )
-        self.ln_final = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.blocks = nn.ModuleList(TransformerBlock(settings) for _ in range(n_layers))
+        self.ln_final = nn.LayerNorm(settings.hidden_size, eps=settings.layer_norm_eps)
 
     def forward(
         self,
@@ -402,8 +395,7 @@ class ActionSequenceRecommender(SequentialRecommender):
 
     # ------------------------------------------------------------------ shared building blocks
     def _encoder(self, mixed_values: bool = False) -> CausalEncoder:
-        return CausalEncoder(
-            self.n_layers,
+        settings = BlockSettings(
             self.hidden_size,
             self.n_heads,
             self.inner_size,
@@ -413,6 +405,7 @@ class ActionSequenceRecommender(SequentialRecommender):
             self.layer_norm_eps,
             mixed_values,
         )
+        return CausalEncoder(self.n_layers, settings)
 
     def _embedding(self, max_positions: int) -> ActionEmbedding:
         return ActionEmbedding(
