@@ -36,6 +36,7 @@ import os
 import platform
 import re
 import sys
+import threading
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -494,10 +495,29 @@ def _release_memory() -> None:
         pass
 
 
-def _cell_worker(spec: dict[str, Any], checkpoint_dir: str, conn: Any) -> None:
+def watch_parent(
+    parent_pid: int, interval: float = 2.0, on_orphan: Callable[[], None] | None = None
+) -> threading.Thread:
+    r"""Call ``on_orphan`` (default: exit at once) when this process's parent is no longer
+    ``parent_pid``: a cell must not go on training, and writing checkpoints, after the
+    leaderboard that started it was killed (``kill``, a closed terminal, a job time limit)."""
+    on_orphan = on_orphan or (lambda: os._exit(1))
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval)
+        on_orphan()
+
+    thread = threading.Thread(target=watch, name="leaderboard-parent-watch", daemon=True)
+    thread.start()
+    return thread
+
+
+def _cell_worker(spec: dict[str, Any], checkpoint_dir: str, conn: Any, parent_pid: int) -> None:
     r"""Entry point of a cell's own process (``isolate=True``)."""
     import recbole_fair  # noqa: F401  (compatibility shims)
 
+    watch_parent(parent_pid)
     try:
         conn.send(execute_cell(CellSpec(**spec), checkpoint_dir))
     except KeyboardInterrupt:
@@ -513,7 +533,9 @@ def execute_cell_isolated(spec: CellSpec, checkpoint_dir: str) -> dict[str, Any]
 
     ctx = mp.get_context("spawn")
     receiver, sender = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=_cell_worker, args=(asdict(spec), checkpoint_dir, sender))
+    process = ctx.Process(
+        target=_cell_worker, args=(asdict(spec), checkpoint_dir, sender, os.getpid())
+    )
     start = time.time()
     process.start()
     sender.close()

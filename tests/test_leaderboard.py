@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -371,3 +372,59 @@ def test_isolated_cells_run_in_their_own_process(in_tmp_dir, toy_config):
         and record["per_user"]["n_users"] == N_USERS
     )
     assert len(out["rows"]) == 1
+
+
+def test_a_cell_process_notices_when_its_leaderboard_is_gone():
+    """An orphaned cell stops (it would otherwise train on and write checkpoints)."""
+    import threading
+
+    from recbole_fair.leaderboard import watch_parent
+
+    orphaned = threading.Event()
+    watch_parent(os.getppid(), interval=0.01, on_orphan=orphaned.set)
+    assert not orphaned.wait(0.1)  # our parent is alive: nothing happens
+    watch_parent(-1, interval=0.01, on_orphan=orphaned.set)  # "parent" -1 is never ours
+    assert orphaned.wait(2)
+
+
+def test_killing_the_leaderboard_stops_its_cell(tmp_path):
+    """End to end: SIGKILL the process that started a cell; the cell process exits too."""
+    import signal
+    import textwrap
+
+    script = textwrap.dedent(
+        f"""
+        import multiprocessing as mp, os, time
+        from recbole_fair.leaderboard import watch_parent
+
+        def cell(parent_pid):
+            watch_parent(parent_pid, interval=0.05)
+            open({str(tmp_path / "cell.pid")!r}, "w").write(str(os.getpid()))
+            time.sleep(60)
+
+        if __name__ == "__main__":
+            p = mp.get_context("spawn").Process(target=cell, args=(os.getpid(),))
+            p.start()
+            p.join()
+        """
+    )
+    (tmp_path / "parent.py").write_text(script)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    parent = subprocess.Popen([sys.executable, str(tmp_path / "parent.py")], cwd=tmp_path, env=env)
+    pid_file = tmp_path / "cell.pid"
+    for _ in range(600):
+        if pid_file.is_file() and pid_file.read_text():
+            break
+        time.sleep(0.05)
+    cell_pid = int(pid_file.read_text())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    for _ in range(100):
+        try:
+            os.kill(cell_pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(cell_pid, signal.SIGKILL)
+        raise AssertionError("the cell process outlived its leaderboard")
