@@ -139,8 +139,8 @@ def _load_checkpoint(model: Any, paths: list[Path], device: Any) -> dict[str, An
 
 
 def time_train_steps(model: Any, train_data: Any, device: Any, steps: int) -> float:
-    r"""Mean seconds per optimizer step after ``WARMUP_STEPS`` steps (``bench_train_step.py``'s
-    ``time_steps`` on an existing model and loader)."""
+    r"""Mean seconds per optimizer step (Adam, lr 1e-3) after ``WARMUP_STEPS`` steps that warm up
+    allocators and caches, on an existing model and loader (also ``bench_train_step.py``'s)."""
     import torch
 
     model.train()

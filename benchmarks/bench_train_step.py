@@ -16,15 +16,15 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench_generative import time_train_steps  # noqa: E402  (the step timer of both scripts)
+
 
 def time_steps(model_name: str, dataset: str, config_dict: dict, steps: int) -> dict:
-    import torch
     from recbole.data import data_preparation
 
     from recbole_fair.config import Config
@@ -33,19 +33,7 @@ def time_steps(model_name: str, dataset: str, config_dict: dict, steps: int) -> 
     config = Config(model=model_name, dataset=dataset, config_dict=config_dict)
     train, _, _ = data_preparation(config, create_dataset(config))
     model = get_model(model_name)(config, train._dataset).to(config["device"])
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    batches = iter(train)
-    seconds = []
-    for _ in range(steps + 2):  # the first two steps warm up allocators and caches
-        batch = next(batches).to(config["device"])
-        start = time.perf_counter()
-        optimizer.zero_grad()
-        loss = model.calculate_loss(batch)
-        loss = sum(loss) if isinstance(loss, tuple) else loss
-        loss.backward()
-        optimizer.step()
-        seconds.append(time.perf_counter() - start)
-    per_step = sum(seconds[2:]) / steps
+    per_step = time_train_steps(model, train, config["device"], steps)
     return {
         "model": model_name,
         "train_mode": config_dict.get("train_mode"),
