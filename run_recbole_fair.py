@@ -49,6 +49,12 @@ if __name__ == "__main__":
             parser.error(
                 "--nproc/--world_size run a single model on one dataset, not a leaderboard"
             )
+        if args.leaderboard_only:  # no training: a bad file list is a usage error
+            try:
+                leaderboard.cli(args, unknown)
+            except (FileNotFoundError, ValueError) as err:
+                sys.exit(f"error: {err}")
+            sys.exit(0)
         leaderboard.cli(args, unknown, default_config_files=quick_start)
         sys.exit(0)
 

@@ -1222,15 +1222,41 @@ def render(
 
 
 def render_file(
-    results_path: str,
+    results_path: str | list[str],
     out_dir: str | None = None,
     reference: str | None = None,
     significance: str = "wilcoxon",
 ) -> dict[str, Any]:
-    r"""Re-render a results file (``--leaderboard-only``), by default next to it."""
-    out_dir = out_dir or os.path.dirname(os.path.abspath(results_path))
-    out = render(load_results(results_path), out_dir, reference, significance)
-    out["results"] = results_path
+    r"""Re-render a results file (``--leaderboard-only``), by default next to it.
+
+    ``results_path`` may also be several results files (a list, or one comma-separated string):
+    leaderboards run side by side, e.g. one process per CPU core on disjoint model lists, merge
+    into one. Their records are concatenated in the order given (a cell present in several files
+    keeps its last ``ok`` record, as within one file) and also written to
+    ``<out_dir>/results.jsonl``, so the merged folder is self-contained; ``out_dir`` is then
+    required.
+    """
+    paths = _split(results_path) if isinstance(results_path, str) else list(results_path)
+    if not paths:
+        raise ValueError("--leaderboard-only: no results file given")
+    for path in paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"--leaderboard-only: results file {path!r} does not exist")
+    if len(paths) > 1 and not out_dir:
+        raise ValueError(
+            f"--leaderboard-only: {len(paths)} results files are merged into one leaderboard; "
+            "pass --leaderboard_dir=<folder> for it"
+        )
+    out_dir = out_dir or os.path.dirname(os.path.abspath(paths[0]))
+    records = [record for path in paths for record in load_results(path)]
+    if len(paths) > 1:
+        os.makedirs(out_dir, exist_ok=True)
+        merged = os.path.join(out_dir, RESULTS_FILE)
+        lines = [json.dumps(_jsonable(r), allow_nan=False) + "\n" for r in records]
+        _atomic_write_text(merged, "".join(lines))
+        getLogger().info(f"merged {len(records)} records of {len(paths)} files into {merged}")
+    out = render(records, out_dir, reference, significance)
+    out["results"] = paths[0] if len(paths) == 1 else os.path.join(out_dir, RESULTS_FILE)
     return out
 
 
@@ -1347,8 +1373,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--leaderboard_only",
         dest="leaderboard_only",
         default=None,
-        metavar="RESULTS_FILE",
-        help="re-render tables and plots from a results file, no training",
+        metavar="RESULTS_FILE[,RESULTS_FILE...]",
+        help="re-render tables and plots from a results file, no training; several "
+        "comma-separated files are merged into --leaderboard_dir",
     )
     group.add_argument(
         "--reference",

@@ -272,6 +272,42 @@ def test_significance_marks_a_clear_difference_and_not_an_identical_model(tmp_pa
     assert rows["Better"]["significant"] and not rows["SASRec"]["significant"]
 
 
+def test_leaderboards_run_side_by_side_merge_into_one(tmp_path):
+    # two leaderboards on disjoint model lists (one per core), merged by --leaderboard-only
+    gen, seq = tmp_path / "gen" / lb.RESULTS_FILE, tmp_path / "seq" / lb.RESULTS_FILE
+    for path in (gen, seq):
+        path.parent.mkdir()
+    failed = dict(_fake_record("FAIR", "toy", 1, 0.0), status="error")
+    for record in (failed, _fake_record("FAIR", "toy", 1, 0.05)):
+        lb.append_record(str(gen), record)
+    for model, ndcg in (("SASRec", 0.04), ("GRU4Rec", 0.02)):
+        lb.append_record(str(seq), _fake_record(model, "toy", 1, ndcg))
+    out = lb.render_file(f"{gen},{seq}", str(tmp_path / "all"))
+    assert [r["model"] for r in out["rows"]] == ["FAIR", "SASRec", "GRU4Rec"]
+    assert out["rows"][0]["ndcg@10"][0] == pytest.approx(0.05)  # the ok record wins
+    merged = lb.load_results(str(tmp_path / "all" / lb.RESULTS_FILE))
+    assert out["results"] == str(tmp_path / "all" / lb.RESULTS_FILE)
+    assert merged == lb.load_results(str(gen)) + lb.load_results(str(seq))
+    # the merged folder re-renders alone to the same table
+    again = lb.render_file(str(tmp_path / "all" / lb.RESULTS_FILE), str(tmp_path / "again"))
+    assert again["table"] == out["table"]
+    with pytest.raises(ValueError, match="--leaderboard_dir"):
+        lb.render_file([str(gen), str(seq)])
+    with pytest.raises(FileNotFoundError, match="nope.jsonl"):
+        lb.render_file(f"{gen},{tmp_path / 'nope.jsonl'}", str(tmp_path / "x"))
+    # the CLI turns both into one-line errors
+    for args in ([f"{gen},{seq}"], [f"{gen},{tmp_path / 'nope.jsonl'}", "--leaderboard_dir=x"]):
+        cli = subprocess.run(
+            [sys.executable, str(REPO / "run_recbole_fair.py"), "--leaderboard-only", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert cli.returncode == 1 and cli.stderr.startswith("error: --leaderboard-only")
+        assert "Traceback" not in cli.stderr
+
+
 def test_published_numbers_and_semantic_id_columns(tmp_path):
     sid = {"cache_key": "sid-abc123", "collision_rate": 0.0125}
     records = [
