@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The 40-epoch CPU leaderboards of docs/leaderboards/ (issue #5), resumable across sessions.
+#
+# Two lanes, one per CPU core, each a chain of leaderboards on disjoint model lists; every
+# leaderboard is started with --resume, so re-running a lane skips finished cells and continues
+# an interrupted cell from its last epoch checkpoint. `merge` renders one leaderboard per dataset
+# from both lanes' results (run it at any time: unfinished cells are simply not there yet).
+#
+#   bash benchmarks/run_cpu_leaderboards.sh gen     # FAIR, RPG        (lane 1)
+#   bash benchmarks/run_cpu_leaderboards.sh seq     # SASRec, GRU4Rec, BERT4Rec (lane 2)
+#   bash benchmarks/run_cpu_leaderboards.sh merge   # -> docs/leaderboards/<dataset>-e40/
+#
+# Environment: DATA_PATH (folder holding Amazon_Beauty/ and Amazon_Scientific/, default
+# ../shared/datasets), SID_CACHE (semantic-ID cache folder, default benchmarks/results/sid_cache),
+# OUT (run folders, default leaderboards/), EPOCHS (default 40), DATASETS (default
+# "Amazon_Beauty Amazon_Scientific ml-100k"), PYTHON (default python).
+# The command lines are part of each cell's config hash (what --resume matches): keep them.
+# Each lane runs single-threaded (OMP_NUM_THREADS=1): two lanes fill a 2-core machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+lane=${1:?usage: run_cpu_leaderboards.sh gen|seq|merge}
+DATA_PATH=${DATA_PATH:-../shared/datasets}
+SID_CACHE=${SID_CACHE:-benchmarks/results/sid_cache}
+OUT=${OUT:-leaderboards}
+EPOCHS=${EPOCHS:-40}
+DATASETS=${DATASETS:-Amazon_Beauty Amazon_Scientific ml-100k}
+PYTHON=${PYTHON:-python}
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+TCMALLOC=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
+if [[ -f $TCMALLOC && -z ${LD_PRELOAD:-} ]]; then export LD_PRELOAD=$TCMALLOC; fi
+
+seeds_of() { [[ $1 == ml-100k ]] && echo 2020,2021,2022 || echo 2020; }
+data_args() { [[ $1 == ml-100k ]] || echo "--data_path=$(realpath "$DATA_PATH")"; }
+
+run_lane() {  # lane models [extra flags]
+    local name=$1 models=$2 extra=${3:-} dataset
+    for dataset in $DATASETS; do
+        local dir=$OUT/$dataset-e$EPOCHS-$name
+        mkdir -p "$dir"
+        echo "== $(date -u +%FT%TZ) $name lane: $models on $dataset -> $dir (log: $dir.log)"
+        # shellcheck disable=SC2046
+        $PYTHON run_recbole_fair.py --model="$models" --dataset="$dataset" $(data_args "$dataset") \
+            --seeds="$(seeds_of "$dataset")" --epochs="$EPOCHS" $extra \
+            --model_config=docs/leaderboards/cpu_budget.yaml \
+            --leaderboard_dir="$dir" --resume >>"$dir.log" 2>&1
+    done
+}
+
+case $lane in
+gen) run_lane gen FAIR,RPG "--sid_cache_dir=$(realpath "$SID_CACHE")" ;;
+seq) run_lane seq SASRec,GRU4Rec,BERT4Rec ;;
+merge)
+    for dataset in $DATASETS; do
+        files=()
+        for name in gen seq; do
+            f=$OUT/$dataset-e$EPOCHS-$name/results.jsonl
+            [[ -s $f ]] && files+=("$f")
+        done
+        if ((${#files[@]} == 0)); then
+            echo "$dataset: no results yet"
+            continue
+        fi
+        list=$(IFS=,; echo "${files[*]}")
+        $PYTHON run_recbole_fair.py --leaderboard-only "$list" \
+            --leaderboard_dir="docs/leaderboards/$dataset-e$EPOCHS"
+    done
+    ;;
+*)
+    echo "unknown lane '$lane': gen, seq or merge" >&2
+    exit 2
+    ;;
+esac
