@@ -149,3 +149,47 @@ def test_measures_by_hand():
     sims = torch.tensor([[0.1, 0.9, 0.5, 5.0]])  # position 3 is padding: never chosen
     assert topk_share(w, sims, lens, 1).item() == pytest.approx(0.2)
     assert topk_share(w, sims, lens, 2).item() == pytest.approx(0.4)
+
+
+def _diag_nrt():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "diag_nrt.py"
+    spec = importlib.util.spec_from_file_location("diag_nrt", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_nrt_diagnostic_on_checkpoints(checkpoints, tmp_path, capsys):
+    diag = _diag_nrt()
+    paths, _ = checkpoints
+    report = diag.main(["--checkpoint", paths["FAIR"], "--out", str(tmp_path / "fair.json")])
+    assert json.loads((tmp_path / "fair.json").read_text())["dataset"] == "viz"
+    assert "triplets active" in capsys.readouterr().out
+    for kind in ("squared_l2", "cosine"):
+        r = report[kind]
+        assert r["triplets"] == 3 * N_USERS  # 3 perturbations of every test history
+        active = [r["active_share"][str(m)] for m in diag.MARGINS]
+        losses = [r["mean_loss"][str(m)] for m in diag.MARGINS]
+        assert active == sorted(active) and losses == sorted(losses)
+        assert all(0 <= a <= 1 for a in active)
+        for q in ("pos_quantiles", "neg_quantiles"):
+            values = list(r[q].values())
+            assert values == sorted(values) and values[0] >= -1e-6
+        if kind == "cosine":
+            assert r["neg_quantiles"]["0.95"] <= 2 + 1e-6
+    c = report["configured"]  # FAIR's defaults: squared L2, margin 1.0 (on the grid)
+    assert (c["distance"], c["margin"]) == ("squared_l2", 1.0)
+    assert c["active_share"] == report["squared_l2"]["active_share"]["1.0"]
+    assert report["nrt_mask_prob"] == 0.1 and report["nrt_sub_prob"] == 0.1
+    # the FAIR input is really perturbed: h~ differs from h
+    assert report["squared_l2"]["pos_quantiles"]["0.95"] > 1e-6
+
+    # RPG trains without NRT: no perturbation, so D(h, h~) is exactly 0 and every triplet of
+    # margin m is active exactly when D(h, h-) < m
+    report = diag.main(["--checkpoint", paths["RPG"], "--out", str(tmp_path / "rpg.json")])
+    assert report["nrt_mask_prob"] == 0 and report["nrt_sub_prob"] == 0
+    for kind in ("squared_l2", "cosine"):
+        assert max(report[kind]["pos_quantiles"].values()) < 1e-5

@@ -1,0 +1,142 @@
+r"""How active is FAIR's noise-robustness (NRT) triplet loss? A diagnostic on a trained checkpoint.
+
+The NRT loss is ``mean(max(0, D(h, h̃) − D(h, h⁻) + margin))`` (FAIR.md §3; distance, margin and
+positions are reconstruction choices). On the leaderboard runs its logged value falls to ~0 within
+a few epochs, i.e. almost no triplet violates the margin and the term gives no gradient. This
+script measures why, on a checkpoint's test histories (the same perturbation as training:
+``nrt_mask_prob``/``nrt_sub_prob`` of the checkpoint's model; 0 for a model trained
+without NRT, e.g. RPG, so that ``D(h, h̃)`` is 0 there): the distribution of
+``D(h, h̃)`` (clean vs perturbed input) and ``D(h, h⁻)`` (clean vs another user's history) for
+both distances, and the share of triplets with a non-zero loss ("active") for a grid of margins.
+A margin is useful when a sizeable share of the triplets is active.
+
+    python benchmarks/diag_nrt.py --checkpoint leaderboards/.../checkpoints/FAIR-...-best.pth \
+        [--data_path ../shared/datasets] [--repeats 3] [--out benchmarks/results/diag_nrt.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from recbole_fair.model.losses import NRT_DISTANCES, perturb_code_tokens  # noqa: E402
+from recbole_fair.visualize_attention import _test_batches, load_checkpoint  # noqa: E402
+
+MARGINS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+def distance(a: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Tensor:
+    if kind == "squared_l2":
+        return (a - b).pow(2).sum(-1)
+    return 1 - F.cosine_similarity(a, b, dim=-1)
+
+
+@torch.no_grad()
+def collect(loaded, repeats: int, seed: int) -> dict[str, dict[str, np.ndarray]]:
+    r"""``D(h, h̃)`` and ``D(h, h⁻)`` at each test history's last position, per distance."""
+    model = loaded.model
+    torch.manual_seed(seed)
+    out = {kind: {"pos": [], "neg": []} for kind in NRT_DISTANCES}
+    for interaction in _test_batches(loaded):
+        item_seq = model.trim(interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN])
+        last = interaction[model.ITEM_SEQ_LEN] - 1
+        tokens = model.item_tokens(item_seq)
+        clean = model.gather_indexes(model.encode_tokens(tokens)[0], last)  # [B, d]
+        negative = clean.roll(1, dims=0)
+        for _ in range(repeats):
+            noisy_tokens = perturb_code_tokens(
+                tokens,
+                model.codebook_size,
+                model.mask_token,
+                model.nrt_mask_prob,
+                model.nrt_sub_prob,
+            )
+            noisy = model.gather_indexes(model.encode_tokens(noisy_tokens)[0], last)
+            for kind in NRT_DISTANCES:
+                out[kind]["pos"].append(distance(clean, noisy, kind).cpu())
+                out[kind]["neg"].append(distance(clean, negative, kind).cpu())
+    return {
+        kind: {k: torch.cat(v).double().numpy() for k, v in parts.items()}
+        for kind, parts in out.items()
+    }
+
+
+def summarise(values: dict[str, dict[str, np.ndarray]], configured: tuple[str, float]) -> dict:
+    report = {}
+    for kind, parts in values.items():
+        gap = parts["neg"] - parts["pos"]  # a triplet is active when gap < margin
+        report[kind] = {
+            "pos_quantiles": dict(zip(map(str, QUANTILES), np.quantile(parts["pos"], QUANTILES))),
+            "neg_quantiles": dict(zip(map(str, QUANTILES), np.quantile(parts["neg"], QUANTILES))),
+            "active_share": {str(m): float((gap < m).mean()) for m in MARGINS},
+            "mean_loss": {str(m): float(np.maximum(0, m - gap).mean()) for m in MARGINS},
+            "triplets": int(gap.size),
+        }
+    kind, margin = configured
+    gap = values[kind]["neg"] - values[kind]["pos"]
+    report["configured"] = {
+        "distance": kind,
+        "margin": margin,
+        "active_share": float((gap < margin).mean()),
+        "mean_loss": float(np.maximum(0, margin - gap).mean()),
+    }
+    return report
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="a FAIR checkpoint (.pth)")
+    parser.add_argument("--data_path", default=None, help="folder holding the dataset folder")
+    parser.add_argument("--repeats", type=int, default=3, help="perturbations per history")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="benchmarks/results/diag_nrt.json")
+    args = parser.parse_args(argv)
+
+    loaded = load_checkpoint(args.checkpoint, data_path=args.data_path)
+    if not hasattr(loaded.model, "mask_token"):
+        sys.exit(f"error: {args.checkpoint}: {loaded.config['model']} has no NRT perturbation")
+    model = loaded.model
+    configured = (model.nrt_distance, float(model.nrt_margin))
+    report = summarise(collect(loaded, args.repeats, args.seed), configured)
+    report.update(
+        checkpoint=args.checkpoint,
+        dataset=loaded.config["dataset"],
+        hidden_size=loaded.config["hidden_size"],
+        nrt_weight=model.nrt_weight,
+        nrt_mask_prob=model.nrt_mask_prob,
+        nrt_sub_prob=model.nrt_sub_prob,
+    )
+
+    print(f"{report['dataset']}: {args.checkpoint} (d={report['hidden_size']})")
+    for kind in NRT_DISTANCES:
+        r = report[kind]
+        fmt = ", ".join(f"{float(v):.3g}" for v in r["pos_quantiles"].values())
+        print(f"  {kind}: D(h, h~) quantiles {QUANTILES}: {fmt}")
+        fmt = ", ".join(f"{float(v):.3g}" for v in r["neg_quantiles"].values())
+        print(f"  {kind}: D(h, h-) quantiles {QUANTILES}: {fmt}")
+        print("  margin  active  mean loss")
+        for m in MARGINS:
+            print(f"  {m:>6}  {r['active_share'][str(m)]:6.1%}  {r['mean_loss'][str(m)]:.4f}")
+    c = report["configured"]
+    print(
+        f"configured ({c['distance']}, margin {c['margin']}): {c['active_share']:.1%} of "
+        f"{report[c['distance']]['triplets']} triplets active, mean loss {c['mean_loss']:.4f}"
+    )
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=1, default=float)
+    print(f"saved {args.out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
