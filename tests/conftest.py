@@ -68,3 +68,18 @@ def in_tmp_dir(tmp_path, monkeypatch):
     """Run in a fresh directory so logs, checkpoints and caches land in tmp."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def benchmark_script():
+    """Import a script of ``benchmarks/`` by name (they are scripts, not a package)."""
+    import importlib.util
+
+    def load(name: str):
+        path = REPO_ROOT / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

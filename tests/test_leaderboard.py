@@ -464,3 +464,64 @@ def test_killing_the_leaderboard_stops_its_cell(tmp_path):
     else:
         os.kill(cell_pid, signal.SIGKILL)
         raise AssertionError("the cell process outlived its leaderboard")
+
+
+def test_per_user_buckets_align_users_and_split_them(tmp_path, toy_data, benchmark_script):
+    buckets = benchmark_script("per_user_buckets")
+    config = {
+        "data_path": toy_data,
+        "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+        "MAX_ITEM_LIST_LENGTH": 5,
+    }
+    users = buckets.test_users(config, "toy")
+    assert len(users["uid"]) == N_USERS and np.all(np.diff(users["uid"]) > 0)
+    assert np.all(users["history"] == 5)  # 9 earlier items, capped at 5
+    # leave-one-out: 8 training items per user, 7 of them training targets
+    assert users["popularity"].max() <= 7 * N_USERS and users["popularity"].min() >= 0
+
+    rng = np.random.default_rng(1)
+    ref, other = rng.random(N_USERS), rng.random(N_USERS)
+    feature = np.arange(N_USERS)  # buckets 0-9, 10-29, 30+
+    rows = buckets.bucket_table({"SASRec": ref, "X": other}, feature, (9, 29, np.inf), "SASRec")
+    assert [(r["bucket"], r["users"]) for r in rows] == [("0–9", 10), ("10–29", 20), ("30+", 30)]
+    for row, part in zip(rows, (slice(0, 10), slice(10, 30), slice(30, None))):
+        assert row["X"] == pytest.approx(other[part].mean())
+        assert row["X Δ%"] == pytest.approx(100 * (other[part].mean() / ref[part].mean() - 1))
+        assert row["X p"] == pytest.approx(lb.paired_test(other[part], ref[part]))
+    assert [
+        r["bucket"] for r in buckets.bucket_table({"SASRec": ref}, feature, (9, 99), "SASRec")
+    ] == [
+        "0–9",
+        "10–99",
+    ]
+
+    # the script on a results file: values aligned by the users' hash, or a clear error
+    sha1 = buckets.users_sha1(users["uid"])
+    results = tmp_path / "results.jsonl"
+    for model, values in (("SASRec", ref), ("X", other)):
+        record = _fake_record(model, "toy", 1, float(values.mean()))
+        record["per_user"] = {"values": list(values), "users_sha1": sha1, "n_users": N_USERS}
+        lb.append_record(str(results), record)
+    argv = ["--results", str(results), "--dataset", "toy", "--data_path", toy_data]
+    with pytest.MonkeyPatch.context() as mp:  # the toy dataset's columns come from its config
+        real = buckets.test_users
+        mp.setattr(buckets, "test_users", lambda c, d: real({**config, **c}, d))
+        tables = buckets.main(argv + ["--out", str(tmp_path / "b.md")])
+        assert tables["history"] == [
+            {
+                "bucket": "5–7",
+                "users": N_USERS,
+                "SASRec": pytest.approx(ref.mean()),
+                "X": pytest.approx(other.mean()),
+                "X Δ%": pytest.approx(100 * (other.mean() / ref.mean() - 1)),
+                "X p": pytest.approx(lb.paired_test(other, ref)),
+            }
+        ]
+        assert "| 5–7 | 60 |" in (tmp_path / "b.md").read_text()
+        with pytest.raises(SystemExit, match="no finished BERT4Rec"):
+            buckets.main(argv + ["--reference", "BERT4Rec"])
+        bad = dict(record, model="Y", cell="Y|toy|seed=1|h")
+        bad["per_user"] = dict(bad["per_user"], users_sha1="0" * 40)
+        lb.append_record(str(results), bad)
+        with pytest.raises(SystemExit, match="user-id hash differs"):
+            buckets.main(argv)

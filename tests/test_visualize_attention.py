@@ -151,19 +151,8 @@ def test_measures_by_hand():
     assert topk_share(w, sims, lens, 2).item() == pytest.approx(0.4)
 
 
-def _diag_nrt():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "diag_nrt.py"
-    spec = importlib.util.spec_from_file_location("diag_nrt", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_nrt_diagnostic_on_checkpoints(checkpoints, tmp_path, capsys):
-    diag = _diag_nrt()
+def test_nrt_diagnostic_on_checkpoints(checkpoints, tmp_path, capsys, benchmark_script):
+    diag = benchmark_script("diag_nrt")
     paths, _ = checkpoints
     report = diag.main(["--checkpoint", paths["FAIR"], "--out", str(tmp_path / "fair.json")])
     assert json.loads((tmp_path / "fair.json").read_text())["dataset"] == "viz"

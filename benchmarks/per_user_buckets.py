@@ -1,0 +1,203 @@
+r"""Where does one model win and another lose? Per-user NDCG@10 of a leaderboard, by user bucket.
+
+Every leaderboard record keeps the per-user test NDCG@10 of its cell (sorted by RecBole's
+internal user id, with a SHA-1 of those ids). This script rebuilds the dataset's test split (no
+model is needed), attaches to each test user the length of its test history and the training
+popularity of its test target (how often the item is a training target), checks that the user
+ids hash to the records' ``users_sha1``, and reports mean NDCG@10 per model in buckets of both,
+with each model's difference to a reference model and a per-user Wilcoxon test per bucket.
+
+    python benchmarks/per_user_buckets.py --results docs/leaderboards/Amazon_Beauty-e40/results.jsonl \
+        --dataset Amazon_Beauty --data_path ../shared/datasets [--reference SASRec] \
+        [--out docs/leaderboards/Amazon_Beauty-e40/per_user_buckets.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from recbole_fair import leaderboard as lb  # noqa: E402
+
+# bucket edges: a value v falls in the first bucket whose upper bound is >= v
+HISTORY_EDGES = (2, 4, 7, 12, 19, float("inf"))
+POPULARITY_EDGES = (4, 9, 19, 49, 99, float("inf"))
+
+
+def test_users(config_dict: dict[str, Any], dataset: str) -> dict[str, np.ndarray]:
+    r"""Test users of ``dataset`` sorted by internal id: ``uid``, ``history`` (test history
+    length, capped at ``MAX_ITEM_LIST_LENGTH``) and ``popularity`` (how often the test target
+    is a training target)."""
+    from recbole.data import data_preparation
+    from recbole.utils import init_seed
+
+    from recbole_fair.config import Config
+    from recbole_fair.utils import create_dataset
+
+    with lb._argv(["per_user_buckets"]):  # RecBole's Config must not parse this script's flags
+        config = Config(model="SASRec", dataset=dataset, config_dict=config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    train_data, _, test_data = data_preparation(config, create_dataset(config))
+    iid = config["ITEM_ID_FIELD"]
+    train_targets = train_data.dataset.inter_feat[iid].numpy()
+    counts = np.bincount(train_targets, minlength=train_data.dataset.item_num)
+    uids, lengths, targets = [], [], []
+    for batch in test_data:
+        interaction = batch[0]
+        uids.append(interaction[config["USER_ID_FIELD"]].numpy())
+        lengths.append(interaction[config["ITEM_LIST_LENGTH_FIELD"]].numpy())
+        targets.append(interaction[iid].numpy())
+    uid, history, target = (np.concatenate(x) for x in (uids, lengths, targets))
+    order = np.argsort(uid, kind="stable")
+    return {
+        "uid": uid[order].astype(np.int64),
+        "history": history[order],
+        "popularity": counts[target[order]],
+    }
+
+
+def users_sha1(uid: np.ndarray) -> str:
+    return hashlib.sha1(np.asarray(uid, dtype=np.int64).tobytes()).hexdigest()
+
+
+def _bucket_labels(edges: tuple[float, ...]) -> list[str]:
+    labels, low = [], 0
+    for high in edges:
+        labels.append(f"{low}+" if high == float("inf") else f"{low}–{int(high)}")
+        low = int(high) + 1 if high != float("inf") else low
+    return labels
+
+
+def bucket_table(
+    per_user: dict[str, np.ndarray],
+    feature: np.ndarray,
+    edges: tuple[float, ...],
+    reference: str,
+) -> list[dict[str, Any]]:
+    r"""Rows ``{bucket, users, <model>: mean NDCG@10, <model> Δ%, <model> p}`` per bucket.
+
+    Args:
+        per_user: model -> per-user NDCG@10, all aligned with ``feature``.
+        feature: the bucketed quantity per user (history length or target popularity).
+        edges: inclusive upper bounds of the buckets, increasing.
+        reference: the model the others are compared with (Δ% and Wilcoxon p per bucket).
+
+    Buckets without users are left out.
+    """
+    index = np.searchsorted(np.asarray(edges), feature, side="left")
+    rows = []
+    for b, label in enumerate(_bucket_labels(edges)):
+        mask = index == b
+        if not mask.any():
+            continue  # an empty bucket has no row
+        row: dict[str, Any] = {"bucket": label, "users": int(mask.sum())}
+        ref = per_user[reference][mask]
+        for model, values in per_user.items():
+            row[model] = float(values[mask].mean())
+            if model != reference:
+                base = float(ref.mean())
+                row[f"{model} Δ%"] = 100 * (row[model] / base - 1) if base > 0 else None
+                row[f"{model} p"] = lb.paired_test(values[mask], ref)
+        rows.append(row)
+    return rows
+
+
+def to_markdown(title: str, rows: list[dict[str, Any]], models: list[str], reference: str) -> str:
+    others = [m for m in models if m != reference]
+    head = ["bucket", "users"] + models + [f"{m} vs {reference}" for m in others]
+    lines = [f"### {title}", "", "| " + " | ".join(head) + " |"]
+    lines.append("|" + "---|" * 2 + "---:|" * (len(head) - 2))
+    for row in rows:
+        cells = [row["bucket"], f"{row['users']:,}"]
+        best = max(row[m] for m in models)
+        for m in models:
+            cells.append(f"**{row[m]:.4f}**" if row[m] == best else f"{row[m]:.4f}")
+        for m in others:
+            delta, p = row.get(f"{m} Δ%"), row.get(f"{m} p")
+            cells.append("" if delta is None else f"{delta:+.0f}% (p={p:.2g})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", required=True, help="leaderboard results.jsonl")
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--data_path", default=None, help="folder holding the dataset folder")
+    parser.add_argument("--reference", default="SASRec")
+    parser.add_argument("--seed", type=int, default=None, help="which seed's cells (default: any)")
+    parser.add_argument("--out", default=None, help="Markdown output (and .json beside it)")
+    args = parser.parse_args(argv)
+
+    records = [
+        r
+        for r in lb.latest_records(lb.load_results(args.results))
+        if r["dataset"] == args.dataset
+        and r.get("status") == "ok"
+        and (r.get("per_user") or {}).get("values")
+        and (args.seed is None or r.get("seed") == args.seed)
+    ]
+    models = list(dict.fromkeys(r["model"] for r in records))
+    if args.reference not in models:
+        sys.exit(
+            f"error: {args.results}: no finished {args.reference} cell on {args.dataset} "
+            f"with per-user values (models there: {', '.join(models) or 'none'})"
+        )
+    config_dict = {"data_path": os.path.abspath(args.data_path)} if args.data_path else {}
+    users = test_users(config_dict, args.dataset)
+    sha1 = users_sha1(users["uid"])
+    per_user = {}
+    for record in records:  # first finished seed of each model
+        if record["model"] in per_user:
+            continue
+        values = np.asarray(record["per_user"]["values"], dtype=float)
+        if record["per_user"].get("users_sha1") != sha1 or len(values) != len(users["uid"]):
+            sys.exit(
+                f"error: {args.results}: the per-user values of {record['cell']} are not over "
+                f"this dataset's {len(users['uid'])} test users (user-id hash differs): was it "
+                "run on other data or filtering?"
+            )
+        per_user[record["model"]] = values
+    tables = {
+        "history": bucket_table(per_user, users["history"], HISTORY_EDGES, args.reference),
+        "popularity": bucket_table(per_user, users["popularity"], POPULARITY_EDGES, args.reference),
+    }
+    text = (
+        f"## Per-user test NDCG@10 by bucket: {args.dataset}\n\nFrom `{args.results}` "
+        f"({len(users['uid']):,} test users). Δ: relative to {args.reference} in the bucket; "
+        "p: per-user Wilcoxon signed-rank test. Best mean per bucket in bold.\n\n"
+        + to_markdown(
+            "By test-history length (items, capped at MAX_ITEM_LIST_LENGTH)",
+            tables["history"],
+            models,
+            args.reference,
+        )
+        + "\n"
+        + to_markdown(
+            "By test-target popularity (times the item is a training target)",
+            tables["popularity"],
+            models,
+            args.reference,
+        )
+    )
+    print(text)
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(text)
+        with open(os.path.splitext(args.out)[0] + ".json", "w", encoding="utf-8") as f:
+            json.dump({"dataset": args.dataset, "reference": args.reference, **tables}, f, indent=1)
+        print(f"saved {args.out}")
+    return tables
+
+
+if __name__ == "__main__":
+    main()
