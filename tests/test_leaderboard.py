@@ -312,7 +312,7 @@ def test_published_numbers_and_semantic_id_columns(tmp_path):
     sid = {"cache_key": "sid-abc123", "collision_rate": 0.0125}
     records = [
         _fake_record("FAIR", "Amazon_Beauty", 1, 0.04, semantic_ids=sid),
-        _fake_record("SASRec", "Amazon_Beauty", 1, 0.0318),
+        _fake_record("SASRec", "Amazon_Beauty", 1, 0.0405),
         _fake_record("SASRec", "ml-100k", 1, 0.05),
     ]
     out = lb.render(records, str(tmp_path))
@@ -320,9 +320,9 @@ def test_published_numbers_and_semantic_id_columns(tmp_path):
     fair, sasrec, ml = md
     assert fair["SID cache key"] == "`sid-abc123`" and fair["SID collisions"] == "1.25%"
     assert fair["published"] == "R@5 0.0563 (FAIR paper)" and fair["gap to published"] == "+6.6%"
-    assert (
-        sasrec["published"] == "N@10 0.0318 (TIGER paper)" and sasrec["gap to published"] == "+0.0%"
-    )
+    # SASRec is compared with RecBole's SASRec-CE (the model it runs), not the TIGER paper's
+    assert sasrec["published"] == "N@10 0.0405 (RecBole SASRec-CE, LETTER issue #20)"
+    assert sasrec["gap to published"] == "+0.0%"
     assert ml["published"] == "" and sasrec["SID cache key"] == ""
     with open(out["csv"], newline="") as f:
         rows = list(csv.DictReader(f))
