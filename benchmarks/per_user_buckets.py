@@ -32,10 +32,16 @@ HISTORY_EDGES = (2, 4, 7, 12, 19, float("inf"))
 POPULARITY_EDGES = (4, 9, 19, 49, 99, float("inf"))
 
 
-def test_users(config_dict: dict[str, Any], dataset: str) -> dict[str, np.ndarray]:
-    r"""Test users of ``dataset`` sorted by internal id: ``uid``, ``history`` (test history
-    length, capped at ``MAX_ITEM_LIST_LENGTH``) and ``popularity`` (how often the test target
-    is a training target)."""
+def split_statistics(config_dict: dict[str, Any], dataset: str) -> dict[str, np.ndarray]:
+    r"""The split of ``dataset`` as RecBole's sequential models see it (one training row per
+    training target), independent of any model's own data layout.
+
+    Returns:
+        ``uid`` (test users sorted by internal id), ``history`` (their test history length,
+        capped at ``MAX_ITEM_LIST_LENGTH``), ``target`` (their test item), ``popularity`` (their
+        test item's count as a training target) and ``item_popularity`` (that count for every
+        internal item id).
+    """
     from recbole.data import data_preparation
     from recbole.utils import init_seed
 
@@ -60,7 +66,9 @@ def test_users(config_dict: dict[str, Any], dataset: str) -> dict[str, np.ndarra
     return {
         "uid": uid[order].astype(np.int64),
         "history": history[order],
+        "target": target[order],
         "popularity": counts[target[order]],
+        "item_popularity": counts,
     }
 
 
@@ -152,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"with per-user values (models there: {', '.join(models) or 'none'})"
         )
     config_dict = {"data_path": os.path.abspath(args.data_path)} if args.data_path else {}
-    users = test_users(config_dict, args.dataset)
+    users = split_statistics(config_dict, args.dataset)
     sha1 = users_sha1(users["uid"])
     per_user = {}
     for record in records:  # first finished seed of each model

@@ -73,6 +73,7 @@ class LoadedModel:
         model: the model, in eval mode, with the checkpoint's weights.
         test_data: RecBole's test data loader (full ranking, one row per test user).
         dataset: the test split's dataset.
+        train_dataset: the training split's dataset (one row per training target).
     """
 
     path: str
@@ -81,6 +82,7 @@ class LoadedModel:
     model: Any
     test_data: Any
     dataset: Any
+    train_dataset: Any = None
 
     @property
     def focused(self) -> bool:
@@ -91,7 +93,10 @@ class LoadedModel:
 # Loading
 # ---------------------------------------------------------------------------------------------
 def load_checkpoint(
-    path: str | os.PathLike, device: str = "cpu", data_path: str | None = None
+    path: str | os.PathLike,
+    device: str = "cpu",
+    data_path: str | None = None,
+    require_attention_maps: bool = True,
 ) -> LoadedModel:
     r"""Rebuild dataset, split and model of a RecBole checkpoint and load its weights.
 
@@ -100,6 +105,8 @@ def load_checkpoint(
             :mod:`recbole_fair.compat`).
         device: device to run the model on.
         data_path: folder holding the dataset folder, when it moved since training.
+        require_attention_maps: refuse models without ``attention_maps`` (the visualisation
+            needs them; other inspections of any model pass False).
 
     Raises:
         ValueError: not a signed RecBole checkpoint, or a model without ``attention_maps``.
@@ -125,7 +132,7 @@ def load_checkpoint(
     dataset = create_dataset(config)
     train_data, _, test_data = data_preparation(config, dataset)
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    if not hasattr(model, "attention_maps"):
+    if require_attention_maps and not hasattr(model, "attention_maps"):
         raise ValueError(
             f"model {config['model']} has no attention_maps(); only FAIR-style models "
             f"(FAIR, RPG) can be visualised."
@@ -134,7 +141,9 @@ def load_checkpoint(
     model.load_other_parameter(checkpoint.get("other_parameter"))
     model.eval()
     label = f"{config['model']} ({getattr(model, 'attention', 'standard')})"
-    return LoadedModel(path, label, config, model, test_data, test_data._dataset)
+    return LoadedModel(
+        path, label, config, model, test_data, test_data._dataset, train_data.dataset
+    )
 
 
 def _test_batches(loaded: LoadedModel):

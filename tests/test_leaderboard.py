@@ -473,11 +473,12 @@ def test_per_user_buckets_align_users_and_split_them(tmp_path, toy_data, benchma
         "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
         "MAX_ITEM_LIST_LENGTH": 5,
     }
-    users = buckets.test_users(config, "toy")
+    users = buckets.split_statistics(config, "toy")
     assert len(users["uid"]) == N_USERS and np.all(np.diff(users["uid"]) > 0)
     assert np.all(users["history"] == 5)  # 9 earlier items, capped at 5
     # leave-one-out: 8 training items per user, 7 of them training targets
-    assert users["popularity"].max() <= 7 * N_USERS and users["popularity"].min() >= 0
+    assert users["item_popularity"].sum() == 7 * N_USERS
+    assert np.array_equal(users["popularity"], users["item_popularity"][users["target"]])
 
     rng = np.random.default_rng(1)
     ref, other = rng.random(N_USERS), rng.random(N_USERS)
@@ -504,8 +505,8 @@ def test_per_user_buckets_align_users_and_split_them(tmp_path, toy_data, benchma
         lb.append_record(str(results), record)
     argv = ["--results", str(results), "--dataset", "toy", "--data_path", toy_data]
     with pytest.MonkeyPatch.context() as mp:  # the toy dataset's columns come from its config
-        real = buckets.test_users
-        mp.setattr(buckets, "test_users", lambda c, d: real({**config, **c}, d))
+        real = buckets.split_statistics
+        mp.setattr(buckets, "split_statistics", lambda c, d: real({**config, **c}, d))
         tables = buckets.main(argv + ["--out", str(tmp_path / "b.md")])
         assert tables["history"] == [
             {

@@ -182,3 +182,26 @@ def test_nrt_diagnostic_on_checkpoints(checkpoints, tmp_path, capsys, benchmark_
     assert report["nrt_mask_prob"] == 0 and report["nrt_sub_prob"] == 0
     for kind in ("squared_l2", "cosine"):
         assert max(report[kind]["pos_quantiles"].values()) < 1e-5
+
+
+def test_rec_popularity_of_top10_lists(checkpoints, benchmark_script):
+    rec = benchmark_script("rec_popularity")
+    from recbole_fair.visualize_attention import load_checkpoint
+
+    paths, _ = checkpoints
+    loaded = load_checkpoint(paths["FAIR"], require_attention_maps=False)
+    top, targets = rec.top_k(loaded)
+    assert top.shape == (N_USERS, 10) and len(targets) == N_USERS
+    assert (top > 0).all()  # the padding item is never recommended
+    for row in top:
+        assert len(set(row.tolist())) == 10
+    popularity = np.arange(loaded.dataset.item_num)  # item id as a stand-in "popularity"
+    report = rec.measure(loaded, popularity)
+    assert report["mean_popularity"] == pytest.approx(top.mean())
+    assert report["target_mean_popularity"] == pytest.approx(targets.mean())
+    assert report["coverage"] == pytest.approx(len(np.unique(top)) / (N_ITEMS))
+    for key in ("recommended", "targets"):
+        assert sum(b[key] for b in report["buckets"].values()) == pytest.approx(1.0)
+    assert "| FAIR |" in rec.to_markdown([report])
+    with pytest.raises(ValueError, match="not the same dataset"):
+        rec.measure(loaded, popularity[:-1])
