@@ -197,14 +197,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     )
     print(text)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w", encoding="utf-8") as f:
-            f.write(text)
-        with open(os.path.splitext(args.out)[0] + ".json", "w", encoding="utf-8") as f:
-            json.dump({"dataset": args.dataset, "reference": args.reference, **tables}, f, indent=1)
-        print(f"saved {args.out}")
+    save_report(args.out, text, {"dataset": args.dataset, "reference": args.reference, **tables})
     return tables
+
+
+def save_report(out: str | None, text: str, data: Any) -> None:
+    r"""Write the Markdown ``text`` to ``out`` and ``data`` as JSON beside it (``.json``)."""
+    if not out:
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w", encoding="utf-8") as f:
+        f.write(text)
+    with open(os.path.splitext(out)[0] + ".json", "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1)
+    print(f"saved {out}")
 
 
 if __name__ == "__main__":

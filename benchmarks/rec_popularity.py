@@ -19,7 +19,6 @@ has one, the user's history masked), takes the top-10 and reports:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Any
@@ -31,7 +30,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.dirname(HERE)]  # the other benchmark scripts, and the package
 
 from bench_generative import _masked_topk  # noqa: E402
-from per_user_buckets import POPULARITY_EDGES, _bucket_labels, split_statistics  # noqa: E402
+from per_user_buckets import (  # noqa: E402
+    POPULARITY_EDGES,
+    _bucket_labels,
+    save_report,
+    split_statistics,
+)
 
 from recbole_fair.visualize_attention import load_checkpoint  # noqa: E402
 
@@ -132,13 +136,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         sys.exit("error: the checkpoints are from different datasets")
     text = to_markdown(reports)
     print(text)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w", encoding="utf-8") as f:
-            f.write(text)
-        with open(os.path.splitext(args.out)[0] + ".json", "w", encoding="utf-8") as f:
-            json.dump(reports, f, indent=1)
-        print(f"saved {args.out}")
+    save_report(args.out, text, reports)
     return reports
 
 
