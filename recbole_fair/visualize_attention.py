@@ -73,7 +73,6 @@ class LoadedModel:
         model: the model, in eval mode, with the checkpoint's weights.
         test_data: RecBole's test data loader (full ranking, one row per test user).
         dataset: the test split's dataset.
-        train_dataset: the training split's dataset (one row per training target).
     """
 
     path: str
@@ -82,7 +81,6 @@ class LoadedModel:
     model: Any
     test_data: Any
     dataset: Any
-    train_dataset: Any = None
 
     @property
     def focused(self) -> bool:
@@ -141,9 +139,7 @@ def load_checkpoint(
     model.load_other_parameter(checkpoint.get("other_parameter"))
     model.eval()
     label = f"{config['model']} ({getattr(model, 'attention', 'standard')})"
-    return LoadedModel(
-        path, label, config, model, test_data, test_data._dataset, train_data.dataset
-    )
+    return LoadedModel(path, label, config, model, test_data, test_data._dataset)
 
 
 def _test_batches(loaded: LoadedModel):
