@@ -23,21 +23,18 @@ import sys
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from recbole_fair.model.losses import NRT_DISTANCES, perturb_code_tokens  # noqa: E402
+from recbole_fair.model.losses import (  # noqa: E402
+    NRT_DISTANCES,
+    nrt_distance,
+    perturb_code_tokens,
+)
 from recbole_fair.visualize_attention import _test_batches, load_checkpoint  # noqa: E402
 
 MARGINS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
-
-
-def distance(a: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Tensor:
-    if kind == "squared_l2":
-        return (a - b).pow(2).sum(-1)
-    return 1 - F.cosine_similarity(a, b, dim=-1)
 
 
 @torch.no_grad()
@@ -62,8 +59,8 @@ def collect(loaded, repeats: int, seed: int) -> dict[str, dict[str, np.ndarray]]
             )
             noisy = model.gather_indexes(model.encode_tokens(noisy_tokens)[0], last)
             for kind in NRT_DISTANCES:
-                out[kind]["pos"].append(distance(clean, noisy, kind).cpu())
-                out[kind]["neg"].append(distance(clean, negative, kind).cpu())
+                out[kind]["pos"].append(nrt_distance(clean, noisy, kind).cpu())
+                out[kind]["neg"].append(nrt_distance(clean, negative, kind).cpu())
     return {
         kind: {k: torch.cat(v).double().numpy() for k, v in parts.items()}
         for kind, parts in out.items()

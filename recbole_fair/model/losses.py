@@ -100,15 +100,19 @@ def nrt_triplet_loss(
     Returns:
         torch.Tensor: scalar loss.
     """
-    if distance == "squared_l2":
-        d_pos = (anchor - positive).pow(2).sum(-1)  # [N]
-        d_neg = (anchor - negative).pow(2).sum(-1)  # [N]
-    elif distance == "cosine":
-        d_pos = 1 - F.cosine_similarity(anchor, positive, dim=-1)
-        d_neg = 1 - F.cosine_similarity(anchor, negative, dim=-1)
-    else:
-        raise ValueError(f"nrt_distance must be one of {NRT_DISTANCES}, got [{distance}].")
+    d_pos = nrt_distance(anchor, positive, distance)  # [N]
+    d_neg = nrt_distance(anchor, negative, distance)  # [N]
     return F.relu(d_pos - d_neg + margin).mean()
+
+
+def nrt_distance(a: torch.Tensor, b: torch.Tensor, distance: str = "squared_l2") -> torch.Tensor:
+    r"""Row-wise distance of the NRT triplet loss: ``squared_l2`` (``‖a − b‖²``) or ``cosine``
+    (``1 − cos(a, b)``), shape ``[N]`` for inputs ``[N, d]``."""
+    if distance == "squared_l2":
+        return (a - b).pow(2).sum(-1)
+    if distance == "cosine":
+        return 1 - F.cosine_similarity(a, b, dim=-1)
+    raise ValueError(f"nrt_distance must be one of {NRT_DISTANCES}, got [{distance}].")
 
 
 def mim_info_nce(
