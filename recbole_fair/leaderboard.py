@@ -580,11 +580,15 @@ def execute_cell_isolated(spec: CellSpec, checkpoint_dir: str) -> dict[str, Any]
 
 
 # ----------------------------------------------------------------------------- results file
+def _record_line(record: dict[str, Any]) -> str:
+    r"""One record as a results-file line (strict JSON: a NaN is an error, not ``NaN``)."""
+    return json.dumps(_jsonable(record), allow_nan=False) + "\n"
+
+
 def append_record(path: str, record: dict[str, Any]) -> None:
     r"""Append one record as a JSON line and sync it to disk."""
-    line = json.dumps(_jsonable(record), allow_nan=False, sort_keys=False)
     with open(path, "a", encoding="utf-8") as f:
-        f.write(line + "\n")
+        f.write(_record_line(record))
         f.flush()
         os.fsync(f.fileno())
 
@@ -1252,8 +1256,7 @@ def render_file(
     if len(paths) > 1:
         os.makedirs(out_dir, exist_ok=True)
         merged = os.path.join(out_dir, RESULTS_FILE)
-        lines = [json.dumps(_jsonable(r), allow_nan=False) + "\n" for r in records]
-        _atomic_write_text(merged, "".join(lines))
+        _atomic_write_text(merged, "".join(_record_line(r) for r in records))
         getLogger().info(f"merged {len(records)} records of {len(paths)} files into {merged}")
     out = render(records, out_dir, reference, significance)
     out["results"] = paths[0] if len(paths) == 1 else os.path.join(out_dir, RESULTS_FILE)
