@@ -43,10 +43,11 @@ K = 10
 
 
 @torch.no_grad()
-def top_k(loaded, k: int = K) -> tuple[np.ndarray, np.ndarray]:
-    r"""Top-k item ids per test user ``[users, k]`` and the test targets ``[targets]``."""
+def top_k(loaded, k: int = K, data: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    r"""Top-k item ids per user ``[users, k]`` and the targets ``[targets]`` of an evaluation
+    loader (default: the test loader; leave-one-out, so one target per user, in user order)."""
     tops, targets = [], []
-    for interaction, history_index, _, positive_i in loaded.test_data:
+    for interaction, history_index, _, positive_i in loaded.test_data if data is None else data:
         interaction = interaction.to(loaded.config["device"])
         scores = loaded.model.full_sort_predict(interaction)
         tops.append(_masked_topk(scores, history_index, k).numpy())
@@ -69,15 +70,23 @@ def measure(loaded, popularity: np.ndarray) -> dict[str, Any]:
             f"have {len(popularity)}: not the same dataset"
         )
     top, targets = top_k(loaded)
-    rec_pop, target_pop = popularity[top.ravel()], popularity[targets]
-    edges = np.asarray(POPULARITY_EDGES)
-    rec_bucket = np.searchsorted(edges, rec_pop, side="left")
-    target_bucket = np.searchsorted(edges, target_pop, side="left")
-    n_items = loaded.dataset.item_num - 1  # without the padding item
     return {
         "checkpoint": loaded.path,
         "model": loaded.config["model"],
         "dataset": loaded.config["dataset"],
+        **profile(top, targets, popularity),
+    }
+
+
+def profile(top: np.ndarray, targets: np.ndarray, popularity: np.ndarray) -> dict[str, Any]:
+    r"""Popularity figures of top-k lists ``top`` ``[users, k]`` against their ``targets``;
+    ``popularity`` ``[n_items]`` counts training targets per item id (0 = padding)."""
+    rec_pop, target_pop = popularity[top.ravel()], popularity[targets]
+    edges = np.asarray(POPULARITY_EDGES)
+    rec_bucket = np.searchsorted(edges, rec_pop, side="left")
+    target_bucket = np.searchsorted(edges, target_pop, side="left")
+    n_items = len(popularity) - 1  # without the padding item
+    return {
         "users": int(top.shape[0]),
         "mean_popularity": float(rec_pop.mean()),
         "median_popularity": float(np.median(rec_pop)),

@@ -73,6 +73,7 @@ class LoadedModel:
         model: the model, in eval mode, with the checkpoint's weights.
         test_data: RecBole's test data loader (full ranking, one row per test user).
         dataset: the test split's dataset.
+        valid_data: RecBole's validation data loader (same layout as ``test_data``).
     """
 
     path: str
@@ -81,6 +82,7 @@ class LoadedModel:
     model: Any
     test_data: Any
     dataset: Any
+    valid_data: Any = None
 
     @property
     def focused(self) -> bool:
@@ -128,7 +130,7 @@ def load_checkpoint(
         config["data_path"] = os.path.join(data_path, config["dataset"])
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
-    train_data, _, test_data = data_preparation(config, dataset)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     if require_attention_maps and not hasattr(model, "attention_maps"):
         raise ValueError(
@@ -139,7 +141,7 @@ def load_checkpoint(
     model.load_other_parameter(checkpoint.get("other_parameter"))
     model.eval()
     label = f"{config['model']} ({getattr(model, 'attention', 'standard')})"
-    return LoadedModel(path, label, config, model, test_data, test_data._dataset)
+    return LoadedModel(path, label, config, model, test_data, test_data._dataset, valid_data)
 
 
 def _test_batches(loaded: LoadedModel):

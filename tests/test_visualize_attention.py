@@ -205,3 +205,53 @@ def test_rec_popularity_of_top10_lists(checkpoints, benchmark_script):
     assert "| FAIR |" in rec.to_markdown([report])
     with pytest.raises(ValueError, match="not the same dataset"):
         rec.measure(loaded, popularity[:-1])
+
+
+def test_score_calibration_sweep_on_a_checkpoint(checkpoints, tmp_path, benchmark_script):
+    cal = benchmark_script("score_calibration")
+    from recbole_fair.visualize_attention import load_checkpoint
+
+    paths, root = checkpoints
+    out = tmp_path / "cal.md"
+    # RecBole's sequential split of this synthetic set needs its own load_col; a stand-in
+    # popularity (item id) is enough for the profile columns
+    mp = pytest.MonkeyPatch()
+    mp.setattr(cal, "item_popularity", lambda loaded: np.arange(loaded.dataset.item_num))
+    report = cal.main(["--checkpoint", paths["FAIR"], "--weights", "0,0.5,1000", "--out", str(out)])
+    assert out.read_text().startswith("FAIR on viz")
+    assert json.loads(out.with_suffix(".json").read_text())["selected_weight"] in (0, 0.5, 1000)
+    rows = report["rows"]
+    assert [r["weight"] for r in rows] == [0, 0.5, 1000]
+    best = max(r["valid"]["ndcg@10"] for r in rows)
+    assert cal.select(rows)["valid"]["ndcg@10"] == best
+    for r in rows:
+        for split in ("valid", "test"):
+            m = r[split]
+            assert 0 <= m["ndcg@5"] <= m["ndcg@10"] <= m["recall@10"] <= 1
+            assert m["recall@5"] <= m["recall@10"]
+
+    # weight 0 is the model's own ranking: RecBole's trainer gives the same test metrics
+    loaded = load_checkpoint(paths["FAIR"], require_attention_maps=False)
+    loaded.config["metrics"], loaded.config["topk"] = ["Recall", "NDCG"], [5, 10]
+    trainer = get_trainer(loaded.config["MODEL_TYPE"], "FAIR")(loaded.config, loaded.model)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        recbole = trainer.evaluate(loaded.test_data, load_best_model=False, show_progress=False)
+    for metric in ("recall@5", "ndcg@5", "recall@10", "ndcg@10"):
+        assert rows[0]["test"][metric] == pytest.approx(recbole[metric], abs=1e-4)
+
+    # a huge weight ranks by the prior correction alone: every user gets the same top-10
+    top, _ = cal.top_k(loaded, 10)  # weight 0 again (a fresh load)
+    loaded.model.score_prior_correction = 1e6
+    top_huge, _ = cal.top_k(loaded, 10)
+    bias = loaded.model.item_prior_bias.clone()
+    bias[0] = -float("inf")
+    assert set(top_huge[0].tolist()) == set(bias.topk(10).indices.tolist())
+    assert (top_huge == top_huge[0]).all() and not (top == top[0]).all()
+
+    ranks = cal.ranks_of_targets(np.array([[3, 1, 2], [4, 5, 6]]), np.array([1, 9]))
+    assert ranks.tolist() == [1, float("inf")]
+    assert cal.ranking_metrics(ranks)["ndcg@10"] == pytest.approx(0.5 / math.log2(3))
+    with pytest.raises(SystemExit):
+        cal.main(["--checkpoint", paths["FAIR"], "--weights", "0,-1"])
+    mp.undo()

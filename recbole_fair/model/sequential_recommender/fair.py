@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
+from recbole_fair.model.calibration import prior_correction
 from recbole_fair.model.graph_decoding import (
     GRAPH_DECODING_KEYS,
     GraphDecodingSettings,
@@ -94,7 +95,7 @@ class FAIR(SequentialRecommender):
     # recbole_fair.config.Config loads properties/semantic_ids.yaml for models with this flag.
     uses_semantic_ids = True
     # Optional keys read with a default when absent (not listed in FAIR.yaml).
-    extra_config_keys = ("input_dropout_prob", *GRAPH_DECODING_KEYS)
+    extra_config_keys = ("input_dropout_prob", "score_prior_correction", *GRAPH_DECODING_KEYS)
 
     def __init__(self, config: Any, dataset: Any) -> None:
         super().__init__(config, dataset)
@@ -154,6 +155,9 @@ class FAIR(SequentialRecommender):
         # ranking: exact (default) or RPG's graph-constrained decoding
         self.graph_settings = GraphDecodingSettings.from_config(config)
         self.decoding = self.graph_settings.decoding
+        # ranking: weight of the naive-Bayes prior correction (recbole_fair.model.calibration);
+        # absent or 0 = the paper's score
+        self.score_prior_correction = float(_number(config, "score_prior_correction", default=0.0))
         if self.nrt_mask_prob + self.nrt_sub_prob > 1:
             raise ValueError(
                 f"nrt_mask_prob [{self.nrt_mask_prob}] + nrt_sub_prob [{self.nrt_sub_prob}] "
@@ -205,6 +209,12 @@ class FAIR(SequentialRecommender):
             persistent=False,
         )  # [S]
         self._item_graph = ItemGraphCache()
+        # per-item prior correction b(i), added as score_prior_correction * b at ranking time
+        self.register_buffer(
+            "item_prior_bias",
+            prior_correction(popularity, item_codes, self.codebook_size),
+            persistent=False,
+        )  # [n_items]
 
         # parameters initialization
         self.apply(self._init_weights)
@@ -430,6 +440,8 @@ class FAIR(SequentialRecommender):
         test_item = interaction[self.ITEM_ID]  # [B]
         codes = self.item_codes[test_item]  # [B, L]
         scores = log_probs.gather(2, codes.unsqueeze(-1)).squeeze(-1).sum(-1)  # [B]
+        if self.score_prior_correction:
+            scores = scores + self.score_prior_correction * self.item_prior_bias[test_item]
         return scores.masked_fill(test_item == 0, float("-inf"))
 
     def item_graph(self) -> torch.Tensor:
@@ -440,7 +452,9 @@ class FAIR(SequentialRecommender):
         )
 
     def full_sort_predict(self, interaction: Any) -> torch.Tensor:
-        r"""Scores of all items, ``Σ_l log p_l(code_l(item))``, shape ``[B, n_items]``.
+        r"""Scores of all items, ``Σ_l log p_l(code_l(item))``, shape ``[B, n_items]``, plus
+        ``score_prior_correction · b(item)`` when that weight is not 0
+        (:mod:`recbole_fair.model.calibration`).
 
         ``decoding: exact``: every item, accumulated digit by digit (one ``[B, n_items]`` gather
         per digit). ``decoding: graph``: only the items visited by graph-constrained decoding
@@ -457,7 +471,7 @@ class FAIR(SequentialRecommender):
                 settings.graph_start,
                 settings.graph_num_beams,
             )  # [B, M]
-            return graph_decode(
+            scores = graph_decode(
                 log_probs,
                 self.item_codes,
                 self.item_graph(),
@@ -465,7 +479,10 @@ class FAIR(SequentialRecommender):
                 settings.graph_beam_size,
                 settings.graph_steps,
             )
-        scores = self.exact_scores(log_probs)  # [B, n_items]
+        else:
+            scores = self.exact_scores(log_probs)  # [B, n_items]
+        if self.score_prior_correction:
+            scores += self.score_prior_correction * self.item_prior_bias  # -inf stays -inf
         scores[:, 0] = float("-inf")
         return scores
 

@@ -1,0 +1,168 @@
+r"""Sweep the prior-correction weight of a trained FAIR or RPG checkpoint (no retraining).
+
+FAIR ranks by a sum of 32 independently predicted digit log-probabilities, which counts the
+codes' prior 32 times and favours the head of the catalogue (docs/leaderboards/README.md).
+``score_prior_correction = γ`` adds ``γ · (log q(i) − Σ_l log q_l(c_l(i)))`` to every item's score
+(:mod:`recbole_fair.model.calibration`; γ = 1 is the naive-Bayes combination of the digits).
+
+For every γ of ``--weights`` this script ranks all items for every validation and test user
+(RecBole's full-sort protocol: padding item masked, leave-one-out, one target per user) and
+reports R@5, N@5, R@10, N@10, the popularity profile of the test top-10 lists
+(:mod:`rec_popularity`) and test N@10 by the target's training popularity. The weight to use is
+the one with the best *validation* N@10 (``selected``); the test row of γ = 0 is the checkpoint's
+own leaderboard result.
+
+    python benchmarks/score_calibration.py --checkpoint saved/FAIR-....pth \
+        [--weights 0,0.1,0.2,0.3,0.5,0.75,1] [--data_path ../shared/datasets] \
+        [--out docs/leaderboards/Amazon_Beauty-e40/score_calibration.md]
+
+Train with the selected weight from the start by setting ``score_prior_correction`` in the model
+config: it changes ranking only, never the loss, so validation-based early stopping then uses the
+corrected scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.dirname(HERE)]  # the other benchmark scripts, and the package
+
+from per_user_buckets import POPULARITY_EDGES, _bucket_labels, save_report  # noqa: E402
+from rec_popularity import item_popularity, profile, top_k  # noqa: E402
+
+from recbole_fair.visualize_attention import load_checkpoint  # noqa: E402
+
+K = 10
+WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+
+
+def ranks_of_targets(top: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    r"""0-based rank of each user's target in its top-k list, ``inf`` where it is not there."""
+    hit = top == targets[:, None]  # [users, k]
+    return np.where(hit.any(1), hit.argmax(1), np.inf)
+
+
+def ranking_metrics(ranks: np.ndarray) -> dict[str, float]:
+    r"""Recall@5/10 and NDCG@5/10 of one target per user (RecBole's definitions)."""
+    out = {}
+    for k in (5, 10):
+        hit = ranks < k
+        out[f"recall@{k}"] = float(hit.mean())
+        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0).mean())
+    return out
+
+
+def ndcg_by_target_popularity(ranks: np.ndarray, target_pop: np.ndarray) -> dict[str, float]:
+    r"""Mean N@10 of the users whose target's training popularity falls in each bucket."""
+    bucket = np.searchsorted(np.asarray(POPULARITY_EDGES), target_pop, side="left")
+    ndcg = np.where(ranks < K, 1.0 / np.log2(ranks + 2.0), 0.0)
+    return {
+        label: float(ndcg[bucket == b].mean()) if (bucket == b).any() else float("nan")
+        for b, label in enumerate(_bucket_labels(POPULARITY_EDGES))
+    }
+
+
+def sweep(loaded, weights, popularity: np.ndarray) -> list[dict[str, Any]]:
+    r"""One row per weight: validation and test metrics, test popularity profile."""
+    if not hasattr(loaded.model, "score_prior_correction"):
+        raise ValueError(
+            f"{loaded.path}: model {loaded.config['model']} has no score_prior_correction "
+            f"(only semantic-ID models with factorised scores, FAIR and RPG, have one)"
+        )
+    if loaded.valid_data is None:
+        raise ValueError(f"{loaded.path}: the checkpoint was loaded without a validation split")
+    rows = []
+    for weight in weights:
+        loaded.model.score_prior_correction = float(weight)
+        row: dict[str, Any] = {"weight": float(weight)}
+        for split, data in (("valid", loaded.valid_data), ("test", loaded.test_data)):
+            top, targets = top_k(loaded, K, data)
+            ranks = ranks_of_targets(top, targets)
+            row[split] = ranking_metrics(ranks)
+        row["test_popularity"] = profile(top, targets, popularity)
+        row["test_ndcg@10_by_target_popularity"] = ndcg_by_target_popularity(
+            ranks, popularity[targets]
+        )
+        rows.append(row)
+        print(
+            f"gamma {weight:g}: valid N@10 {row['valid']['ndcg@10']:.4f}, "
+            f"test R@5 {row['test']['recall@5']:.4f} N@10 {row['test']['ndcg@10']:.4f}, "
+            f"coverage {row['test_popularity']['coverage']:.1%}",
+            flush=True,
+        )
+    return rows
+
+
+def select(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    r"""The row with the best validation N@10 (the smallest weight on ties)."""
+    return max(rows, key=lambda r: (r["valid"]["ndcg@10"], -r["weight"]))
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    rows, best = report["rows"], report["selected_weight"]
+    labels = list(rows[0]["test_ndcg@10_by_target_popularity"])
+    head = ["γ", "valid N@10", "test R@5", "N@5", "R@10", "N@10", "mean pop.", "coverage"]
+    head += [f"N@10 pop. {b}" for b in labels]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for r in rows:
+        mark = "**" if r["weight"] == best else ""
+        t, p = r["test"], r["test_popularity"]
+        cells = [f"{mark}{r['weight']:g}{mark}", f"{r['valid']['ndcg@10']:.4f}"]
+        cells += [f"{t[m]:.4f}" for m in ("recall@5", "ndcg@5", "recall@10", "ndcg@10")]
+        cells += [f"{p['mean_popularity']:.1f}", f"{p['coverage']:.1%}"]
+        cells += [f"{r['test_ndcg@10_by_target_popularity'][b]:.4f}" for b in labels]
+        lines.append("| " + " | ".join(cells) + " |")
+    target_pop = rows[0]["test_popularity"]["target_mean_popularity"]
+    return (
+        f"{report['model']} on {report['dataset']} ({report['checkpoint']}): prior-correction "
+        f"weight γ swept on the trained checkpoint, {rows[0]['test_popularity']['users']:,} test "
+        f"users. Bold: the weight with the best validation N@10 (selected). mean pop.: mean "
+        f"training popularity of the test top-10 items (test targets: {target_pop:.1f}); "
+        f"coverage: distinct recommended items / all items; last columns: test N@10 of the users "
+        f"whose target was a training target that many times.\n\n" + "\n".join(lines) + "\n"
+    )
+
+
+def _weights(text: str) -> list[float]:
+    try:
+        weights = [float(w) for w in text.split(",") if w.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"--weights: comma-separated numbers ({err})") from err
+    if not weights or min(weights) < 0:
+        raise argparse.ArgumentTypeError("--weights: one or more numbers >= 0")
+    return weights
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="FAIR or RPG checkpoint (.pth)")
+    parser.add_argument("--weights", type=_weights, default=list(WEIGHTS))
+    parser.add_argument("--data_path", default=None, help="folder holding the dataset folder")
+    parser.add_argument("--out", default=None, help="Markdown output (and .json beside it)")
+    args = parser.parse_args(argv)
+    loaded = load_checkpoint(
+        args.checkpoint, data_path=args.data_path, require_attention_maps=False
+    )
+    popularity = item_popularity(loaded)
+    rows = sweep(loaded, args.weights, popularity)
+    report = {
+        "checkpoint": loaded.path,
+        "model": loaded.config["model"],
+        "dataset": loaded.config["dataset"],
+        "selected_weight": select(rows)["weight"],
+        "rows": rows,
+    }
+    text = to_markdown(report)
+    print(text)
+    save_report(args.out, text, report)
+    return report
+
+
+if __name__ == "__main__":
+    main()
