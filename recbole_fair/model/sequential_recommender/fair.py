@@ -88,13 +88,20 @@ class FAIR(SequentialRecommender):
     Encoder: ``n_layers`` pre-norm blocks with focused (or standard) causal attention. Output: ``L``
     residual heads, digit-``l`` logits = ``cos(head_l(h), E_l) / τ`` over the tied code table.
 
+    Ranking: item scores ``Σ_l log p_l(c_l)`` (the paper), plus ``γ · b(item)`` with
+    ``score_prior_correction = γ > 0``, the naive-Bayes prior correction of
+    :mod:`recbole_fair.model.calibration` (a recbole-fair extension; ranking only, not the loss).
+
     The dataset must carry ``dataset.item_codes`` (``LongTensor [n_items, n_codes]``, row 0 = the
     padding item), as recbole-fair's ``FAIRDataset`` does.
     """
 
     # recbole_fair.config.Config loads properties/semantic_ids.yaml for models with this flag.
     uses_semantic_ids = True
-    # Optional keys read with a default when absent (not listed in FAIR.yaml).
+    # Optional keys read with a default when absent (not listed in FAIR.yaml, so that adding them
+    # does not change the config hash of existing leaderboard cells): input_dropout_prob,
+    # score_prior_correction (γ >= 0, default 0 = the paper's score; see
+    # recbole_fair/model/calibration.py) and the graph-decoding keys.
     extra_config_keys = ("input_dropout_prob", "score_prior_correction", *GRAPH_DECODING_KEYS)
 
     def __init__(self, config: Any, dataset: Any) -> None:
