@@ -13,7 +13,7 @@ the one with the best *validation* N@10 (``selected``); the test row of γ = 0 i
 own leaderboard result.
 
     python benchmarks/score_calibration.py --checkpoint saved/FAIR-....pth \
-        [--weights 0,0.1,0.2,0.3,0.5,0.75,1] [--data_path ../shared/datasets] \
+        [--weights 0,0.25,0.5,0.75,1,1.25,1.5] [--data_path ../shared/datasets] \
         [--out docs/leaderboards/Amazon_Beauty-e40/score_calibration.md]
 
 Train with the selected weight from the start by setting ``score_prior_correction`` in the model
@@ -39,7 +39,7 @@ from rec_popularity import item_popularity, profile, top_k  # noqa: E402
 from recbole_fair.visualize_attention import load_checkpoint  # noqa: E402
 
 K = 10
-WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 
 
 def ranks_of_targets(top: np.ndarray, targets: np.ndarray) -> np.ndarray:
