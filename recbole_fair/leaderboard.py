@@ -722,6 +722,45 @@ def _mean(values: list[Any]) -> float | None:
     return _mean_std(values)[0]
 
 
+def _cell_settings(record: dict[str, Any]) -> set[str]:
+    r"""A cell's user settings as ``key=value`` strings: its command-line overrides and its
+    config dict (per-model overrides), without the seed."""
+    spec = record.get("spec") or {}
+    settings = {a[2:] for a in (spec.get("argv") or [])[1:] if a.startswith("--")}
+    settings |= {
+        f"{k}={json.dumps(_jsonable(v), sort_keys=True)}"
+        for k, v in (spec.get("config_dict") or {}).items()
+        if k != "seed"
+    }
+    return settings
+
+
+def _variant_labels(groups: dict[tuple[str, str, str], list[dict[str, Any]]]) -> dict:
+    r"""Row label per (dataset, model, config hash): the model name, and where one model has
+    several configurations in a dataset, the settings that set each apart (``FAIR
+    [score_prior_correction=1.0]``); the config hash where the settings do not tell them apart
+    (e.g. an edited config file)."""
+    variants: dict[tuple[str, str], dict[str, set[str]]] = {}
+    for (dataset, model, chash), group in groups.items():
+        variants.setdefault((dataset, model), {})[chash] = _cell_settings(group[0])
+    labels = {}
+    for (dataset, model), by_hash in variants.items():
+        if len(by_hash) == 1:
+            labels[(dataset, model, next(iter(by_hash)))] = model
+            continue
+        common = set.intersection(*by_hash.values())
+        distinct = {h: tuple(sorted(v - common)) for h, v in by_hash.items()}
+        for chash, own in distinct.items():
+            unique = list(distinct.values()).count(own) == 1
+            if unique and own:
+                labels[(dataset, model, chash)] = f"{model} [{', '.join(own)}]"
+            elif unique:  # the one variant without extra settings: the model's own config
+                labels[(dataset, model, chash)] = model
+            else:
+                labels[(dataset, model, chash)] = f"{model} [{chash}]"
+    return labels
+
+
 def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     r"""One row per (dataset, model, config hash) of the latest record of each cell."""
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
@@ -729,15 +768,13 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault((record["dataset"], record["model"], record["config_hash"]), []).append(
             record
         )
-    hashes: dict[tuple[str, str], set[str]] = {}
-    for dataset, model, chash in groups:
-        hashes.setdefault((dataset, model), set()).add(chash)
+    labels = _variant_labels(groups)
     rows = []
     for (dataset, model, chash), group in groups.items():
         ok = [r for r in group if r.get("status") == "ok"]
         ok.sort(key=lambda r: (r.get("seed") is None, r.get("seed") or 0))
         failed = [r for r in group if r.get("status") != "ok"]
-        label = model if len(hashes[(dataset, model)]) == 1 else f"{model} [{chash}]"
+        label = labels[(dataset, model, chash)]
         row: dict[str, Any] = {
             "model": model,
             "label": label,

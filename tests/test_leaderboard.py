@@ -308,6 +308,33 @@ def test_leaderboards_run_side_by_side_merge_into_one(tmp_path):
         assert "Traceback" not in cli.stderr
 
 
+def test_variants_of_one_model_are_labelled_by_their_settings():
+    def variant(chash, argv, config_dict, seed=1):
+        spec = {"argv": ["run.py", *argv], "config_dict": {"seed": seed, **config_dict}}
+        cell = f"FAIR|toy|seed={seed}|{chash}"
+        return _fake_record("FAIR", "toy", seed, 0.1, cell=cell, config_hash=chash, spec=spec)
+
+    common = ["--epochs=40", "--data_path=/d"]
+    records = [
+        variant("a", common, {"hidden_size": 128}),
+        variant("a", common, {"hidden_size": 128}, seed=2),
+        variant("b", [*common, "--score_prior_correction=1.0"], {"hidden_size": 128}),
+        variant("c", common, {"hidden_size": 256}),
+        # same settings as "a" (an edited config file): only the hash tells them apart
+        variant("d", common, {"hidden_size": 128}),
+        _fake_record("SASRec", "toy", 1, 0.1),
+    ]
+    labels = {(r["model"], r["config_hash"]): r["label"] for r in lb.summarise(records)}
+    # every setting that not all variants share
+    assert labels[("FAIR", "b")] == "FAIR [hidden_size=128, score_prior_correction=1.0]"
+    assert labels[("FAIR", "c")] == "FAIR [hidden_size=256]"
+    assert labels[("FAIR", "a")] == "FAIR [a]" and labels[("FAIR", "d")] == "FAIR [d]"
+    assert labels[("SASRec", "h")] == "SASRec"
+    # two variants, one with an extra setting: the other is the plain model
+    labels = {r["config_hash"]: r["label"] for r in lb.summarise(records[:3])}
+    assert labels == {"a": "FAIR", "b": "FAIR [score_prior_correction=1.0]"}
+
+
 def test_published_numbers_and_semantic_id_columns(tmp_path):
     sid = {"cache_key": "sid-abc123", "collision_rate": 0.0125}
     records = [
