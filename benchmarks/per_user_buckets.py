@@ -153,7 +153,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         and (r.get("per_user") or {}).get("values")
         and (args.seed is None or r.get("seed") == args.seed)
     ]
-    models = list(dict.fromkeys(r["model"] for r in records))
+    # rows as the leaderboard labels them: variants of one model (FAIR, FAIR [setting=...]) apart
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for record in records:
+        groups.setdefault((record["dataset"], record["model"], record["config_hash"]), []).append(
+            record
+        )
+    labels = lb.variant_labels(groups)
+    label_of = {id(r): labels[key] for key, group in groups.items() for r in group}
+    models = list(dict.fromkeys(label_of[id(r)] for r in records))
     if args.reference not in models:
         sys.exit(
             f"error: {args.results}: no finished {args.reference} cell on {args.dataset} "
@@ -163,8 +171,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     users = split_statistics(config_dict, args.dataset)
     sha1 = users_sha1(users["uid"])
     per_user = {}
-    for record in records:  # first finished seed of each model
-        if record["model"] in per_user:
+    for record in records:  # first finished seed of each model (variant)
+        label = label_of[id(record)]
+        if label in per_user:
             continue
         values = np.asarray(record["per_user"]["values"], dtype=float)
         if record["per_user"].get("users_sha1") != sha1 or len(values) != len(users["uid"]):
@@ -173,7 +182,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 f"this dataset's {len(users['uid'])} test users (user-id hash differs): was it "
                 "run on other data or filtering?"
             )
-        per_user[record["model"]] = values
+        per_user[label] = values
     tables = {
         "history": bucket_table(per_user, users["history"], HISTORY_EDGES, args.reference),
         "popularity": bucket_table(per_user, users["popularity"], POPULARITY_EDGES, args.reference),

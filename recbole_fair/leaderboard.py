@@ -735,7 +735,7 @@ def _cell_settings(record: dict[str, Any]) -> set[str]:
     return settings
 
 
-def _variant_labels(groups: dict[tuple[str, str, str], list[dict[str, Any]]]) -> dict:
+def variant_labels(groups: dict[tuple[str, str, str], list[dict[str, Any]]]) -> dict:
     r"""Row label per (dataset, model, config hash): the model name, and where one model has
     several configurations in a dataset, the settings that set each apart (``FAIR
     [score_prior_correction=1.0]``); the config hash where the settings do not tell them apart
@@ -768,7 +768,7 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault((record["dataset"], record["model"], record["config_hash"]), []).append(
             record
         )
-    labels = _variant_labels(groups)
+    labels = variant_labels(groups)
     rows = []
     for (dataset, model, chash), group in groups.items():
         ok = [r for r in group if r.get("status") == "ok"]

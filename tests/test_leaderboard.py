@@ -546,6 +546,14 @@ def test_per_user_buckets_align_users_and_split_them(tmp_path, toy_data, benchma
             }
         ]
         assert "| 5–7 | 60 |" in (tmp_path / "b.md").read_text()
+        # a second configuration of X (another hash and setting) is a column of its own
+        variant = dict(record, cell="X|toy|seed=1|v", config_hash="v")
+        variant["per_user"] = dict(record["per_user"], values=list(ref))
+        variant["spec"] = {"argv": ["run.py", "--score_prior_correction=1.0"], "config_dict": {}}
+        lb.append_record(str(results), variant)
+        row = buckets.main(argv)["history"][0]
+        assert row["X"] == pytest.approx(other.mean())
+        assert row["X [score_prior_correction=1.0]"] == pytest.approx(ref.mean())
         with pytest.raises(SystemExit, match="no finished BERT4Rec"):
             buckets.main(argv + ["--reference", "BERT4Rec"])
         bad = dict(record, model="Y", cell="Y|toy|seed=1|h")
