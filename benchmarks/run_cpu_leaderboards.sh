@@ -15,6 +15,9 @@
 # OUT (run folders, default leaderboards/), EPOCHS (default 40), DATASETS (default
 # "Amazon_Beauty Amazon_Scientific ml-100k"), PYTHON (default python).
 # The command lines are part of each cell's config hash (what --resume matches): keep them.
+# A lane folder missing its results.jsonl (a new checkout) starts from the committed
+# docs/leaderboards/<dataset>-e<EPOCHS>/results.jsonl: commit `merge`'s output to carry finished
+# cells into the next session.
 # Each lane runs single-threaded (OMP_NUM_THREADS=1): two lanes fill a 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +40,15 @@ run_lane() {  # lane models [extra flags]
     local name=$1 models=$2 extra=${3:-} dataset
     for dataset in $DATASETS; do
         local dir=$OUT/$dataset-e$EPOCHS-$name
+        local committed=docs/leaderboards/$dataset-e$EPOCHS/results.jsonl
         mkdir -p "$dir"
+        # A new checkout has no $OUT (git-ignored): start from the committed results, so that
+        # --resume skips every cell finished in an earlier session (an unfinished cell restarts:
+        # its epoch checkpoints stayed with that session).
+        if [[ ! -s $dir/results.jsonl && -s $committed ]]; then
+            cp "$committed" "$dir/results.jsonl"
+            echo "   $dir/results.jsonl seeded from $committed"
+        fi
         echo "== $(date -u +%FT%TZ) $name lane: $models on $dataset -> $dir (log: $dir.log)"
         # shellcheck disable=SC2046
         $PYTHON run_recbole_fair.py --model="$models" --dataset="$dataset" $(data_args "$dataset") \
