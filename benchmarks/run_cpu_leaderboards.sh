@@ -10,9 +10,14 @@
 #   bash benchmarks/run_cpu_leaderboards.sh seq     # SASRec, GRU4Rec, BERT4Rec (lane 2)
 #   bash benchmarks/run_cpu_leaderboards.sh merge   # -> docs/leaderboards/<dataset>-e40/
 #
+# `merge` reads every $OUT/<dataset>-e<EPOCHS>-*/results.jsonl: a variant run in a folder of its
+# own (e.g. leaderboards/Amazon_Beauty-e40-fair-nb, FAIR with --score_prior_correction=1.0) joins
+# the dataset's leaderboard as a row labelled by its settings.
+#
 # Environment: DATA_PATH (folder holding Amazon_Beauty/ and Amazon_Scientific/, default
 # ../shared/datasets), SID_CACHE (semantic-ID cache folder, default benchmarks/results/sid_cache),
-# OUT (run folders, default leaderboards/), EPOCHS (default 40), DATASETS (default
+# OUT (run folders, default leaderboards/), DOCS (committed leaderboards, default
+# docs/leaderboards), EPOCHS (default 40), DATASETS (default
 # "Amazon_Beauty Amazon_Scientific ml-100k"), PYTHON (default python).
 # The command lines are part of each cell's config hash (what --resume matches): keep them.
 # A lane folder missing its results.jsonl (a new checkout) starts from the committed
@@ -26,6 +31,7 @@ lane=${1:?usage: run_cpu_leaderboards.sh gen|seq|merge}
 DATA_PATH=${DATA_PATH:-../shared/datasets}
 SID_CACHE=${SID_CACHE:-benchmarks/results/sid_cache}
 OUT=${OUT:-leaderboards}
+DOCS=${DOCS:-docs/leaderboards}
 EPOCHS=${EPOCHS:-40}
 DATASETS=${DATASETS:-Amazon_Beauty Amazon_Scientific ml-100k}
 PYTHON=${PYTHON:-python}
@@ -40,7 +46,7 @@ run_lane() {  # lane models [extra flags]
     local name=$1 models=$2 extra=${3:-} dataset
     for dataset in $DATASETS; do
         local dir=$OUT/$dataset-e$EPOCHS-$name
-        local committed=docs/leaderboards/$dataset-e$EPOCHS/results.jsonl
+        local committed=$DOCS/$dataset-e$EPOCHS/results.jsonl
         mkdir -p "$dir"
         # A new checkout has no $OUT (git-ignored): start from the committed results, so that
         # --resume skips every cell finished in an earlier session (an unfinished cell restarts:
@@ -63,9 +69,8 @@ gen) run_lane gen FAIR,RPG "--sid_cache_dir=$(realpath "$SID_CACHE")" ;;
 seq) run_lane seq SASRec,GRU4Rec,BERT4Rec ;;
 merge)
     for dataset in $DATASETS; do
-        files=()
-        for name in gen seq; do
-            f=$OUT/$dataset-e$EPOCHS-$name/results.jsonl
+        files=()  # both lanes, and any other run folder of this dataset and cap (variants)
+        for f in "$OUT/$dataset-e$EPOCHS"-*/results.jsonl; do
             [[ -s $f ]] && files+=("$f")
         done
         if ((${#files[@]} == 0)); then
@@ -74,7 +79,7 @@ merge)
         fi
         list=$(IFS=,; echo "${files[*]}")
         $PYTHON run_recbole_fair.py --leaderboard-only "$list" \
-            --leaderboard_dir="docs/leaderboards/$dataset-e$EPOCHS"
+            --leaderboard_dir="$DOCS/$dataset-e$EPOCHS"
     done
     ;;
 *)

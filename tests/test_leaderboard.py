@@ -561,3 +561,55 @@ def test_per_user_buckets_align_users_and_split_them(tmp_path, toy_data, benchma
         lb.append_record(str(results), bad)
         with pytest.raises(SystemExit, match="user-id hash differs"):
             buckets.main(argv)
+
+
+def test_cpu_lane_script_merges_every_run_folder_and_seeds_a_new_checkout(tmp_path):
+    """benchmarks/run_cpu_leaderboards.sh: `merge` takes both lanes and any variant folder of a
+    dataset; a lane without results starts from the committed (merged) results."""
+    out, docs = tmp_path / "out", tmp_path / "docs"
+    for lane, model, chash in (
+        ("gen", "FAIR", "a"),
+        ("seq", "SASRec", "s"),
+        ("fair-nb", "FAIR", "b"),
+    ):
+        argv = ["run.py", "--epochs=7"] + (["--score_prior_correction=1.0"] if chash == "b" else [])
+        record = _fake_record(
+            model,
+            "toy",
+            2020,
+            0.1,
+            cell=f"{model}|toy|seed=2020|{chash}",
+            config_hash=chash,
+            spec={"argv": argv, "config_dict": {}},
+        )
+        (out / f"toy-e7-{lane}").mkdir(parents=True)
+        lb.append_record(str(out / f"toy-e7-{lane}" / "results.jsonl"), record)
+    env = {
+        **os.environ,
+        "OUT": str(out),
+        "DOCS": str(docs),
+        "EPOCHS": "7",
+        "DATASETS": "toy",
+        "DATA_PATH": str(tmp_path),
+        "SID_CACHE": str(tmp_path),
+        "PYTHON": sys.executable,
+    }
+    script = str(REPO / "benchmarks" / "run_cpu_leaderboards.sh")
+    subprocess.run(["bash", script, "merge"], env=env, check=True, capture_output=True)
+    table = (docs / "toy-e7" / "leaderboard.md").read_text()
+    for label in ("| FAIR |", "| FAIR [score_prior_correction=1.0] |", "| SASRec |"):
+        assert label in table
+    merged = (docs / "toy-e7" / "results.jsonl").read_text()
+
+    # a new checkout: no run folders; the lane starts from the committed results and resumes
+    fake = tmp_path / "fake_python"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "calls"}\n')
+    fake.chmod(0o755)
+    env.update(OUT=str(tmp_path / "new"), PYTHON=str(fake))
+    run = subprocess.run(["bash", script, "gen"], env=env, check=True, capture_output=True)
+    assert "seeded from" in run.stdout.decode()
+    assert (tmp_path / "new" / "toy-e7-gen" / "results.jsonl").read_text() == merged
+    call = (tmp_path / "calls").read_text()
+    assert "--model=FAIR,RPG" in call and "--resume" in call and "--epochs=7" in call
+    run = subprocess.run(["bash", script, "nope"], env=env, capture_output=True)
+    assert run.returncode == 2 and b"unknown lane" in run.stderr
