@@ -69,8 +69,10 @@ gen) run_lane gen FAIR,RPG "--sid_cache_dir=$(realpath "$SID_CACHE")" ;;
 seq) run_lane seq SASRec,GRU4Rec,BERT4Rec ;;
 merge)
     for dataset in $DATASETS; do
-        files=()  # both lanes, and any other run folder of this dataset and cap (variants)
-        for f in "$OUT/$dataset-e$EPOCHS"-*/results.jsonl; do
+        # the committed results (cells of earlier sessions), both lanes, and any other run folder
+        # of this dataset and cap (variants); records found in several files count once
+        files=()
+        for f in "$DOCS/$dataset-e$EPOCHS/results.jsonl" "$OUT/$dataset-e$EPOCHS"-*/results.jsonl; do
             [[ -s $f ]] && files+=("$f")
         done
         if ((${#files[@]} == 0)); then

@@ -1272,8 +1272,8 @@ def render_file(
 
     ``results_path`` may also be several results files (a list, or one comma-separated string):
     leaderboards run side by side, e.g. one process per CPU core on disjoint model lists, merge
-    into one. Their records are concatenated in the order given (a cell present in several files
-    keeps its last ``ok`` record, as within one file) and also written to
+    into one. Their records are concatenated in the order given, identical records once (a cell
+    present in several files keeps its last ``ok`` record, as within one file) and written to
     ``<out_dir>/results.jsonl``, so the merged folder is self-contained; ``out_dir`` is then
     required.
     """
@@ -1291,6 +1291,11 @@ def render_file(
     out_dir = out_dir or os.path.dirname(os.path.abspath(paths[0]))
     records = [record for path in paths for record in load_results(path)]
     if len(paths) > 1:
+        # a record present in several files (a lane seeded from the merged file) is kept once
+        unique: dict[str, dict[str, Any]] = {}
+        for record in records:
+            unique.setdefault(_record_line(record), record)
+        records = list(unique.values())
         os.makedirs(out_dir, exist_ok=True)
         merged = os.path.join(out_dir, RESULTS_FILE)
         _atomic_write_text(merged, "".join(_record_line(r) for r in records))

@@ -600,6 +600,10 @@ def test_cpu_lane_script_merges_every_run_folder_and_seeds_a_new_checkout(tmp_pa
     for label in ("| FAIR |", "| FAIR [score_prior_correction=1.0] |", "| SASRec |"):
         assert label in table
     merged = (docs / "toy-e7" / "results.jsonl").read_text()
+    assert len(merged.splitlines()) == 3
+    # merging again reads the committed file too: no row lost, no record doubled
+    subprocess.run(["bash", script, "merge"], env=env, check=True, capture_output=True)
+    assert (docs / "toy-e7" / "results.jsonl").read_text() == merged
 
     # a new checkout: no run folders; the lane starts from the committed results and resumes
     fake = tmp_path / "fake_python"
