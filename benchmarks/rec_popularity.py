@@ -13,7 +13,8 @@ has one, the user's history masked), takes the top-10 and reports:
 * catalogue coverage: distinct items recommended to at least one user / all items.
 
     python benchmarks/rec_popularity.py --checkpoints A-best.pth B-best.pth \
-        [--data_path ../shared/datasets] [--out docs/leaderboards/Amazon_Beauty-e40/rec_popularity.md]
+        [--data_path ../shared/datasets] [--out docs/leaderboards/Amazon_Beauty-e40/rec_popularity.md] \
+        [--labels "FAIR,SASRec"]
 """
 
 from __future__ import annotations
@@ -134,7 +135,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--checkpoints", nargs="+", required=True)
     parser.add_argument("--data_path", default=None, help="folder holding the dataset folder")
     parser.add_argument("--out", default=None, help="Markdown output (and .json beside it)")
+    parser.add_argument(
+        "--labels",
+        default=None,
+        help="comma-separated row names, one per checkpoint (default: the model names)",
+    )
     args = parser.parse_args(argv)
+    labels = [t.strip() for t in args.labels.split(",")] if args.labels else None
+    if labels is not None and len(labels) != len(args.checkpoints):
+        parser.error(f"--labels: {len(labels)} names for {len(args.checkpoints)} checkpoints")
     popularity, reports = None, []
     for path in args.checkpoints:
         loaded = load_checkpoint(path, data_path=args.data_path, require_attention_maps=False)
@@ -143,6 +152,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         reports.append(measure(loaded, popularity))
     if len({r["dataset"] for r in reports}) > 1:
         sys.exit("error: the checkpoints are from different datasets")
+    for report, label in zip(reports, labels or []):
+        report["model"] = label
     text = to_markdown(reports)
     print(text)
     save_report(args.out, text, reports)

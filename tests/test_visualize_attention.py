@@ -205,6 +205,14 @@ def test_rec_popularity_of_top10_lists(checkpoints, benchmark_script):
     assert "| FAIR |" in rec.to_markdown([report])
     with pytest.raises(ValueError, match="not the same dataset"):
         rec.measure(loaded, popularity[:-1])
+    with pytest.MonkeyPatch.context() as mp:  # a stand-in popularity (see the sweep's test)
+        mp.setattr(rec, "item_popularity", lambda loaded: np.arange(loaded.dataset.item_num))
+        reports = rec.main(
+            ["--checkpoints", paths["FAIR"], paths["RPG"], "--labels", "FAIR (a),RPG (b)"]
+        )
+        assert [r["model"] for r in reports] == ["FAIR (a)", "RPG (b)"]
+        with pytest.raises(SystemExit):
+            rec.main(["--checkpoints", paths["FAIR"], "--labels", "a,b"])
 
 
 def test_score_calibration_sweep_on_a_checkpoint(checkpoints, tmp_path, benchmark_script):
