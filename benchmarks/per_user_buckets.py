@@ -154,11 +154,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         and (args.seed is None or r.get("seed") == args.seed)
     ]
     # rows as the leaderboard labels them: variants of one model (FAIR, FAIR [setting=...]) apart
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    for record in records:
-        groups.setdefault((record["dataset"], record["model"], record["config_hash"]), []).append(
-            record
-        )
+    groups = lb.group_cells(records)
     labels = lb.variant_labels(groups)
     label_of = {id(r): labels[key] for key, group in groups.items() for r in group}
     models = list(dict.fromkeys(label_of[id(r)] for r in records))
@@ -205,13 +201,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             args.reference,
         )
     )
-    print(text)
     save_report(args.out, text, {"dataset": args.dataset, "reference": args.reference, **tables})
     return tables
 
 
 def save_report(out: str | None, text: str, data: Any) -> None:
-    r"""Write the Markdown ``text`` to ``out`` and ``data`` as JSON beside it (``.json``)."""
+    r"""Print the Markdown ``text``; write it to ``out`` and ``data`` as JSON beside it
+    (``.json``) when ``out`` is given."""
+    print(text)
     if not out:
         return
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

@@ -155,7 +155,6 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     for report, label in zip(reports, labels or []):
         report["model"] = label
     text = to_markdown(reports)
-    print(text)
     save_report(args.out, text, reports)
     return reports
 

@@ -48,20 +48,24 @@ def ranks_of_targets(top: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return np.where(hit.any(1), hit.argmax(1), np.inf)
 
 
+def _ndcg(ranks: np.ndarray, k: int) -> np.ndarray:
+    r"""Per-user NDCG@k of one target at 0-based rank ``ranks`` (``inf``: not in the list)."""
+    return np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+
+
 def ranking_metrics(ranks: np.ndarray) -> dict[str, float]:
     r"""Recall@5/10 and NDCG@5/10 of one target per user (RecBole's definitions)."""
     out = {}
     for k in (5, 10):
-        hit = ranks < k
-        out[f"recall@{k}"] = float(hit.mean())
-        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0).mean())
+        out[f"recall@{k}"] = float((ranks < k).mean())
+        out[f"ndcg@{k}"] = float(_ndcg(ranks, k).mean())
     return out
 
 
 def ndcg_by_target_popularity(ranks: np.ndarray, target_pop: np.ndarray) -> dict[str, float]:
     r"""Mean N@10 of the users whose target's training popularity falls in each bucket."""
     bucket = np.searchsorted(np.asarray(POPULARITY_EDGES), target_pop, side="left")
-    ndcg = np.where(ranks < K, 1.0 / np.log2(ranks + 2.0), 0.0)
+    ndcg = _ndcg(ranks, K)
     return {
         label: float(ndcg[bucket == b].mean()) if (bucket == b).any() else float("nan")
         for b, label in enumerate(_bucket_labels(POPULARITY_EDGES))
@@ -159,7 +163,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "rows": rows,
     }
     text = to_markdown(report)
-    print(text)
     save_report(args.out, text, report)
     return report
 

@@ -761,13 +761,19 @@ def variant_labels(groups: dict[tuple[str, str, str], list[dict[str, Any]]]) -> 
     return labels
 
 
-def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    r"""One row per (dataset, model, config hash) of the latest record of each cell."""
+def group_cells(records: list[dict[str, Any]]) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+    r"""``records`` grouped by (dataset, model, config hash), in order of first appearance."""
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    for record in latest_records(records):
+    for record in records:
         groups.setdefault((record["dataset"], record["model"], record["config_hash"]), []).append(
             record
         )
+    return groups
+
+
+def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    r"""One row per (dataset, model, config hash) of the latest record of each cell."""
+    groups = group_cells(latest_records(records))
     labels = variant_labels(groups)
     rows = []
     for (dataset, model, chash), group in groups.items():
@@ -1298,7 +1304,7 @@ def render_file(
         records = list(unique.values())
         os.makedirs(out_dir, exist_ok=True)
         merged = os.path.join(out_dir, RESULTS_FILE)
-        _atomic_write_text(merged, "".join(_record_line(r) for r in records))
+        _atomic_write_text(merged, "".join(unique))
         getLogger().info(f"merged {len(records)} records of {len(paths)} files into {merged}")
     out = render(records, out_dir, reference, significance)
     out["results"] = paths[0] if len(paths) == 1 else os.path.join(out_dir, RESULTS_FILE)
