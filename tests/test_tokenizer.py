@@ -12,7 +12,11 @@ from recbole.config import Config
 from recbole.data.dataset import SequentialDataset
 
 import recbole_fair  # noqa: F401  (compatibility shims)
-from recbole_fair.tokenizer.quantizer import OPQProductQuantizer, quantize
+from recbole_fair.tokenizer.quantizer import (
+    OPQProductQuantizer,
+    quantize,
+    separate_collisions,
+)
 from recbole_fair.tokenizer.semantic_ids import (
     SemanticIDSettings,
     build_semantic_ids,
@@ -220,6 +224,90 @@ def test_quantizer_errors(kwargs, pattern):
         quantize(x, mask, **{"codebook_size": 16, **kwargs})
 
 
+# ----------------------------------------------------------------------- collision separation
+def test_separate_collisions_moves_one_digit_at_least_cost():
+    rng = np.random.default_rng(0)
+    L, K = 3, 5
+    codes = np.array(
+        [[0, 0, 0], [1, 2, 3], [1, 2, 3], [1, 2, 3], [4, 4, 4], [1, 2, 3], [2, 2, 2], [2, 2, 2]]
+    )
+    dist = rng.uniform(0.0, 10.0, size=(len(codes), L, K))
+    # items 2 and 3 have the same embedding (duplicate texts); item 5 has the smallest error
+    dist[3] = dist[2]
+    dist[7] = dist[6]  # a tie on the quantization error
+    dist[5, np.arange(L), codes[5]] = 0.0
+    # the cheapest change of item 2 (and 3) is digit 1 -> centroid 4, which item 4's tuple
+    # does not block; the second cheapest is digit 0 -> centroid 4
+    for row in (2, 3):
+        dist[row, np.arange(L), codes[row]] = 1.0
+        dist[row, 1, 4] = 1.1
+        dist[row, 0, 4] = 1.2
+    new, moved, unresolved = separate_collisions(codes, lambda rows: dist[rows])
+    assert moved == 4 and unresolved == 0  # groups {1,2,3,5} -> 3 moved, {6,7} -> 1 moved
+    np.testing.assert_array_equal(new[0], codes[0])
+    np.testing.assert_array_equal(new[5], codes[5])  # smallest quantization error keeps it
+    np.testing.assert_array_equal(new[4], codes[4])  # not in a group: untouched
+    assert len({tuple(r) for r in new[1:]}) == len(new) - 1  # every tuple is unique
+    np.testing.assert_array_equal(new[2], [1, 4, 3])  # cheapest free change
+    np.testing.assert_array_equal(new[3], [4, 2, 3])  # same embedding: the next one
+    for row in (1, 2, 3, 7):
+        assert (new[row] != codes[row]).sum() == 1
+    np.testing.assert_array_equal(new[6], codes[6])  # tie on the error: lowest row keeps it
+    # brute force: item 1's change is the least-cost one among all free one-digit changes
+    taken = {tuple(new[r]) for r in range(1, len(new)) if r != 1}
+    best = min(
+        (dist[1, d, c] - dist[1, d, codes[1, d]], d, c)
+        for d in range(L)
+        for c in range(K)
+        if c != codes[1, d] and tuple(np.where(np.arange(L) == d, c, codes[1])) not in taken
+    )
+    changed = int(np.flatnonzero(new[1] != codes[1])[0])
+    assert (changed, new[1, changed]) == (best[1], best[2])
+    np.testing.assert_array_equal(new, separate_collisions(codes, lambda rows: dist[rows])[0])
+    np.testing.assert_array_equal(codes[1], [1, 2, 3])  # the input is not modified
+
+
+def test_separate_collisions_counts_unresolvable_items():
+    codes = np.array([[0], [1], [1], [1], [0]])  # L=1, K=2: only two tuples exist
+    dist = np.ones((5, 1, 2))
+    new, moved, unresolved = separate_collisions(codes, lambda rows: dist[rows])
+    assert moved == 0 and unresolved == 2  # {1,2,3} share [1]; [0] is item 4's
+
+
+def test_quantize_separate_removes_collisions_and_changes_nothing_else():
+    x, mask = _data()
+    x[10] = x[11] = x[12] = x[13]  # four items with the same embedding
+    keep = quantize(x, mask, n_codes=4, codebook_size=16, seed=3, opq_iterations=5)
+    stats: dict = {}
+    sep = quantize(
+        x, mask, n_codes=4, codebook_size=16, seed=3, opq_iterations=5,
+        collisions="separate", stats=stats,
+    )
+    before = quality_report(keep, 16)
+    assert before["n_colliding_items"] >= 4
+    assert quality_report(sep, 16)["collision_rate"] == 0.0
+    changed = (sep != keep).any(1)
+    assert changed.sum() == before["n_colliding_items"] - before["n_collision_groups"]
+    assert ((sep != keep).sum(1) <= 1).all()
+    assert stats["n_separated_items"] == changed.sum() and stats["n_unresolved_collisions"] == 0
+    assert stats["collision_rate_before_separation"] == pytest.approx(before["collision_rate"])
+    with pytest.raises(ValueError, match=r"sid_collisions must be one of .*\[merge\]"):
+        quantize(x, mask, n_codes=4, codebook_size=16, collisions="merge")
+    with pytest.raises(ValueError, match=r"\[merge\] \(properties/semantic_ids.yaml\)"):
+        SemanticIDSettings.from_config({"sid_collisions": "merge"})
+    assert SemanticIDSettings.from_config({}).sid_collisions == "keep"
+
+
+def test_distances_agree_with_encode():
+    x, mask = _data()
+    q = OPQProductQuantizer(4, 16, seed=1, opq_iterations=3).fit(x[mask])
+    d = q.distances(x[:50])
+    assert d.shape == (50, 4, 16)
+    np.testing.assert_array_equal(d.argmin(-1), q.encode(x[:50]))
+    z = q.transform(x[:1]).reshape(4, -1)
+    assert d[0, 2, 7] == pytest.approx(((z[2] - q.centroids[2, 7]) ** 2).sum(), rel=1e-4)
+
+
 # --------------------------------------------------------------------------- report and cache
 def test_quality_report_counts():
     codes = np.array([[0, 0], [1, 2], [1, 2], [3, 0], [1, 2], [3, 1], [3, 0]], dtype=np.int64)
@@ -273,6 +361,12 @@ def test_cache_hit_key_changes_and_corruption(tmp_path, caplog):
         build_semantic_ids(texts, mask2, settings, encoder_fn=fake_encoder(calls)).cache_key
         != first.cache_key
     )
+    # separating collisions: another key (the default's key is unchanged), reported
+    separate = SemanticIDSettings(**{**settings.__dict__, "sid_collisions": "separate"})
+    sep = build_semantic_ids(texts, mask, separate, encoder_fn=fake_encoder(calls))
+    assert sep.cache_key != first.cache_key and sep.report["sid_collisions"] == "separate"
+    assert sep.report["collision_rate"] == 0.0 and "n_separated_items" in sep.report
+    assert "n_separated_items" not in first.report
     changed = texts[:3] + ["something else"] + texts[4:]
     build_semantic_ids(changed, mask, settings, encoder_fn=fake_encoder(calls))
     assert len(calls) == 2

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from logging import getLogger
-from typing import Iterator
+from typing import Callable, Iterator
 
 import faiss
 import numpy as np
@@ -204,6 +204,21 @@ class OPQProductQuantizer:
                 x = self.pca.apply(x)
             return self.opq.apply(x)
 
+    def distances(self, x: np.ndarray) -> np.ndarray:
+        r"""Squared distance of every sub-vector to every centroid of its digit.
+
+        Args:
+            x: float32 ``[n, dim]`` embeddings.
+
+        Returns:
+            numpy.ndarray: float32 ``[n, L, codebook_size]``.
+        """
+        z = self.transform(x).reshape(len(x), self.n_codes, -1)  # [n, L, d / L]
+        cross = np.einsum("nld,lkd->nlk", z, self.centroids)  # [n, L, K]
+        z_sq = (z**2).sum(-1)[:, :, None]  # [n, L, 1]
+        c_sq = (self.centroids**2).sum(-1)[None]  # [1, L, K]
+        return np.maximum(z_sq + c_sq - 2.0 * cross, 0.0)
+
     def encode(self, x: np.ndarray, chunk: int = 8192) -> np.ndarray:
         r"""Nearest centroid of every sub-vector.
 
@@ -229,6 +244,65 @@ class OPQProductQuantizer:
         return codes
 
 
+#: values of the ``sid_collisions`` setting
+COLLISION_MODES = ("keep", "separate")
+
+
+def separate_collisions(
+    codes: np.ndarray, distances_of: Callable[[np.ndarray], np.ndarray]
+) -> tuple[np.ndarray, int, int]:
+    r"""Give every real item (rows 1..) a code tuple of its own, at the least quantization cost.
+
+    Items sharing a full code tuple form a group. Its member with the smallest quantization
+    error (sum over digits of the squared distance to its centroids; ties: lowest row) keeps the
+    tuple. Every other member, in that order, moves **one** digit to another centroid: the
+    (digit, centroid) change that increases its quantization error least among the changes
+    giving a tuple no item has. Items with identical embeddings (duplicate texts) thus get
+    distinct tuples, one digit apart, nearest first. Nothing else changes, so a model still
+    sees 31 of the 32 codes it would have seen.
+
+    Args:
+        codes: int64 ``[n_items, L]`` (row 0 = padding, left alone).
+        distances_of: rows ``[m]`` -> float ``[m, L, K]`` squared distances to the centroids.
+
+    Returns:
+        tuple: the new codes (a copy), the number of items moved, the number left colliding
+        (only when every one-digit change of an item is taken: not reachable in practice).
+    """
+    codes = np.array(codes, dtype=np.int64, copy=True)
+    n_codes = codes.shape[1]
+    groups: dict[bytes, list[int]] = {}
+    for row in range(1, len(codes)):
+        groups.setdefault(codes[row].tobytes(), []).append(row)
+    used = set(groups)
+    moved = unresolved = 0
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        rows = np.asarray(members)
+        dist = distances_of(rows)  # [m, L, K]
+        current = np.take_along_axis(dist, codes[rows][:, :, None], axis=2)[..., 0]  # [m, L]
+        order = np.lexsort((rows, current.sum(1)))  # smallest error first, then lowest row
+        for i in order[1:]:
+            row = rows[i]
+            cost = dist[i] - current[i][:, None]  # [L, K], 0 at the current codes
+            cost[np.arange(n_codes), codes[row]] = np.inf
+            for flat in np.argsort(cost, axis=None, kind="stable"):
+                if not np.isfinite(cost.flat[flat]):
+                    unresolved += 1
+                    break
+                digit, centroid = divmod(int(flat), cost.shape[1])
+                candidate = codes[row].copy()
+                candidate[digit] = centroid
+                key = candidate.tobytes()
+                if key not in used:
+                    used.add(key)
+                    codes[row] = candidate
+                    moved += 1
+                    break
+    return codes, moved, unresolved
+
+
 def quantize(
     embeddings: np.ndarray,
     train_mask: np.ndarray,
@@ -239,6 +313,8 @@ def quantize(
     pca_whiten: bool = False,
     opq_iterations: int = 50,
     n_threads: int | None = None,
+    collisions: str = "keep",
+    stats: dict | None = None,
 ) -> np.ndarray:
     r"""Fit on the masked (training) rows, encode every row.
 
@@ -247,10 +323,18 @@ def quantize(
         train_mask: bool ``[n_items]``, True for the items of the training split.
         n_codes, codebook_size, seed, pca_dim, pca_whiten, opq_iterations, n_threads: see
             :class:`OPQProductQuantizer`.
+        collisions: ``keep`` (the paper: items with the same codes share them) or ``separate``
+            (:func:`separate_collisions`).
+        stats: when given, receives ``n_separated_items``, ``n_unresolved_collisions`` and
+            ``collision_rate_before_separation`` (``separate`` only).
 
     Returns:
         numpy.ndarray: int64 ``[n_items, L]``; row 0 is all zeros.
     """
+    if collisions not in COLLISION_MODES:
+        raise ValueError(
+            f"sid_collisions must be one of {list(COLLISION_MODES)}, got [{collisions}]."
+        )
     train_mask = np.asarray(train_mask, dtype=bool)
     quantizer = OPQProductQuantizer(
         n_codes,
@@ -264,4 +348,23 @@ def quantize(
     quantizer.fit(embeddings[train_mask])
     codes = quantizer.encode(embeddings)  # [n_items, L]
     codes[0] = 0
+    if collisions == "separate":
+        real = codes[1:]
+        _, counts = np.unique(real, axis=0, return_counts=True)
+        before = float(counts[counts > 1].sum() / max(len(real), 1))
+        codes, moved, unresolved = separate_collisions(
+            codes, lambda rows: quantizer.distances(embeddings[rows])
+        )
+        log = getLogger().warning if unresolved else getLogger().info
+        log(
+            f"sid_collisions=separate: {moved} items moved one digit to a tuple of their own "
+            f"(collision rate before {before:.4%})"
+            + (f", {unresolved} items still collide (no free one-digit change)" if unresolved else "")
+        )
+        if stats is not None:
+            stats.update(
+                n_separated_items=moved,
+                n_unresolved_collisions=unresolved,
+                collision_rate_before_separation=before,
+            )
     return codes

@@ -32,7 +32,7 @@ import numpy as np
 from recbole.utils import set_color
 
 from recbole_fair.tokenizer.encoder import DEFAULT_TEXT_ENCODER, EncoderFn, make_encoder_fn
-from recbole_fair.tokenizer.quantizer import check_quantizer_args, quantize
+from recbole_fair.tokenizer.quantizer import COLLISION_MODES, check_quantizer_args, quantize
 from recbole_fair.tokenizer.text import DEFAULT_TEXT_FIELDS
 
 #: bump when the cache content or the meaning of a key changes
@@ -54,6 +54,8 @@ class SemanticIDSettings:
         n_codes (int): codes per item (``L``).
         codebook_size (int): centroids per code position.
         sid_seed (int): k-means seed.
+        sid_collisions (str): ``keep`` (paper) or ``separate`` (items sharing all codes are
+            moved one digit apart, :func:`recbole_fair.tokenizer.quantizer.separate_collisions`).
         sid_cache_dir (str): cache directory; ``None``/empty disables the cache (in a config,
             a missing key means the default, an explicit ``~`` or ``''`` disables it).
         device (str): device of the text encoder.
@@ -70,6 +72,7 @@ class SemanticIDSettings:
     n_codes: int = 32
     codebook_size: int = 256
     sid_seed: int = 2020
+    sid_collisions: str = "keep"
     sid_cache_dir: str | None = os.path.join(".", "saved", "sid_cache")
     device: str = "cpu"
     show_progress: bool = True
@@ -108,6 +111,12 @@ class SemanticIDSettings:
         ):
             values[key] = int(values[key])
         values["sid_pca_whiten"] = bool(values["sid_pca_whiten"])
+        values["sid_collisions"] = str(values["sid_collisions"])
+        if values["sid_collisions"] not in COLLISION_MODES:
+            raise ValueError(
+                f"sid_collisions must be one of {list(COLLISION_MODES)}, got "
+                f"[{values['sid_collisions']}] (properties/semantic_ids.yaml)."
+            )
         return cls(**values)
 
 
@@ -182,6 +191,8 @@ def semantic_id_cache_key(
         settings.n_codes,
         settings.codebook_size,
         settings.sid_seed,
+        # only when not the default, so that the keys of existing caches stay valid
+        *([f"collisions={settings.sid_collisions}"] if settings.sid_collisions != "keep" else []),
     )[:16]
 
 
@@ -491,6 +502,7 @@ def build_semantic_ids(
         + f": OPQ + PQ, {L} codes x {K} on {int(mask.sum())} training items"
         + (f", PCA to {settings.sid_pca_dim}" if settings.sid_pca_dim else "")
     )
+    separation: dict = {}
     codes = quantize(
         embeddings,
         mask,
@@ -500,6 +512,8 @@ def build_semantic_ids(
         pca_dim=settings.sid_pca_dim,
         pca_whiten=settings.sid_pca_whiten,
         opq_iterations=settings.sid_opq_iterations,
+        collisions=settings.sid_collisions,
+        stats=separation,
     )
     report = {
         "n_items": n_items - 1,
@@ -515,6 +529,8 @@ def build_semantic_ids(
         "sid_pca_whiten": settings.sid_pca_whiten,
         "sid_seed": settings.sid_seed,
         "sid_opq_iterations": settings.sid_opq_iterations,
+        "sid_collisions": settings.sid_collisions,
+        **separation,
         "n_duplicate_text_items": duplicate_text_items(texts),
         **quality_report(codes, K),
         "cache_key": key,
