@@ -30,6 +30,7 @@ from recbole_fair import leaderboard as lb  # noqa: E402
 # bucket edges: a value v falls in the first bucket whose upper bound is >= v
 HISTORY_EDGES = (2, 4, 7, 12, 19, float("inf"))
 POPULARITY_EDGES = (4, 9, 19, 49, 99, float("inf"))
+COLLISION_EDGES = (1, 3, float("inf"))  # items sharing the test target's semantic ID
 
 
 def split_statistics(config_dict: dict[str, Any], dataset: str) -> dict[str, np.ndarray]:
@@ -69,17 +70,50 @@ def split_statistics(config_dict: dict[str, Any], dataset: str) -> dict[str, np.
         "target": target[order],
         "popularity": counts[target[order]],
         "item_popularity": counts,
+        "item_tokens": np.asarray(train_data.dataset.field2id_token[iid]),
     }
+
+
+def collision_group_sizes(
+    config_dict: dict[str, Any], dataset: str, item_tokens: np.ndarray, model: str = "FAIR"
+) -> np.ndarray:
+    r"""For every item (in the order of ``item_tokens``), how many items share its full
+    semantic ID (1 = its tuple is its own), under ``model``'s semantic-ID settings (FAIR's
+    OPQ codes with ``sid_collisions: keep`` unless ``config_dict`` says otherwise).
+
+    The semantic-ID dataset is built through RecBole (its cache makes it quick when the
+    leaderboard's ``sid_cache_dir`` is given) and aligned with ``item_tokens`` by item token.
+    """
+    from recbole_fair.config import Config
+    from recbole_fair.utils import create_dataset
+
+    with lb._argv(["per_user_buckets"]):
+        config = Config(model=model, dataset=dataset, config_dict=config_dict)
+    built = create_dataset(config).build()[0]
+    codes = built.item_codes.numpy()
+    tokens = np.asarray(built.field2id_token[config["ITEM_ID_FIELD"]])
+    _, inverse, counts = np.unique(codes[1:], axis=0, return_inverse=True, return_counts=True)
+    size_of = dict(zip(tokens[1:], counts[inverse.reshape(-1)]))
+    missing = [t for t in item_tokens[1:] if t not in size_of]
+    if missing:
+        sys.exit(
+            f"error: {len(missing)} items of {dataset}'s split have no semantic ID under "
+            f"{model} (e.g. {missing[:3]}): were they built from other data?"
+        )
+    return np.asarray([0] + [size_of[t] for t in item_tokens[1:]], dtype=np.int64)
 
 
 def users_sha1(uid: np.ndarray) -> str:
     return hashlib.sha1(np.asarray(uid, dtype=np.int64).tobytes()).hexdigest()
 
 
-def _bucket_labels(edges: tuple[float, ...]) -> list[str]:
-    labels, low = [], 0
+def _bucket_labels(edges: tuple[float, ...], low: int = 0) -> list[str]:
+    labels = []
     for high in edges:
-        labels.append(f"{low}+" if high == float("inf") else f"{low}–{int(high)}")
+        if high == float("inf"):
+            labels.append(f"{low}+")
+        else:
+            labels.append(str(low) if low == int(high) else f"{low}–{int(high)}")
         low = int(high) + 1 if high != float("inf") else low
     return labels
 
@@ -89,6 +123,7 @@ def bucket_table(
     feature: np.ndarray,
     edges: tuple[float, ...],
     reference: str,
+    low: int = 0,
 ) -> list[dict[str, Any]]:
     r"""Rows ``{bucket, users, <model>: mean NDCG@10, <model> Δ%, <model> p}`` per bucket.
 
@@ -97,12 +132,13 @@ def bucket_table(
         feature: the bucketed quantity per user (history length or target popularity).
         edges: inclusive upper bounds of the buckets, increasing.
         reference: the model the others are compared with (Δ% and Wilcoxon p per bucket).
+        low: the smallest possible value (the first bucket's label starts there).
 
     Buckets without users are left out.
     """
     index = np.searchsorted(np.asarray(edges), feature, side="left")
     rows = []
-    for b, label in enumerate(_bucket_labels(edges)):
+    for b, label in enumerate(_bucket_labels(edges, low)):
         mask = index == b
         if not mask.any():
             continue  # an empty bucket has no row
@@ -143,6 +179,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--reference", default="SASRec")
     parser.add_argument("--seed", type=int, default=None, help="which seed's cells (default: any)")
     parser.add_argument("--out", default=None, help="Markdown output (and .json beside it)")
+    parser.add_argument(
+        "--collisions",
+        action="store_true",
+        help="also bucket by the size of the test target's semantic-ID collision group (FAIR's "
+        "codes with sid_collisions: keep; builds FAIR's dataset, use --sid_cache_dir)",
+    )
+    parser.add_argument("--sid_cache_dir", default=None, help="semantic-ID cache of the runs")
     args = parser.parse_args(argv)
 
     records = [
@@ -183,23 +226,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "history": bucket_table(per_user, users["history"], HISTORY_EDGES, args.reference),
         "popularity": bucket_table(per_user, users["popularity"], POPULARITY_EDGES, args.reference),
     }
+    titles = {
+        "history": "By test-history length (items, capped at MAX_ITEM_LIST_LENGTH)",
+        "popularity": "By test-target popularity (times the item is a training target)",
+    }
+    if args.collisions:
+        sid_config = dict(config_dict)
+        if args.sid_cache_dir:
+            sid_config["sid_cache_dir"] = os.path.abspath(args.sid_cache_dir)
+        sizes = collision_group_sizes(sid_config, args.dataset, users["item_tokens"])
+        tables["collision_group"] = bucket_table(
+            per_user, sizes[users["target"]], COLLISION_EDGES, args.reference, low=1
+        )
+        titles["collision_group"] = (
+            "By the test target's semantic-ID collision group (items sharing its 32 codes, "
+            "FAIR's codes with sid_collisions: keep; 1 = a tuple of its own)"
+        )
     text = (
         f"## Per-user test NDCG@10 by bucket: {args.dataset}\n\nFrom `{args.results}` "
         f"({len(users['uid']):,} test users). Δ: relative to {args.reference} in the bucket; "
         "p: per-user Wilcoxon signed-rank test. Best mean per bucket in bold.\n\n"
-        + to_markdown(
-            "By test-history length (items, capped at MAX_ITEM_LIST_LENGTH)",
-            tables["history"],
-            models,
-            args.reference,
-        )
-        + "\n"
-        + to_markdown(
-            "By test-target popularity (times the item is a training target)",
-            tables["popularity"],
-            models,
-            args.reference,
-        )
+        + "\n".join(to_markdown(titles[k], tables[k], models, args.reference) for k in tables)
     )
     save_report(args.out, text, {"dataset": args.dataset, "reference": args.reference, **tables})
     return tables

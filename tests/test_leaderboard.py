@@ -563,6 +563,35 @@ def test_per_user_buckets_align_users_and_split_them(tmp_path, toy_data, benchma
             buckets.main(argv)
 
 
+def test_per_user_buckets_collision_groups_align_items_by_token(benchmark_script, toy_data):
+    buckets = benchmark_script("per_user_buckets")
+    import torch
+
+    class Built:  # FAIR's training split: codes in its own item order
+        field2id_token = {"item_id": np.array(["[PAD]", "b", "a", "d", "c"])}
+        item_codes = torch.tensor([[0, 0], [1, 2], [3, 3], [1, 2], [1, 2]])
+
+    class Dataset:
+        def build(self):
+            return [Built()]
+
+    config = {"data_path": toy_data, "load_col": {"inter": ["user_id", "item_id", "timestamp"]}}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("recbole_fair.utils.create_dataset", lambda config: Dataset())
+        sizes = buckets.collision_group_sizes(config, "toy", np.array(["[PAD]", "a", "b", "c", "d"]))
+        np.testing.assert_array_equal(sizes, [0, 1, 3, 3, 3])  # b, c, d share [1, 2]
+        with pytest.raises(SystemExit, match=r"1 items of toy's split have no semantic ID"):
+            buckets.collision_group_sizes(config, "toy", np.array(["[PAD]", "a", "e"]))
+    rows = buckets.bucket_table(
+        {"SASRec": np.array([0.5, 0.2, 0.1]), "X": np.array([0.4, 0.2, 0.3])},
+        sizes[[1, 2, 3]],
+        buckets.COLLISION_EDGES,
+        "SASRec",
+        low=1,
+    )
+    assert [(r["bucket"], r["users"]) for r in rows] == [("1", 1), ("2–3", 2)]
+
+
 def test_cpu_lane_script_merges_every_run_folder_and_seeds_a_new_checkout(tmp_path):
     """benchmarks/run_cpu_leaderboards.sh: `merge` takes both lanes and any variant folder of a
     dataset; a lane without results starts from the committed (merged) results."""
