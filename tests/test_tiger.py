@@ -402,6 +402,14 @@ def test_rqvae_cache_hit_key_changes_and_corruption(tmp_path, caplog):
     assert calls == [120] and second.report["cache_hit"]
     np.testing.assert_array_equal(first.codes, second.codes)
 
+    # FAIR's collision separation does not apply to TIGER's codes: said, not silently ignored
+    separate = SemanticIDSettings(**{**settings.__dict__, "sid_collisions": "separate"})
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        third = build_rqvae_semantic_ids(texts, mask, separate, rq, encoder_fn=fake_encoder(calls))
+    assert "sid_collisions [separate] applies to the OPQ codes" in caplog.text
+    np.testing.assert_array_equal(first.codes, third.codes)
+
     # every RQ-VAE setting and the seed are in the key; embeddings come from their cache
     for other_rq, other_settings in [
         (small_rqvae(rqvae_epochs=3, rqvae_code_dim=4), settings),

@@ -571,6 +571,12 @@ def build_rqvae_semantic_ids(
     mask[0] = False
     if items_without_text is None:
         items_without_text = sum(1 for t in texts[1:] if not t.strip())
+    if settings.sid_collisions != "keep":
+        getLogger().warning(
+            f"sid_collisions [{settings.sid_collisions}] applies to the OPQ codes of FAIR/RPG; "
+            "TIGER's semantic IDs are unique by construction (a last digit numbers the items "
+            "sharing a prefix), so it is not used here."
+        )
     M, K = rqvae.rqvae_levels, rqvae.rqvae_codebook_size
     seed = rqvae.seed(settings.sid_seed)
     cache_dir = settings.sid_cache_dir or None
