@@ -18,7 +18,8 @@
 # ../shared/datasets), SID_CACHE (semantic-ID cache folder, default benchmarks/results/sid_cache),
 # OUT (run folders, default leaderboards/), DOCS (committed leaderboards, default
 # docs/leaderboards), EPOCHS (default 40), DATASETS (default
-# "Amazon_Beauty Amazon_Scientific ml-100k"), PYTHON (default python).
+# "Amazon_Beauty Amazon_Scientific ml-100k"), PYTHON (default python), REFERENCE (`merge`: the
+# model of the significance test, default SASRec when present).
 # The command lines are part of each cell's config hash (what --resume matches): keep them.
 # A lane folder missing its results.jsonl (a new checkout) starts from the committed
 # docs/leaderboards/<dataset>-e<EPOCHS>/results.jsonl: commit `merge`'s output to carry finished
@@ -81,7 +82,7 @@ merge)
         fi
         list=$(IFS=,; echo "${files[*]}")
         $PYTHON run_recbole_fair.py --leaderboard-only "$list" \
-            --leaderboard_dir="$DOCS/$dataset-e$EPOCHS"
+            --leaderboard_dir="$DOCS/$dataset-e$EPOCHS" ${REFERENCE:+--reference="$REFERENCE"}
     done
     ;;
 *)
