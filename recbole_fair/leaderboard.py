@@ -1281,7 +1281,7 @@ def render_file(
     into one. Their records are concatenated in the order given, identical records once (a cell
     present in several files keeps its last ``ok`` record, as within one file) and written to
     ``<out_dir>/results.jsonl``, so the merged folder is self-contained; ``out_dir`` is then
-    required.
+    required. One file rendered into another folder is copied there the same way.
     """
     paths = _split(results_path) if isinstance(results_path, str) else list(results_path)
     if not paths:
@@ -1296,18 +1296,18 @@ def render_file(
         )
     out_dir = out_dir or os.path.dirname(os.path.abspath(paths[0]))
     records = [record for path in paths for record in load_results(path)]
-    if len(paths) > 1:
+    merged = os.path.join(out_dir, RESULTS_FILE)
+    if len(paths) > 1 or os.path.abspath(merged) != os.path.abspath(paths[0]):
         # a record present in several files (a lane seeded from the merged file) is kept once
         unique: dict[str, dict[str, Any]] = {}
         for record in records:
             unique.setdefault(_record_line(record), record)
         records = list(unique.values())
         os.makedirs(out_dir, exist_ok=True)
-        merged = os.path.join(out_dir, RESULTS_FILE)
         _atomic_write_text(merged, "".join(unique))
         getLogger().info(f"merged {len(records)} records of {len(paths)} files into {merged}")
     out = render(records, out_dir, reference, significance)
-    out["results"] = paths[0] if len(paths) == 1 else os.path.join(out_dir, RESULTS_FILE)
+    out["results"] = merged
     return out
 
 

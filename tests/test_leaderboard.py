@@ -291,6 +291,12 @@ def test_leaderboards_run_side_by_side_merge_into_one(tmp_path):
     # the merged folder re-renders alone to the same table
     again = lb.render_file(str(tmp_path / "all" / lb.RESULTS_FILE), str(tmp_path / "again"))
     assert again["table"] == out["table"]
+    # ... and is copied there, so that folder is self-contained too (one input file)
+    copied = tmp_path / "again" / lb.RESULTS_FILE
+    assert again["results"] == str(copied) and lb.load_results(str(copied)) == merged
+    before = copied.read_bytes()
+    assert lb.render_file(str(copied))["results"] == str(copied)  # in place: left as it is
+    assert copied.read_bytes() == before
     with pytest.raises(ValueError, match="--leaderboard_dir"):
         lb.render_file([str(gen), str(seq)])
     with pytest.raises(FileNotFoundError, match="nope.jsonl"):
@@ -578,7 +584,9 @@ def test_per_user_buckets_collision_groups_align_items_by_token(benchmark_script
     config = {"data_path": toy_data, "load_col": {"inter": ["user_id", "item_id", "timestamp"]}}
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("recbole_fair.utils.create_dataset", lambda config: Dataset())
-        sizes = buckets.collision_group_sizes(config, "toy", np.array(["[PAD]", "a", "b", "c", "d"]))
+        sizes = buckets.collision_group_sizes(
+            config, "toy", np.array(["[PAD]", "a", "b", "c", "d"])
+        )
         np.testing.assert_array_equal(sizes, [0, 1, 3, 3, 3])  # b, c, d share [1, 2]
         with pytest.raises(SystemExit, match=r"1 items of toy's split have no semantic ID"):
             buckets.collision_group_sizes(config, "toy", np.array(["[PAD]", "a", "e"]))

@@ -280,8 +280,14 @@ def test_quantize_separate_removes_collisions_and_changes_nothing_else():
     keep = quantize(x, mask, n_codes=4, codebook_size=16, seed=3, opq_iterations=5)
     stats: dict = {}
     sep = quantize(
-        x, mask, n_codes=4, codebook_size=16, seed=3, opq_iterations=5,
-        collisions="separate", stats=stats,
+        x,
+        mask,
+        n_codes=4,
+        codebook_size=16,
+        seed=3,
+        opq_iterations=5,
+        collisions="separate",
+        stats=stats,
     )
     before = quality_report(keep, 16)
     assert before["n_colliding_items"] >= 4

@@ -359,7 +359,11 @@ def quantize(
         log(
             f"sid_collisions=separate: {moved} items moved one digit to a tuple of their own "
             f"(collision rate before {before:.4%})"
-            + (f", {unresolved} items still collide (no free one-digit change)" if unresolved else "")
+            + (
+                f", {unresolved} items still collide (no free one-digit change)"
+                if unresolved
+                else ""
+            )
         )
         if stats is not None:
             stats.update(
