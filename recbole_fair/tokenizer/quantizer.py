@@ -248,6 +248,23 @@ class OPQProductQuantizer:
 COLLISION_MODES = ("keep", "separate")
 
 
+def check_collision_mode(mode: str, where: str = "") -> str:
+    r"""``mode`` if it is a value of ``sid_collisions``, else a ``ValueError`` (``where``: what to
+    append to the message, e.g. the YAML file)."""
+    if mode not in COLLISION_MODES:
+        raise ValueError(
+            f"sid_collisions must be one of {list(COLLISION_MODES)}, got [{mode}]{where}."
+        )
+    return mode
+
+
+def collision_counts(codes: np.ndarray) -> tuple[int, int]:
+    r"""Among the real items (rows 1.. of ``[n_items, L]`` codes): how many share their full
+    code tuple with another item, and in how many groups."""
+    _, counts = np.unique(codes[1:], axis=0, return_counts=True)
+    return int(counts[counts > 1].sum()), int((counts > 1).sum())
+
+
 def separate_collisions(
     codes: np.ndarray, distances_of: Callable[[np.ndarray], np.ndarray]
 ) -> tuple[np.ndarray, int, int]:
@@ -331,10 +348,7 @@ def quantize(
     Returns:
         numpy.ndarray: int64 ``[n_items, L]``; row 0 is all zeros.
     """
-    if collisions not in COLLISION_MODES:
-        raise ValueError(
-            f"sid_collisions must be one of {list(COLLISION_MODES)}, got [{collisions}]."
-        )
+    check_collision_mode(collisions)
     train_mask = np.asarray(train_mask, dtype=bool)
     quantizer = OPQProductQuantizer(
         n_codes,
@@ -349,9 +363,7 @@ def quantize(
     codes = quantizer.encode(embeddings)  # [n_items, L]
     codes[0] = 0
     if collisions == "separate":
-        real = codes[1:]
-        _, counts = np.unique(real, axis=0, return_counts=True)
-        before = float(counts[counts > 1].sum() / max(len(real), 1))
+        before = collision_counts(codes)[0] / max(len(codes) - 1, 1)
         codes, moved, unresolved = separate_collisions(
             codes, lambda rows: quantizer.distances(embeddings[rows])
         )

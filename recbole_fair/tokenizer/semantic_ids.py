@@ -32,7 +32,12 @@ import numpy as np
 from recbole.utils import set_color
 
 from recbole_fair.tokenizer.encoder import DEFAULT_TEXT_ENCODER, EncoderFn, make_encoder_fn
-from recbole_fair.tokenizer.quantizer import COLLISION_MODES, check_quantizer_args, quantize
+from recbole_fair.tokenizer.quantizer import (
+    check_collision_mode,
+    check_quantizer_args,
+    collision_counts,
+    quantize,
+)
 from recbole_fair.tokenizer.text import DEFAULT_TEXT_FIELDS
 
 #: bump when the cache content or the meaning of a key changes
@@ -111,12 +116,9 @@ class SemanticIDSettings:
         ):
             values[key] = int(values[key])
         values["sid_pca_whiten"] = bool(values["sid_pca_whiten"])
-        values["sid_collisions"] = str(values["sid_collisions"])
-        if values["sid_collisions"] not in COLLISION_MODES:
-            raise ValueError(
-                f"sid_collisions must be one of {list(COLLISION_MODES)}, got "
-                f"[{values['sid_collisions']}] (properties/semantic_ids.yaml)."
-            )
+        values["sid_collisions"] = check_collision_mode(
+            str(values["sid_collisions"]), " (properties/semantic_ids.yaml)"
+        )
         return cls(**values)
 
 
@@ -342,8 +344,7 @@ def quality_report(codes: np.ndarray, codebook_size: int) -> dict:
     """
     real = codes[1:]
     n = len(real)
-    _, counts = np.unique(real, axis=0, return_counts=True)
-    colliding = int(counts[counts > 1].sum())
+    colliding, groups = collision_counts(codes)
     usage, entropy = [], []
     for digit in range(real.shape[1]):
         hist = np.bincount(real[:, digit], minlength=codebook_size)
@@ -352,7 +353,7 @@ def quality_report(codes: np.ndarray, codebook_size: int) -> dict:
         entropy.append(float(-(p * np.log2(p)).sum()))
     return {
         "collision_rate": colliding / n if n else 0.0,
-        "n_collision_groups": int((counts > 1).sum()),
+        "n_collision_groups": groups,
         "n_colliding_items": colliding,
         "codebook_usage": usage,
         "entropy_bits": entropy,
