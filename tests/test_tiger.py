@@ -403,11 +403,15 @@ def test_rqvae_cache_hit_key_changes_and_corruption(tmp_path, caplog):
     np.testing.assert_array_equal(first.codes, second.codes)
 
     # FAIR's collision separation does not apply to TIGER's codes: said, not silently ignored
-    separate = SemanticIDSettings(**{**settings.__dict__, "sid_collisions": "separate"})
+    # (nor does the random-ID ablation)
+    separate = SemanticIDSettings(
+        **{**settings.__dict__, "sid_collisions": "separate", "sid_method": "random"}
+    )
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         third = build_rqvae_semantic_ids(texts, mask, separate, rq, encoder_fn=fake_encoder(calls))
     assert "sid_collisions [separate] applies to the OPQ codes" in caplog.text
+    assert "sid_method [random] applies to the OPQ codes" in caplog.text
     np.testing.assert_array_equal(first.codes, third.codes)
 
     # every RQ-VAE setting and the seed are in the key; embeddings come from their cache

@@ -15,6 +15,7 @@ import recbole_fair  # noqa: F401  (compatibility shims)
 from recbole_fair.tokenizer.quantizer import (
     OPQProductQuantizer,
     quantize,
+    random_codes,
     separate_collisions,
 )
 from recbole_fair.tokenizer.semantic_ids import (
@@ -302,6 +303,60 @@ def test_quantize_separate_removes_collisions_and_changes_nothing_else():
     with pytest.raises(ValueError, match=r"\[merge\] \(properties/semantic_ids.yaml\)"):
         SemanticIDSettings.from_config({"sid_collisions": "merge"})
     assert SemanticIDSettings.from_config({}).sid_collisions == "keep"
+
+
+def test_random_codes_distinct_seeded_and_uniform():
+    codes = random_codes(2001, n_codes=3, codebook_size=16, seed=5)
+    assert codes.shape == (2001, 3) and codes.dtype == np.int64
+    assert (codes[0] == 0).all() and codes.min() >= 0 and codes.max() < 16
+    # 2000 items in 4096 tuples: a plain draw collides (birthday), the redraws make them unique
+    assert quality_report(codes, 16)["n_colliding_items"] == 0
+    plain = np.random.default_rng(5).integers(0, 16, size=(2000, 3))
+    assert quality_report(np.vstack([codes[:1], plain]), 16)["n_colliding_items"] > 0
+    np.testing.assert_array_equal(codes, random_codes(2001, 3, 16, seed=5))
+    assert (codes != random_codes(2001, 3, 16, seed=6)).any()
+    # no content: every code about equally used, per digit
+    hist = np.stack([np.bincount(codes[1:, d], minlength=16) for d in range(3)])
+    assert hist.min() > 0.6 * 2000 / 16 and hist.max() < 1.4 * 2000 / 16
+    # exactly as many tuples as items: all of them used once
+    full = random_codes(17, n_codes=2, codebook_size=4, seed=0)
+    assert len(np.unique(full[1:], axis=0)) == 16
+    with pytest.raises(ValueError, match=r"4\^2 code tuples cannot give 17 items.*n_codes"):
+        random_codes(18, n_codes=2, codebook_size=4, seed=0)
+
+
+def test_random_sid_method_builds_cached_random_ids(tmp_path, caplog):
+    texts = _texts()
+    mask = np.zeros(len(texts), dtype=bool)
+    mask[1:6] = True  # far fewer training items than centroids: fine without a quantiser
+    settings = SemanticIDSettings(
+        n_codes=4, codebook_size=16, sid_cache_dir=str(tmp_path), text_fields=["t"]
+    )
+    rand = SemanticIDSettings(**{**settings.__dict__, "sid_method": "random", "sid_seed": 9})
+    calls = []
+    with caplog.at_level(logging.INFO):
+        built = build_semantic_ids(texts, mask, rand, encoder_fn=fake_encoder(calls))
+    assert "sid_method=random" in caplog.text
+    np.testing.assert_array_equal(built.codes, random_codes(len(texts), 4, 16, seed=9))
+    assert built.report["sid_method"] == "random" and built.report["collision_rate"] == 0.0
+    assert built.embeddings.shape[0] == len(texts)
+    again = build_semantic_ids(texts, mask, rand, encoder_fn=fake_encoder(calls))
+    assert again.report["cache_hit"] and again.cache_key == built.cache_key
+    np.testing.assert_array_equal(again.codes, built.codes)
+    # the OPQ path refuses 5 training items for 16 centroids; its key differs from random's
+    with pytest.raises(ValueError):
+        build_semantic_ids(texts, mask, settings, encoder_fn=fake_encoder(calls))
+    mask[:] = True
+    mask[0] = False
+    opq = build_semantic_ids(texts, mask, settings, encoder_fn=fake_encoder(calls))
+    assert opq.report["sid_method"] == "opq"
+    assert build_semantic_ids(texts, mask, rand, encoder_fn=fake_encoder(calls)).cache_key not in (
+        opq.cache_key,
+        built.cache_key,
+    )
+    with pytest.raises(ValueError, match=r"sid_method must be one of .*\[text\] \(properties"):
+        SemanticIDSettings.from_config({"sid_method": "text"})
+    assert SemanticIDSettings.from_config({}).sid_method == "opq"
 
 
 def test_distances_agree_with_encode():

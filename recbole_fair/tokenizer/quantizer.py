@@ -246,16 +246,61 @@ class OPQProductQuantizer:
 
 #: values of the ``sid_collisions`` setting
 COLLISION_MODES = ("keep", "separate")
+#: values of the ``sid_method`` setting
+SID_METHODS = ("opq", "random")
+
+
+def _check_choice(key: str, value: str, choices: tuple[str, ...], where: str) -> str:
+    if value not in choices:
+        raise ValueError(f"{key} must be one of {list(choices)}, got [{value}]{where}.")
+    return value
 
 
 def check_collision_mode(mode: str, where: str = "") -> str:
     r"""``mode`` if it is a value of ``sid_collisions``, else a ``ValueError`` (``where``: what to
     append to the message, e.g. the YAML file)."""
-    if mode not in COLLISION_MODES:
+    return _check_choice("sid_collisions", mode, COLLISION_MODES, where)
+
+
+def check_sid_method(method: str, where: str = "") -> str:
+    r"""``method`` if it is a value of ``sid_method``, else a ``ValueError``."""
+    return _check_choice("sid_method", method, SID_METHODS, where)
+
+
+def random_codes(n_items: int, n_codes: int, codebook_size: int, seed: int) -> np.ndarray:
+    r"""The random-ID ablation: a uniformly drawn code tuple for every real item, all distinct.
+
+    Same shape and vocabulary as the semantic IDs (``L`` digits of ``codebook_size`` codes), but
+    no content: two items share a code only by chance (probability ``1/codebook_size`` per
+    digit), so whatever a model gains from semantic IDs over these is what the text carries.
+    Rows that draw a tuple an earlier row holds are drawn again until every tuple is unique.
+
+    Args:
+        n_items: rows, including the padding row 0 (all zeros).
+        n_codes, codebook_size: ``L`` and ``K``.
+        seed: seed of the draw (``sid_seed``).
+
+    Returns:
+        numpy.ndarray: int64 ``[n_items, L]``.
+
+    Raises:
+        ValueError: fewer than ``n_items - 1`` distinct tuples exist (``K ** L``).
+    """
+    n_real = max(int(n_items) - 1, 0)
+    if int(codebook_size) ** int(n_codes) < n_real:
         raise ValueError(
-            f"sid_collisions must be one of {list(COLLISION_MODES)}, got [{mode}]{where}."
+            f"sid_method=random: {codebook_size}^{n_codes} code tuples cannot give {n_real} "
+            f"items a tuple each; raise n_codes or codebook_size."
         )
-    return mode
+    rng = np.random.default_rng(seed)
+    codes = np.zeros((n_items, n_codes), dtype=np.int64)
+    codes[1:] = rng.integers(0, codebook_size, size=(n_real, n_codes))
+    while True:
+        _, first = np.unique(codes[1:], axis=0, return_index=True)
+        repeat = np.setdiff1d(np.arange(n_real), first) + 1  # rows holding an earlier tuple
+        if not len(repeat):
+            return codes
+        codes[repeat] = rng.integers(0, codebook_size, size=(len(repeat), n_codes))
 
 
 def collision_counts(codes: np.ndarray) -> tuple[int, int]:

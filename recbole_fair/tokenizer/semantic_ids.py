@@ -35,8 +35,10 @@ from recbole_fair.tokenizer.encoder import DEFAULT_TEXT_ENCODER, EncoderFn, make
 from recbole_fair.tokenizer.quantizer import (
     check_collision_mode,
     check_quantizer_args,
+    check_sid_method,
     collision_counts,
     quantize,
+    random_codes,
 )
 from recbole_fair.tokenizer.text import DEFAULT_TEXT_FIELDS
 
@@ -58,7 +60,10 @@ class SemanticIDSettings:
         sid_opq_iterations (int): OPQ training rounds (faiss default 50).
         n_codes (int): codes per item (``L``).
         codebook_size (int): centroids per code position.
-        sid_seed (int): k-means seed.
+        sid_seed (int): k-means seed (``random``: the seed of the draw).
+        sid_method (str): ``opq`` (the paper: text embeddings quantised by OPQ/PQ) or
+            ``random`` (ablation: distinct random code tuples, no content,
+            :func:`recbole_fair.tokenizer.quantizer.random_codes`).
         sid_collisions (str): ``keep`` (paper) or ``separate`` (items sharing all codes are
             moved one digit apart, :func:`recbole_fair.tokenizer.quantizer.separate_collisions`).
         sid_cache_dir (str): cache directory; ``None``/empty disables the cache (in a config,
@@ -78,6 +83,7 @@ class SemanticIDSettings:
     codebook_size: int = 256
     sid_seed: int = 2020
     sid_collisions: str = "keep"
+    sid_method: str = "opq"
     sid_cache_dir: str | None = os.path.join(".", "saved", "sid_cache")
     device: str = "cpu"
     show_progress: bool = True
@@ -118,6 +124,9 @@ class SemanticIDSettings:
         values["sid_pca_whiten"] = bool(values["sid_pca_whiten"])
         values["sid_collisions"] = check_collision_mode(
             str(values["sid_collisions"]), " (properties/semantic_ids.yaml)"
+        )
+        values["sid_method"] = check_sid_method(
+            str(values["sid_method"]), " (properties/semantic_ids.yaml)"
         )
         return cls(**values)
 
@@ -195,6 +204,7 @@ def semantic_id_cache_key(
         settings.sid_seed,
         # only when not the default, so that the keys of existing caches stay valid
         *([f"collisions={settings.sid_collisions}"] if settings.sid_collisions != "keep" else []),
+        *([f"method={settings.sid_method}"] if settings.sid_method != "opq" else []),
     )[:16]
 
 
@@ -494,28 +504,43 @@ def build_semantic_ids(
     if cached is not None:
         return cached
 
-    # fail before a (possibly long) encoding on what is known already
-    check_quantizer_args(None, int(mask.sum()), L, K, settings.sid_pca_dim)
+    random_ids = settings.sid_method == "random"
+    if not random_ids:  # fail before a (possibly long) encoding on what is known already
+        check_quantizer_args(None, int(mask.sum()), L, K, settings.sid_pca_dim)
+    # the random IDs do not use them, but the report and the attention maps' text similarity do
     embeddings, embedding_hit = _embeddings(texts, settings, encoder_fn, cache_dir)
     encode_seconds = time.time() - start
-    getLogger().info(
-        set_color("quantizing", "green")
-        + f": OPQ + PQ, {L} codes x {K} on {int(mask.sum())} training items"
-        + (f", PCA to {settings.sid_pca_dim}" if settings.sid_pca_dim else "")
-    )
     separation: dict = {}
-    codes = quantize(
-        embeddings,
-        mask,
-        n_codes=L,
-        codebook_size=K,
-        seed=settings.sid_seed,
-        pca_dim=settings.sid_pca_dim,
-        pca_whiten=settings.sid_pca_whiten,
-        opq_iterations=settings.sid_opq_iterations,
-        collisions=settings.sid_collisions,
-        stats=separation,
-    )
+    if random_ids:
+        getLogger().info(
+            set_color("random IDs", "green")
+            + f": {L} codes x {K} drawn at random (seed {settings.sid_seed}), one distinct "
+            f"tuple per item, no content (sid_method=random, an ablation)"
+            + (
+                ", sid_collisions has nothing to separate"
+                if settings.sid_collisions != "keep"
+                else ""
+            )
+        )
+        codes = random_codes(n_items, L, K, settings.sid_seed)
+    else:
+        getLogger().info(
+            set_color("quantizing", "green")
+            + f": OPQ + PQ, {L} codes x {K} on {int(mask.sum())} training items"
+            + (f", PCA to {settings.sid_pca_dim}" if settings.sid_pca_dim else "")
+        )
+        codes = quantize(
+            embeddings,
+            mask,
+            n_codes=L,
+            codebook_size=K,
+            seed=settings.sid_seed,
+            pca_dim=settings.sid_pca_dim,
+            pca_whiten=settings.sid_pca_whiten,
+            opq_iterations=settings.sid_opq_iterations,
+            collisions=settings.sid_collisions,
+            stats=separation,
+        )
     report = {
         "n_items": n_items - 1,
         "n_train_items": int(mask.sum()),
@@ -531,6 +556,7 @@ def build_semantic_ids(
         "sid_seed": settings.sid_seed,
         "sid_opq_iterations": settings.sid_opq_iterations,
         "sid_collisions": settings.sid_collisions,
+        "sid_method": settings.sid_method,
         **separation,
         "n_duplicate_text_items": duplicate_text_items(texts),
         **quality_report(codes, K),
