@@ -186,6 +186,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "codes with sid_collisions: keep; builds FAIR's dataset, use --sid_cache_dir)",
     )
     parser.add_argument("--sid_cache_dir", default=None, help="semantic-ID cache of the runs")
+    parser.add_argument(
+        "--row",
+        action="append",
+        default=None,
+        help="only this row, as the leaderboard labels it (e.g. 'FAIR [sid_method=random]'); "
+        "repeat for several; the reference is always kept (default: every row)",
+    )
     args = parser.parse_args(argv)
 
     records = [
@@ -206,6 +213,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"error: {args.results}: no finished {args.reference} cell on {args.dataset} "
             f"with per-user values (models there: {', '.join(models) or 'none'})"
         )
+    if args.row:
+        unknown = [row for row in args.row if row not in models]
+        if unknown:
+            sys.exit(
+                f"error: --row {', '.join(map(repr, unknown))}: no such row in {args.results} "
+                f"on {args.dataset} (rows there: {'; '.join(models)})"
+            )
+        models = [m for m in models if m == args.reference or m in args.row]
+        records = [r for r in records if label_of[id(r)] in models]
     config_dict = {"data_path": os.path.abspath(args.data_path)} if args.data_path else {}
     users = split_statistics(config_dict, args.dataset)
     sha1 = users_sha1(users["uid"])

@@ -560,6 +560,12 @@ def test_per_user_buckets_align_users_and_split_them(tmp_path, toy_data, benchma
         row = buckets.main(argv)["history"][0]
         assert row["X"] == pytest.approx(other.mean())
         assert row["X [score_prior_correction=1.0]"] == pytest.approx(ref.mean())
+        # --row keeps the rows asked for, and the reference
+        only = buckets.main(argv + ["--row", "X [score_prior_correction=1.0]"])["history"][0]
+        assert "X" not in only and only["SASRec"] == pytest.approx(ref.mean())
+        assert only["X [score_prior_correction=1.0]"] == pytest.approx(ref.mean())
+        with pytest.raises(SystemExit, match=r"--row 'Z': no such row .*rows there: SASRec; X"):
+            buckets.main(argv + ["--row", "Z"])
         with pytest.raises(SystemExit, match="no finished BERT4Rec"):
             buckets.main(argv + ["--reference", "BERT4Rec"])
         bad = dict(record, model="Y", cell="Y|toy|seed=1|h")

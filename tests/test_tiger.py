@@ -411,7 +411,7 @@ def test_rqvae_cache_hit_key_changes_and_corruption(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         third = build_rqvae_semantic_ids(texts, mask, separate, rq, encoder_fn=fake_encoder(calls))
     assert "sid_collisions [separate] applies to the OPQ codes" in caplog.text
-    assert "sid_method [random] applies to the OPQ codes" in caplog.text
+    assert "sid_method [random] and sid_random_digits [0] apply to the OPQ codes" in caplog.text
     np.testing.assert_array_equal(first.codes, third.codes)
 
     # every RQ-VAE setting and the seed are in the key; embeddings come from their cache

@@ -321,8 +321,22 @@ def test_random_codes_distinct_seeded_and_uniform():
     # exactly as many tuples as items: all of them used once
     full = random_codes(17, n_codes=2, codebook_size=4, seed=0)
     assert len(np.unique(full[1:], axis=0)) == 16
-    with pytest.raises(ValueError, match=r"4\^2 code tuples cannot give 17 items.*n_codes"):
+    with pytest.raises(ValueError, match=r"4\^2 tuples of random digits cannot give 17 items"):
         random_codes(18, n_codes=2, codebook_size=4, seed=0)
+
+
+def test_random_digits_after_a_semantic_prefix():
+    prefix = np.zeros((41, 3), dtype=np.int64)
+    prefix[1:] = np.arange(40)[:, None] // 8  # 5 groups of 8 items sharing all 3 codes
+    codes = random_codes(41, n_codes=2, codebook_size=4, seed=1, prefix=prefix)
+    assert codes.shape == (41, 5) and (codes[0] == 0).all()
+    np.testing.assert_array_equal(codes[:, :3], prefix)  # the semantic digits are kept
+    assert quality_report(codes, 8)["n_colliding_items"] == 0  # the random ones tell them apart
+    without = random_codes(41, n_codes=2, codebook_size=8, seed=1)
+    assert without.shape == (41, 2)
+    # 8 items share a prefix, 2^2 = 4 random tuples: impossible, said with the setting to change
+    with pytest.raises(ValueError, match=r"cannot give 8 items sharing one semantic prefix.*sid_"):
+        random_codes(41, n_codes=2, codebook_size=2, seed=1, prefix=prefix)
 
 
 def test_random_sid_method_builds_cached_random_ids(tmp_path, caplog):
@@ -357,6 +371,28 @@ def test_random_sid_method_builds_cached_random_ids(tmp_path, caplog):
     with pytest.raises(ValueError, match=r"sid_method must be one of .*\[text\] \(properties"):
         SemanticIDSettings.from_config({"sid_method": "text"})
     assert SemanticIDSettings.from_config({}).sid_method == "opq"
+
+    # sid_random_digits: OPQ on the first L - N digits, N random ones after them
+    half = SemanticIDSettings(**{**settings.__dict__, "sid_random_digits": 2, "sid_seed": 4})
+    mixed = build_semantic_ids(texts, mask, half, encoder_fn=fake_encoder(calls))
+    two = SemanticIDSettings(**{**settings.__dict__, "n_codes": 2, "sid_seed": 4})
+    semantic = build_semantic_ids(texts, mask, two, encoder_fn=fake_encoder(calls))
+    np.testing.assert_array_equal(mixed.codes[:, :2], semantic.codes)
+    assert mixed.codes.shape == (len(texts), 4) and mixed.report["collision_rate"] == 0.0
+    assert mixed.report["sid_random_digits"] == 2 and mixed.cache_key != opq.cache_key
+    assert mixed.report["collision_rate_of_semantic_digits"] == pytest.approx(
+        semantic.report["collision_rate"]
+    )
+    for bad, match in (
+        ({"sid_random_digits": 32}, r"in \[0, n_codes=32\) .*got \[32\].*sid_method: random"),
+        ({"sid_random_digits": 2, "sid_method": "random"}, r"applies to sid_method opq"),
+    ):
+        with pytest.raises(ValueError, match=match + r".*\(properties/semantic_ids.yaml\)"):
+            SemanticIDSettings.from_config(bad)
+    with pytest.raises(ValueError, match=r"sid_random_digits must be in \[0, n_codes=4\)"):
+        build_semantic_ids(
+            texts, mask, SemanticIDSettings(**{**settings.__dict__, "sid_random_digits": 4})
+        )
 
 
 def test_distances_agree_with_encode():

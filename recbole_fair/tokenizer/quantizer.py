@@ -267,40 +267,60 @@ def check_sid_method(method: str, where: str = "") -> str:
     return _check_choice("sid_method", method, SID_METHODS, where)
 
 
-def random_codes(n_items: int, n_codes: int, codebook_size: int, seed: int) -> np.ndarray:
-    r"""The random-ID ablation: a uniformly drawn code tuple for every real item, all distinct.
+def random_codes(
+    n_items: int,
+    n_codes: int,
+    codebook_size: int,
+    seed: int,
+    prefix: np.ndarray | None = None,
+) -> np.ndarray:
+    r"""Uniformly drawn codes: the random-ID ablation, or random digits after semantic ones.
 
-    Same shape and vocabulary as the semantic IDs (``L`` digits of ``codebook_size`` codes), but
-    no content: two items share a code only by chance (probability ``1/codebook_size`` per
-    digit), so whatever a model gains from semantic IDs over these is what the text carries.
-    Rows that draw a tuple an earlier row holds are drawn again until every tuple is unique.
+    Without ``prefix``: a code tuple for every real item, all distinct. Same shape and
+    vocabulary as the semantic IDs (``L`` digits of ``codebook_size`` codes), but no content:
+    two items share a code only by chance (probability ``1/codebook_size`` per digit), so
+    whatever a model gains from semantic IDs over these is what the text carries.
+    With ``prefix`` (``[n_items, P]`` semantic codes): ``n_codes`` random digits are appended,
+    so that items with the same semantic prefix still get distinct tuples (each item keeps its
+    content digits plus item-specific ones).
+    Rows whose full tuple an earlier row holds draw their random digits again until every tuple
+    is unique.
 
     Args:
         n_items: rows, including the padding row 0 (all zeros).
-        n_codes, codebook_size: ``L`` and ``K``.
+        n_codes: random digits per item; ``codebook_size``: codes per digit.
         seed: seed of the draw (``sid_seed``).
+        prefix: optional int64 ``[n_items, P]`` codes to put before the random digits.
 
     Returns:
-        numpy.ndarray: int64 ``[n_items, L]``.
+        numpy.ndarray: int64 ``[n_items, P + n_codes]``.
 
     Raises:
-        ValueError: fewer than ``n_items - 1`` distinct tuples exist (``K ** L``).
+        ValueError: more items share one prefix (all items, without one) than there are
+            random tuples (``codebook_size ** n_codes``).
     """
     n_real = max(int(n_items) - 1, 0)
-    if int(codebook_size) ** int(n_codes) < n_real:
+    if prefix is None:
+        prefix = np.zeros((n_items, 0), dtype=np.int64)
+    prefix = np.asarray(prefix, dtype=np.int64)
+    width = prefix.shape[1]
+    largest = int(np.unique(prefix[1:], axis=0, return_counts=True)[1].max()) if n_real else 0
+    if int(codebook_size) ** int(n_codes) < largest:
         raise ValueError(
-            f"sid_method=random: {codebook_size}^{n_codes} code tuples cannot give {n_real} "
-            f"items a tuple each; raise n_codes or codebook_size."
+            f"random codes: {codebook_size}^{n_codes} tuples of random digits cannot give "
+            f"{largest} items {'sharing one semantic prefix ' if width else ''}a tuple each; "
+            f"raise n_codes or codebook_size{' or sid_random_digits' if width else ''}."
         )
     rng = np.random.default_rng(seed)
-    codes = np.zeros((n_items, n_codes), dtype=np.int64)
-    codes[1:] = rng.integers(0, codebook_size, size=(n_real, n_codes))
+    codes = np.zeros((n_items, width + n_codes), dtype=np.int64)
+    codes[:, :width] = prefix
+    codes[1:, width:] = rng.integers(0, codebook_size, size=(n_real, n_codes))
     while True:
         _, first = np.unique(codes[1:], axis=0, return_index=True)
         repeat = np.setdiff1d(np.arange(n_real), first) + 1  # rows holding an earlier tuple
         if not len(repeat):
             return codes
-        codes[repeat] = rng.integers(0, codebook_size, size=(len(repeat), n_codes))
+        codes[repeat, width:] = rng.integers(0, codebook_size, size=(len(repeat), n_codes))
 
 
 def collision_counts(codes: np.ndarray) -> tuple[int, int]:

@@ -577,10 +577,11 @@ def build_rqvae_semantic_ids(
             "TIGER's semantic IDs are unique by construction (a last digit numbers the items "
             "sharing a prefix), so it is not used here."
         )
-    if settings.sid_method != "opq":
+    if settings.sid_method != "opq" or settings.sid_random_digits:
         getLogger().warning(
-            f"sid_method [{settings.sid_method}] applies to the OPQ codes of FAIR/RPG; TIGER's "
-            "semantic IDs come from its RQ-VAE, so it is not used here."
+            f"sid_method [{settings.sid_method}] and sid_random_digits "
+            f"[{settings.sid_random_digits}] apply to the OPQ codes of FAIR/RPG; TIGER's "
+            "semantic IDs come from its RQ-VAE, so they are not used here."
         )
     M, K = rqvae.rqvae_levels, rqvae.rqvae_codebook_size
     seed = rqvae.seed(settings.sid_seed)

@@ -64,6 +64,9 @@ class SemanticIDSettings:
         sid_method (str): ``opq`` (the paper: text embeddings quantised by OPQ/PQ) or
             ``random`` (ablation: distinct random code tuples, no content,
             :func:`recbole_fair.tokenizer.quantizer.random_codes`).
+        sid_random_digits (int): with ``opq``, the last ``N`` of the ``n_codes`` digits are
+            drawn at random instead: OPQ/PQ quantises the embeddings into ``n_codes - N``
+            semantic digits and every item gets ``N`` item-specific ones (0 = the paper).
         sid_collisions (str): ``keep`` (paper) or ``separate`` (items sharing all codes are
             moved one digit apart, :func:`recbole_fair.tokenizer.quantizer.separate_collisions`).
         sid_cache_dir (str): cache directory; ``None``/empty disables the cache (in a config,
@@ -84,6 +87,7 @@ class SemanticIDSettings:
     sid_seed: int = 2020
     sid_collisions: str = "keep"
     sid_method: str = "opq"
+    sid_random_digits: int = 0
     sid_cache_dir: str | None = os.path.join(".", "saved", "sid_cache")
     device: str = "cpu"
     show_progress: bool = True
@@ -119,6 +123,7 @@ class SemanticIDSettings:
             "sid_seed",
             "text_encode_batch_size",
             "sid_opq_iterations",
+            "sid_random_digits",
         ):
             values[key] = int(values[key])
         values["sid_pca_whiten"] = bool(values["sid_pca_whiten"])
@@ -128,7 +133,24 @@ class SemanticIDSettings:
         values["sid_method"] = check_sid_method(
             str(values["sid_method"]), " (properties/semantic_ids.yaml)"
         )
-        return cls(**values)
+        return check_random_digits(cls(**values), " (properties/semantic_ids.yaml)")
+
+
+def check_random_digits(settings: SemanticIDSettings, where: str = "") -> SemanticIDSettings:
+    r"""``settings`` if ``sid_random_digits`` fits ``sid_method`` and ``n_codes``, else a
+    ``ValueError`` naming the keys."""
+    n, L = settings.sid_random_digits, settings.n_codes
+    if settings.sid_method == "random" and n:
+        raise ValueError(
+            f"sid_random_digits [{n}] applies to sid_method opq (with sid_method random every "
+            f"digit is random); set it to 0{where}."
+        )
+    if settings.sid_method == "opq" and not 0 <= n < L:
+        raise ValueError(
+            f"sid_random_digits must be in [0, n_codes={L}) with sid_method opq, got [{n}] "
+            f"(all {L} digits random: sid_method: random){where}."
+        )
+    return settings
 
 
 @dataclasses.dataclass
@@ -205,6 +227,7 @@ def semantic_id_cache_key(
         # only when not the default, so that the keys of existing caches stay valid
         *([f"collisions={settings.sid_collisions}"] if settings.sid_collisions != "keep" else []),
         *([f"method={settings.sid_method}"] if settings.sid_method != "opq" else []),
+        *([f"random_digits={settings.sid_random_digits}"] if settings.sid_random_digits else []),
     )[:16]
 
 
@@ -504,9 +527,11 @@ def build_semantic_ids(
     if cached is not None:
         return cached
 
+    check_random_digits(settings)
     random_ids = settings.sid_method == "random"
+    n_random = settings.sid_random_digits
     if not random_ids:  # fail before a (possibly long) encoding on what is known already
-        check_quantizer_args(None, int(mask.sum()), L, K, settings.sid_pca_dim)
+        check_quantizer_args(None, int(mask.sum()), L - n_random, K, settings.sid_pca_dim)
     # the random IDs do not use them, but the report and the attention maps' text similarity do
     embeddings, embedding_hit = _embeddings(texts, settings, encoder_fn, cache_dir)
     encode_seconds = time.time() - start
@@ -526,13 +551,14 @@ def build_semantic_ids(
     else:
         getLogger().info(
             set_color("quantizing", "green")
-            + f": OPQ + PQ, {L} codes x {K} on {int(mask.sum())} training items"
+            + f": OPQ + PQ, {L - n_random} codes x {K} on {int(mask.sum())} training items"
             + (f", PCA to {settings.sid_pca_dim}" if settings.sid_pca_dim else "")
+            + (f", then {n_random} random digits per item" if n_random else "")
         )
         codes = quantize(
             embeddings,
             mask,
-            n_codes=L,
+            n_codes=L - n_random,
             codebook_size=K,
             seed=settings.sid_seed,
             pca_dim=settings.sid_pca_dim,
@@ -541,6 +567,11 @@ def build_semantic_ids(
             collisions=settings.sid_collisions,
             stats=separation,
         )
+        if n_random:
+            separation["collision_rate_of_semantic_digits"] = collision_counts(codes)[0] / max(
+                n_items - 1, 1
+            )
+            codes = random_codes(n_items, n_random, K, settings.sid_seed, prefix=codes)
     report = {
         "n_items": n_items - 1,
         "n_train_items": int(mask.sum()),
@@ -557,6 +588,7 @@ def build_semantic_ids(
         "sid_opq_iterations": settings.sid_opq_iterations,
         "sid_collisions": settings.sid_collisions,
         "sid_method": settings.sid_method,
+        "sid_random_digits": n_random,
         **separation,
         "n_duplicate_text_items": duplicate_text_items(texts),
         **quality_report(codes, K),
