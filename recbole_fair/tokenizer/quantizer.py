@@ -330,6 +330,11 @@ def collision_counts(codes: np.ndarray) -> tuple[int, int]:
     return int(counts[counts > 1].sum()), int((counts > 1).sum())
 
 
+def collision_rate(codes: np.ndarray) -> float:
+    r"""Share of the real items (rows 1..) whose full code tuple another item also has."""
+    return collision_counts(codes)[0] / max(len(codes) - 1, 1)
+
+
 def separate_collisions(
     codes: np.ndarray, distances_of: Callable[[np.ndarray], np.ndarray]
 ) -> tuple[np.ndarray, int, int]:
@@ -428,7 +433,7 @@ def quantize(
     codes = quantizer.encode(embeddings)  # [n_items, L]
     codes[0] = 0
     if collisions == "separate":
-        before = collision_counts(codes)[0] / max(len(codes) - 1, 1)
+        before = collision_rate(codes)
         codes, moved, unresolved = separate_collisions(
             codes, lambda rows: quantizer.distances(embeddings[rows])
         )

@@ -37,6 +37,7 @@ from recbole_fair.tokenizer.quantizer import (
     check_quantizer_args,
     check_sid_method,
     collision_counts,
+    collision_rate,
     quantize,
     random_codes,
 )
@@ -568,9 +569,7 @@ def build_semantic_ids(
             stats=separation,
         )
         if n_random:
-            separation["collision_rate_of_semantic_digits"] = collision_counts(codes)[0] / max(
-                n_items - 1, 1
-            )
+            separation["collision_rate_of_semantic_digits"] = collision_rate(codes)
             codes = random_codes(n_items, n_random, K, settings.sid_seed, prefix=codes)
     report = {
         "n_items": n_items - 1,
