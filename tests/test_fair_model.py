@@ -289,6 +289,51 @@ def test_nrt_and_mim_are_finite_and_have_gradients(syn, nrt_positions, nrt_dista
         assert model.code_embedding.weight.grad.abs().sum() > 0
 
 
+def test_item_loss_is_the_softmax_over_items_of_the_ranking_score(syn):
+    inter = random_batch(make_model(syn), B=8)
+    off = {"nrt_weight": 0.0, "mim_weight": 0.0, "train_mode": "prefix"}
+    plain, model = make_model(syn, **off), make_model(syn, **off, item_loss_weight=0.5)
+    for m in (plain, model):
+        torch.manual_seed(1)
+        with torch.no_grad():
+            m.heads.weight.normal_(0, 0.2)
+    assert len(plain.calculate_loss(inter)) == 3  # default: the paper's three terms
+    mtp, _, _, item = model.calculate_loss(inter)
+    assert torch.equal(mtp, plain.calculate_loss(inter)[0])  # the extra term leaves MTP alone
+    # reference: item logits = mean over digits of the digit logits along the item's codes,
+    # i.e. the full-ranking score (log-probabilities summed) up to a per-row constant
+    seq, lens = inter[model.ITEM_SEQ], inter[model.ITEM_SEQ_LEN]
+    logits = model.heads(model.forward(seq, lens), model.code_table())  # [B, L, K]
+    ref = torch.stack(
+        [logits[:, torch.arange(L), model.item_codes[i]].mean(-1) for i in range(1, model.n_items)],
+        dim=1,
+    )  # [B, n_items - 1], item 0 left out
+    expected = torch.nn.functional.cross_entropy(ref, inter[model.POS_ITEM_ID] - 1)
+    assert torch.allclose(item, 0.5 * expected, atol=1e-5)
+    # same ordering as full_sort_predict
+    model.eval()
+    with torch.no_grad():
+        ranked = model.full_sort_predict(inter)[:, 1:]
+    assert torch.equal(
+        ranked.argsort(1, descending=True)[:, :5], ref.argsort(1, descending=True)[:, :5]
+    )
+
+
+def test_item_loss_trains_and_rejects_negative_weights(syn):
+    with pytest.raises(ValueError, match="item_loss_weight"):
+        make_model(syn, item_loss_weight=-1.0)
+    model = make_model(syn, nrt_weight=0.0, mim_weight=0.0, item_loss_weight=1.0)
+    inter = random_batch(model, B=16)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    before = model.calculate_loss(inter)[3].item()
+    for _ in range(10):
+        optimizer.zero_grad()
+        sum(model.calculate_loss(inter)).backward()
+        assert model.code_embedding.weight.grad.abs().sum() > 0
+        optimizer.step()
+    assert model.calculate_loss(inter)[3].item() < before
+
+
 @pytest.mark.parametrize("fam_norm", ["output_rmsnorm", "scores", "none"])
 @pytest.mark.parametrize("head_logits", ["cosine", "dot"])
 def test_every_variant_trains_one_step(syn, fam_norm, head_logits):

@@ -10,6 +10,8 @@ FAIR's three training objectives as plain functions:
   than another sequence's.
 * :func:`mim_info_nce` -- mutual information maximisation: InfoNCE between the pooled sequence
   representation and its target item's embedding, in-batch negatives.
+* :func:`item_softmax_loss` -- a recbole-fair extension (``item_loss_weight``): cross-entropy over
+  all items of the ranking score, the digit logits summed along each item's codes.
 
 Reference:
     Longtao Xiao et al. "FAIR: Focused Attention Is All You Need for Generative Recommendation."
@@ -37,6 +39,28 @@ def mtp_loss(logits: torch.Tensor, target_codes: torch.Tensor) -> torch.Tensor:
     N, L, K = logits.shape
     # Every digit has the same N examples, so the mean over (n, l) is the mean over digits.
     return F.cross_entropy(logits.reshape(N * L, K), target_codes.reshape(N * L))
+
+
+def item_softmax_loss(code_sums: torch.Tensor, targets: torch.Tensor, n_codes: int) -> torch.Tensor:
+    r"""Item-level softmax cross-entropy over the ranking score.
+
+    The logit of item ``i`` is ``(1/L) Σ_l logit_l(c_l(i))``, the mean over digits of the digit
+    logits along its codes: the score FAIR ranks items by, up to a per-row constant. The mean
+    (not the sum) keeps the logits on the scale of one digit's (``cos/τ``). The padding item 0
+    is left out of the softmax.
+
+    Args:
+        code_sums (torch.Tensor): ``Σ_l logit_l(c_l(i))`` for every item, shape ``[N, n_items]``.
+        targets (torch.Tensor): target item ids in ``[1, n_items)``, shape ``[N]``.
+        n_codes (int): ``L``.
+
+    Returns:
+        torch.Tensor: scalar loss, mean over the ``N`` rows.
+    """
+    if code_sums.size(1) < 2:
+        raise ValueError("item_softmax_loss needs at least one item besides the padding item 0.")
+    # the softmax over items 1..n-1; target i becomes column i - 1
+    return F.cross_entropy(code_sums[:, 1:] / n_codes, targets - 1)
 
 
 def perturb_code_tokens(

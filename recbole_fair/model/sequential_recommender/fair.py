@@ -46,6 +46,7 @@ from recbole_fair.model.layers import (
 )
 from recbole_fair.model.losses import (
     NRT_DISTANCES,
+    item_softmax_loss,
     mim_info_nce,
     mtp_loss,
     nrt_triplet_loss,
@@ -92,6 +93,11 @@ class FAIR(SequentialRecommender):
     ``score_prior_correction = γ > 0``, the naive-Bayes prior correction of
     :mod:`recbole_fair.model.calibration` (a recbole-fair extension; ranking only, not the loss).
 
+    Training: the paper's ``L_MTP + α·L_NRT + β·L_MIM``, plus, with ``item_loss_weight = w > 0``,
+    ``w·L_item``: a softmax cross-entropy over all items whose logit is the ranking score
+    ``(1/L) Σ_l logit_l(c_l(item))`` (a recbole-fair extension: it trains the score the evaluation
+    ranks by, where the per-digit loss treats the 32 digits independently).
+
     The dataset must carry ``dataset.item_codes`` (``LongTensor [n_items, n_codes]``, row 0 = the
     padding item), as recbole-fair's ``FAIRDataset`` does.
     """
@@ -101,8 +107,14 @@ class FAIR(SequentialRecommender):
     # Optional keys read with a default when absent (not listed in FAIR.yaml, so that adding them
     # does not change the config hash of existing leaderboard cells): input_dropout_prob,
     # score_prior_correction (γ >= 0, default 0 = the paper's score; see
-    # recbole_fair/model/calibration.py) and the graph-decoding keys.
-    extra_config_keys = ("input_dropout_prob", "score_prior_correction", *GRAPH_DECODING_KEYS)
+    # recbole_fair/model/calibration.py), item_loss_weight (w >= 0, default 0 = the paper's loss)
+    # and the graph-decoding keys.
+    extra_config_keys = (
+        "input_dropout_prob",
+        "score_prior_correction",
+        "item_loss_weight",
+        *GRAPH_DECODING_KEYS,
+    )
 
     def __init__(self, config: Any, dataset: Any) -> None:
         super().__init__(config, dataset)
@@ -159,6 +171,12 @@ class FAIR(SequentialRecommender):
             config, "mim_temperature", strict=True, default=1.0 if mim_off else None
         )
         self.mim_mask_same_item = bool(config["mim_mask_same_item"])
+        # item-level softmax over the ranking score; absent or 0 = the paper's loss
+        self.item_loss_weight = float(_number(config, "item_loss_weight", default=0.0))
+        if self.item_loss_weight < 0:
+            raise ValueError(
+                f"item_loss_weight [{self.item_loss_weight}] must be >= 0 (0 = the paper's loss)."
+            )
         # ranking: exact (default) or RPG's graph-constrained decoding
         self.graph_settings = GraphDecodingSettings.from_config(config)
         self.decoding = self.graph_settings.decoding
@@ -360,12 +378,13 @@ class FAIR(SequentialRecommender):
         return maps
 
     # ----------------------------------------------------------------------------- training
-    def calculate_loss(self, interaction: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def calculate_loss(self, interaction: Any) -> tuple[torch.Tensor, ...]:
         r"""Training losses of a batch.
 
         Returns:
-            tuple: ``(L_MTP, α·L_NRT, β·L_MIM)``; a part whose weight is 0 is a constant 0 and is
-            not computed (no second forward pass for NRT).
+            tuple: ``(L_MTP, α·L_NRT, β·L_MIM)``, and ``w·L_item`` fourth when
+            ``item_loss_weight = w > 0``; a part whose weight is 0 is a constant 0 and is not
+            computed (no second forward pass for NRT).
         """
         item_seq = interaction[self.ITEM_SEQ]
         item_seq_len = interaction[self.ITEM_SEQ_LEN]
@@ -396,6 +415,9 @@ class FAIR(SequentialRecommender):
             if self.mim_weight > 0
             else zero
         )
+        if self.item_loss_weight > 0:
+            loss_item = item_softmax_loss(self.exact_scores(logits), targets, self.n_codes)
+            return loss_mtp, loss_nrt, loss_mim, self.item_loss_weight * loss_item
         return loss_mtp, loss_nrt, loss_mim
 
     @staticmethod
@@ -494,7 +516,8 @@ class FAIR(SequentialRecommender):
         return scores
 
     def exact_scores(self, log_probs: torch.Tensor) -> torch.Tensor:
-        r"""``Σ_l log_probs[b, l, code_l(item)]`` for every item, shape ``[B, n_items]``.
+        r"""``Σ_l log_probs[b, l, code_l(item)]`` for every item, shape ``[B, n_items]``
+        (differentiable: the training loss ``item_loss_weight`` uses it on the digit logits).
 
         One sparse-dense product ``C · P^T`` with ``C`` the ``[n_items, L*K]`` CSR one-hot matrix
         of the items' code tokens (32 non-zeros a row; built once per device/dtype/codes) — about
