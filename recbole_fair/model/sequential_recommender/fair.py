@@ -171,12 +171,9 @@ class FAIR(SequentialRecommender):
             config, "mim_temperature", strict=True, default=1.0 if mim_off else None
         )
         self.mim_mask_same_item = bool(config["mim_mask_same_item"])
-        # item-level softmax over the ranking score; absent or 0 = the paper's loss
+        # item-level softmax over the ranking score; absent or 0 = the paper's loss (>= 0 checked
+        # by _number)
         self.item_loss_weight = float(_number(config, "item_loss_weight", default=0.0))
-        if self.item_loss_weight < 0:
-            raise ValueError(
-                f"item_loss_weight [{self.item_loss_weight}] must be >= 0 (0 = the paper's loss)."
-            )
         # ranking: exact (default) or RPG's graph-constrained decoding
         self.graph_settings = GraphDecodingSettings.from_config(config)
         self.decoding = self.graph_settings.decoding
