@@ -8,6 +8,10 @@ Usage::
 
     python benchmarks/bench_train_step.py --dataset Amazon_Beauty \
         --runs FAIR:all_positions FAIR:prefix SASRec
+
+``--anomaly_mode both`` times every run with autograd's anomaly mode off (what recbole-fair runs)
+and on (what importing RecBole 1.2.1's sequential models switched on for the whole process before
+``recbole_fair.compat`` restored it), one right after the other.
 """
 
 from __future__ import annotations
@@ -23,8 +27,14 @@ sys.path.insert(0, str(REPO))
 
 from bench_generative import time_train_steps  # noqa: E402  (the step timer of both scripts)
 
+# RecBole's own models run with their own properties/model YAML; the width flags are for ours.
+RECBOLE_MODELS = {"SASRec", "GRU4Rec", "BERT4Rec"}
 
-def time_steps(model_name: str, dataset: str, config_dict: dict, steps: int) -> dict:
+
+def time_steps(
+    model_name: str, dataset: str, config_dict: dict, steps: int, anomaly_modes: list[bool]
+) -> list[dict]:
+    import torch
     from recbole.data import data_preparation
 
     from recbole_fair.config import Config
@@ -33,14 +43,21 @@ def time_steps(model_name: str, dataset: str, config_dict: dict, steps: int) -> 
     config = Config(model=model_name, dataset=dataset, config_dict=config_dict)
     train, _, _ = data_preparation(config, create_dataset(config))
     model = get_model(model_name)(config, train._dataset).to(config["device"])
-    per_step = time_train_steps(model, train, config["device"], steps)
-    return {
-        "model": model_name,
-        "train_mode": config_dict.get("train_mode"),
-        "steps_per_epoch": len(train),
-        "seconds_per_step": per_step,
-        "estimated_seconds_per_epoch": per_step * len(train),
-    }
+    results = []
+    for anomaly in anomaly_modes:
+        with torch.autograd.set_detect_anomaly(anomaly):
+            per_step = time_train_steps(model, train, config["device"], steps)
+        results.append(
+            {
+                "model": model_name,
+                "train_mode": config_dict.get("train_mode"),
+                "anomaly_mode": anomaly,
+                "steps_per_epoch": len(train),
+                "seconds_per_step": per_step,
+                "estimated_seconds_per_epoch": per_step * len(train),
+            }
+        )
+    return results
 
 
 def main() -> None:
@@ -51,6 +68,12 @@ def main() -> None:
         "--runs", nargs="+", default=["FAIR:all_positions", "FAIR:prefix", "SASRec"]
     )
     parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument(
+        "--anomaly_mode",
+        choices=["off", "on", "both"],
+        default="off",
+        help="autograd anomaly mode while timing (on: as RecBole 1.2.1's sine.py import left it)",
+    )
     parser.add_argument("--hidden_size", type=int, default=128)
     parser.add_argument(
         "--sid_cache_dir", default=str(REPO / "benchmarks" / "results" / "sid_cache")
@@ -58,11 +81,12 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "train_step.json"))
     args = parser.parse_args()
 
+    anomaly_modes = {"off": [False], "on": [True], "both": [False, True]}[args.anomaly_mode]
     results = []
     for run in args.runs:
         model_name, _, mode = run.partition(":")
         config_dict = {"data_path": args.data_path, "show_progress": False, "state": "WARNING"}
-        if model_name != "SASRec":
+        if model_name not in RECBOLE_MODELS:
             config_dict.update(
                 hidden_size=args.hidden_size,
                 inner_size=2 * args.hidden_size,
@@ -70,13 +94,15 @@ def main() -> None:
                 sid_cache_dir=args.sid_cache_dir,
                 train_mode=mode or "all_positions",
             )
-        r = time_steps(model_name, args.dataset, config_dict, args.steps)
-        results.append(r)
-        print(
-            f"{run:24s} {r['steps_per_epoch']:5d} steps/epoch  {r['seconds_per_step']:.3f} s/step"
-            f"  ~{r['estimated_seconds_per_epoch']:.0f} s/epoch",
-            flush=True,
-        )
+        for r in time_steps(model_name, args.dataset, config_dict, args.steps, anomaly_modes):
+            results.append(r)
+            label = run + (" (anomaly on)" if r["anomaly_mode"] else "")
+            print(
+                f"{label:36s} {r['steps_per_epoch']:5d} steps/epoch"
+                f"  {r['seconds_per_step']:.3f} s/step"
+                f"  ~{r['estimated_seconds_per_epoch']:.0f} s/epoch",
+                flush=True,
+            )
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     Path(args.out).write_text(json.dumps({"dataset": args.dataset, "runs": results}, indent=2))
     print(f"saved {args.out}")

@@ -117,6 +117,35 @@ def test_pandas_fillna_fills_missing_values(tmp_path):
     assert not dataset.inter_feat["score"].isna().any()
 
 
+_ANOMALY_PROBE = """
+import torch
+{before}
+import recbole_fair
+from recbole_fair.utils import get_model
+for name in ("SASRec", "GRU4Rec", "BERT4Rec", "SINE"):
+    get_model(name)
+import recbole.model.sequential_recommender.sine  # the module that switches it on
+print(torch.is_anomaly_enabled())
+"""
+
+
+@pytest.mark.parametrize(
+    "before,expected",
+    [("", "False"), ("torch.autograd.set_detect_anomaly(True)", "True")],
+    ids=["off-stays-off", "user-setting-kept"],
+)
+def test_recbole_models_leave_anomaly_mode_as_it_was(before, expected):
+    """RecBole's sine.py turns autograd anomaly mode on at import (a ~2x slowdown of SASRec)."""
+    out = subprocess.run(
+        [sys.executable, "-c", _ANOMALY_PROBE.format(before=before)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == expected
+
+
 def test_pip_check_is_clean():
     out = subprocess.run(
         [sys.executable, "-m", "pip", "check"], capture_output=True, text=True, check=False
