@@ -188,6 +188,9 @@ def run_recbole_fair(
             torch.cuda.max_memory_allocated() / 2**20 if config["device"].type == "cuda" else None
         ),
         "device": str(config["device"]),
+        # A debugging mode that roughly halves training speed: off unless the user turned it on
+        # (RecBole's sine.py used to switch it on for the whole process; recbole_fair.compat).
+        "autograd_anomaly_mode": torch.is_anomaly_enabled(),
     }
     if timings["train"]:
         costs["train_seconds_per_epoch"] = sum(timings["train"]) / len(timings["train"])

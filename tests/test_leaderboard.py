@@ -88,6 +88,8 @@ def test_rows_files_agree_best_marked_and_rerender(in_tmp_dir, toy_config):
         assert r["config"]["MAX_ITEM_LIST_LENGTH"] == 5 and r["config"]["seed"] == r["seed"]
         assert {"python", "torch", "recbole", "recbole_fair"} <= set(r["versions"])
         assert r["costs"]["epochs"] >= 1 and r["costs"]["parameters"] >= 1
+        # RecBole's SASRec import switches anomaly mode on unless compat restores it (~2x slower)
+        assert r["costs"]["autograd_anomaly_mode"] is False
         per_user = r["per_user"]
         assert per_user["n_users"] == N_USERS == len(per_user["values"])
         assert abs(np.mean(per_user["values"]) - r["test_result"]["ndcg@10"]) < 1e-3
