@@ -154,7 +154,10 @@ def apply() -> None:
 
     # RecBole's SINE switches autograd anomaly mode on at import (see module docstring).
     anomaly = torch.is_anomaly_enabled(), torch.is_anomaly_check_nan_enabled()
-    import recbole.model.sequential_recommender  # noqa: F401  (imports sine.py)
-
-    torch.autograd.set_detect_anomaly(anomaly[0], check_nan=anomaly[1])
+    try:
+        import recbole.model.sequential_recommender  # noqa: F401  (imports sine.py)
+    except ImportError:  # a model's optional dependency: RecBole's get_model reports it later
+        pass
+    finally:
+        torch.autograd.set_detect_anomaly(anomaly[0], check_nan=anomaly[1])
     _APPLIED = True
