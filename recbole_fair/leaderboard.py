@@ -874,7 +874,12 @@ def add_significance(
     row of the same dataset: per-user paired test (``method``) on NDCG@10 averaged over seeds
     when both rows have per-user values on the same users, else a paired t-test over the common
     seeds (two or more). Returns the reference model used (``reference``, else SASRec when
-    present, else None: no test)."""
+    present, else None: no test).
+
+    ``reference`` names a row label (``SASRec``, or a variant's ``SASRec [learning_rate=0.002]``)
+    or a model: where a model has several configurations in a dataset, its reference row is the
+    one labelled by the bare model name (the configuration without extra settings); a dataset
+    with no such single row gets no test, and a warning says why."""
     models = {r["model"] for r in rows}
     if reference is None:
         reference = DEFAULT_REFERENCE if DEFAULT_REFERENCE in models else None
@@ -883,8 +888,17 @@ def add_significance(
     if reference is None:
         return None
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
-        refs = [r for r in rows if r["dataset"] == dataset and r["model"] == reference and r["n"]]
+        candidates = [r for r in rows if r["dataset"] == dataset and r["n"]]
+        refs = [r for r in candidates if r["label"] == reference]
+        if not refs:
+            refs = [r for r in candidates if r["model"] == reference]
         if len(refs) != 1:
+            if refs:
+                getLogger().warning(
+                    f"{dataset}: {len(refs)} rows of {reference} ("
+                    + ", ".join(r["label"] for r in refs)
+                    + "); no significance test there: pass --reference with one of these labels"
+                )
             continue
         ref = refs[0]
         ref["is_reference"] = True
@@ -1432,7 +1446,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--reference",
         type=str,
         default=None,
-        help="model of the significance test (default SASRec when present)",
+        help="model or row label of the significance test (default SASRec when present)",
     )
     group.add_argument(
         "--significance",

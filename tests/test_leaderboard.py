@@ -343,6 +343,44 @@ def test_variants_of_one_model_are_labelled_by_their_settings():
     assert labels == {"a": "FAIR", "b": "FAIR [score_prior_correction=1.0]"}
 
 
+def test_reference_among_variants_is_the_plain_row_or_a_named_label(tmp_path, caplog):
+    rng = np.random.default_rng(1)
+    base = rng.random(400) * 0.3
+    better = np.clip(base + 0.1, 0, 1)
+
+    def sasrec(chash, argv, values):
+        spec = {"argv": ["run.py", "--epochs=40", *argv], "config_dict": {"seed": 1}}
+        return _fake_record(
+            "SASRec",
+            "toy",
+            1,
+            values.mean(),
+            values,
+            cell=f"SASRec|toy|seed=1|{chash}",
+            config_hash=chash,
+            spec=spec,
+        )
+
+    plain = sasrec("p", [], base)
+    variant = sasrec("v", ["--learning_rate=0.002"], better)
+    fair = _fake_record("FAIR", "toy", 1, better.mean(), better)
+    rows = {r["label"]: r for r in lb.render([plain, variant, fair], str(tmp_path))["rows"]}
+    # the configuration without extra settings is the reference, not "no test at all"
+    assert rows["SASRec"]["is_reference"]
+    assert rows["SASRec [learning_rate=0.002]"]["significant"] and rows["FAIR"]["significant"]
+    # a variant's label can be the reference
+    out = lb.render([plain, variant, fair], str(tmp_path), reference="SASRec [learning_rate=0.002]")
+    rows = {r["label"]: r for r in out["rows"]}
+    assert rows["SASRec [learning_rate=0.002]"]["is_reference"]
+    assert rows["SASRec"]["significant"] and rows["FAIR"]["p_value"] == 1.0
+    # two variants and no plain row: no test, and the warning names the labels to choose from
+    other = sasrec("w", ["--learning_rate=0.003"], base)
+    with caplog.at_level("WARNING"):
+        rows = lb.render([variant, other, fair], str(tmp_path))["rows"]
+    assert all(r["p_value"] is None and not r["is_reference"] for r in rows)
+    assert "2 rows of SASRec" in caplog.text and "SASRec [learning_rate=0.003]" in caplog.text
+
+
 def test_published_numbers_and_semantic_id_columns(tmp_path):
     sid = {"cache_key": "sid-abc123", "collision_rate": 0.0125}
     records = [
