@@ -32,7 +32,8 @@ What is shimmed:
   at import, and the package's ``__init__`` imports every sequential model, so looking up *any*
   RecBole sequential model (SASRec, GRU4Rec, BERT4Rec ...) switched autograd's anomaly mode on
   for the whole process: a NaN check of every gradient and a stack trace per forward op, about
-  half of a SASRec training step on ml-100k here (8.6 s -> 4.4 s per batch of 2048). Results are
+  half of a SASRec training step on ml-100k here (7.8 s -> 3.7 s per batch of 2048, measured by
+  ``benchmarks/bench_train_step.py --anomaly_mode both``). Results are
   unchanged by it. :func:`apply` imports the package once and restores the mode the process had
   (a user who enabled anomaly mode keeps it). Can go when RecBole drops that line.
 """
