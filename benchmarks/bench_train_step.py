@@ -27,9 +27,6 @@ sys.path.insert(0, str(REPO))
 
 from bench_generative import time_train_steps  # noqa: E402  (the step timer of both scripts)
 
-# RecBole's own models run with their own properties/model YAML; the width flags are for ours.
-RECBOLE_MODELS = {"SASRec", "GRU4Rec", "BERT4Rec"}
-
 
 def time_steps(
     model_name: str, dataset: str, config_dict: dict, steps: int, anomaly_modes: list[bool]
@@ -81,12 +78,16 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "train_step.json"))
     args = parser.parse_args()
 
+    from recbole_fair.utils import available_models
+
     anomaly_modes = {"off": [False], "on": [True], "both": [False, True]}[args.anomaly_mode]
+    # the width flags are for recbole-fair's models; RecBole's run with their own YAML defaults
+    own_models = set(available_models()["recbole_fair"])
     results = []
     for run in args.runs:
         model_name, _, mode = run.partition(":")
         config_dict = {"data_path": args.data_path, "show_progress": False, "state": "WARNING"}
-        if model_name not in RECBOLE_MODELS:
+        if model_name in own_models:
             config_dict.update(
                 hidden_size=args.hidden_size,
                 inner_size=2 * args.hidden_size,
