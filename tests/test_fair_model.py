@@ -334,6 +334,105 @@ def test_item_loss_trains_and_rejects_negative_weights(syn):
     assert model.calculate_loss(inter)[3].item() < before
 
 
+def test_item_id_embedding_is_off_by_default_and_checked(syn):
+    plain = make_model(syn, item_loss_weight=1.0)
+    assert not hasattr(plain, "item_embedding")  # the paper's model: checkpoints unchanged
+    assert set(plain.state_dict()) == set(make_model(syn).state_dict())
+    with pytest.raises(ValueError, match="item_loss_weight"):
+        make_model(syn, item_id_embedding=True)  # its output side would never be trained
+    with pytest.raises(ValueError, match="item_id_embedding"):
+        make_model(syn, item_id_embedding="yes", item_loss_weight=1.0)
+    model = make_model(syn, item_id_embedding=True, item_loss_weight=1.0)
+    assert model.item_embedding.weight.shape == (model.n_items, 32)
+    assert torch.all(model.item_embedding.weight[0] == 0)
+
+
+def test_item_id_embedding_is_tied_and_scored_as_documented(syn):
+    off = {"nrt_weight": 0.0, "mim_weight": 0.0, "train_mode": "prefix"}
+    model = make_model(syn, **off, item_id_embedding=True, item_loss_weight=0.5).eval()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        model.heads.weight.normal_(0, 0.2)
+        model.item_head.weight.normal_(0, 0.2)
+        model.item_head.bias.normal_(0, 0.2)
+    inter = random_batch(model, B=6)
+    seq, lens = inter[model.ITEM_SEQ], inter[model.ITEM_SEQ_LEN]
+    # reference, by hand: z = h + SiLU(W h + b); item logit cos(z, e_i) / tau
+    h = model(seq, lens)  # [B, d]
+    z = h + torch.nn.functional.silu(h @ model.item_head.weight[0].T + model.item_head.bias[0])
+    cos = (
+        torch.nn.functional.normalize(z, dim=-1)
+        @ torch.nn.functional.normalize(model.item_embedding.weight, dim=-1).T
+    )  # [B, n_items]
+    item_logit = cos / model.head_temperature
+    logits = model.heads(h, model.code_table())  # [B, L, K]
+    codes = model.item_codes
+    digit_sum = torch.stack(
+        [logits[:, torch.arange(L), codes[i]].sum(-1) for i in range(model.n_items)], dim=1
+    )  # [B, n_items]
+    log_z = torch.logsumexp(logits, -1).sum(-1, keepdim=True)  # [B, 1]
+    expected_scores = digit_sum - log_z + L * item_logit
+    with torch.no_grad():
+        scores = model.full_sort_predict(inter)
+        single = model.predict(inter)
+    assert torch.allclose(scores[:, 1:], expected_scores[:, 1:], atol=1e-3)
+    assert torch.all(scores[:, 0] == float("-inf"))
+    assert torch.allclose(single, scores[torch.arange(6), inter[model.ITEM_ID]], atol=1e-4)
+    # the item loss: softmax over items of (1/L) digit sum + item logit, item 0 left out
+    model.train()
+    item_loss = model.calculate_loss(inter)[3]
+    ref = (digit_sum / L + item_logit)[:, 1:]
+    expected = torch.nn.functional.cross_entropy(ref, inter[model.POS_ITEM_ID] - 1)
+    assert torch.allclose(item_loss, 0.5 * expected, atol=1e-4)
+    # input side: e_i is added to the item's pooled codes, and attention stays causal
+    model.eval()
+    row, position = 0, 2
+    item = int(seq[row, position])
+    with torch.no_grad():
+        before = model.encode(seq, lens)
+        model.item_embedding.weight[item] += torch.randn(32)  # (a constant: LayerNorm)
+        after = model.encode(seq, lens)
+    earlier = (seq[row, :position] == item).any()
+    assert earlier or torch.allclose(before[row, :position], after[row, :position], atol=1e-5)
+    assert not torch.allclose(before[row, position], after[row, position], atol=1e-4)
+    untouched = ~(seq == item).any(1)  # rows whose history does not contain the item
+    assert torch.allclose(before[untouched], after[untouched], atol=1e-5)
+
+
+def _fit_next_item(model: FAIR, steps: int = 150) -> float:
+    """Full-batch Adam on "item i -> item i+1" from one-item histories; returns top-1 accuracy."""
+    n = model.n_items - 1
+    items = torch.arange(1, n + 1)
+    inter = batch(model, items.unsqueeze(1), torch.ones(n, dtype=torch.long), items % n + 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        sum(model.calculate_loss(inter)).backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        top1 = model.full_sort_predict(inter).argmax(1)
+    return (top1 == inter[model.POS_ITEM_ID]).float().mean().item()
+
+
+def test_item_id_embedding_tells_apart_items_that_share_all_codes(syn):
+    """Items 2k-1 and 2k get identical codes: scored by codes only, each pair ties (and looks the
+    same as input), so at most about half the next items can be ranked first; the item
+    embeddings separate them."""
+    off = {"nrt_weight": 0.0, "mim_weight": 0.0, "train_mode": "prefix", "item_loss_weight": 1.0}
+    accuracy = {}
+    for flag in (False, True):
+        model = make_model(syn, **off, item_id_embedding=flag)
+        twins = model.item_codes.clone()
+        twins[2::2] = twins[1:-1:2][: len(twins[2::2])]  # item 2k copies item 2k-1's codes
+        with torch.no_grad():
+            model.item_codes.copy_(twins)
+        torch.manual_seed(0)
+        accuracy[flag] = _fit_next_item(model)
+    assert accuracy[False] <= 0.6, accuracy
+    assert accuracy[True] >= 0.95, accuracy
+
+
 @pytest.mark.parametrize("fam_norm", ["output_rmsnorm", "scores", "none"])
 @pytest.mark.parametrize("head_logits", ["cosine", "dot"])
 def test_every_variant_trains_one_step(syn, fam_norm, head_logits):

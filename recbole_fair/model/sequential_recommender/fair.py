@@ -66,6 +66,15 @@ def _choice(config: Any, key: str, choices: tuple[str, ...], default: str | None
     return value
 
 
+def _flag(config: Any, key: str) -> bool:
+    value = config[key]
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} must be True or False, got [{value}].")
+    return value
+
+
 def _number(
     config: Any, key: str, low: float = 0.0, strict: bool = False, default: float | None = None
 ) -> float:
@@ -96,7 +105,12 @@ class FAIR(SequentialRecommender):
     Training: the paper's ``L_MTP + α·L_NRT + β·L_MIM``, plus, with ``item_loss_weight = w > 0``,
     ``w·L_item``: a softmax cross-entropy over all items whose logit is the ranking score
     ``(1/L) Σ_l logit_l(c_l(item))`` (a recbole-fair extension: it trains the score the evaluation
-    ranks by, where the per-digit loss treats the 32 digits independently).
+    ranks by, where the per-digit loss treats the 32 digits independently). With
+    ``item_id_embedding: True`` (needs ``w > 0``), each item also gets its own embedding ``e_i``
+    beside its shared codes, tied between input and output as SASRec's: it is added to the pooled
+    code embedding of the input, and the item logit becomes ``(1/L) Σ_l logit_l(c_l(i)) +
+    cos(head(h), e_i) / τ`` (ranking: ``Σ_l log p_l(c_l) + L · cos(head(h), e_i) / τ``, the
+    same order). A recbole-fair extension for items the codes cannot tell apart (the long tail).
 
     The dataset must carry ``dataset.item_codes`` (``LongTensor [n_items, n_codes]``, row 0 = the
     padding item), as recbole-fair's ``FAIRDataset`` does.
@@ -107,12 +121,14 @@ class FAIR(SequentialRecommender):
     # Optional keys read with a default when absent (not listed in FAIR.yaml, so that adding them
     # does not change the config hash of existing leaderboard cells): input_dropout_prob,
     # score_prior_correction (γ >= 0, default 0 = the paper's score; see
-    # recbole_fair/model/calibration.py), item_loss_weight (w >= 0, default 0 = the paper's loss)
-    # and the graph-decoding keys.
+    # recbole_fair/model/calibration.py), item_loss_weight (w >= 0, default 0 = the paper's loss),
+    # item_id_embedding (bool, default False = the paper's codes-only items) and the
+    # graph-decoding keys.
     extra_config_keys = (
         "input_dropout_prob",
         "score_prior_correction",
         "item_loss_weight",
+        "item_id_embedding",
         *GRAPH_DECODING_KEYS,
     )
 
@@ -174,6 +190,13 @@ class FAIR(SequentialRecommender):
         # item-level softmax over the ranking score; absent or 0 = the paper's loss (>= 0 checked
         # by _number)
         self.item_loss_weight = float(_number(config, "item_loss_weight", default=0.0))
+        # an embedding per item beside its codes; absent or False = the paper's items
+        self.item_id_embedding = _flag(config, "item_id_embedding")
+        if self.item_id_embedding and self.item_loss_weight == 0:
+            raise ValueError(
+                "item_id_embedding: True needs item_loss_weight > 0: the item embeddings' output "
+                "side is trained by the item-level loss only (e.g. --item_loss_weight=1.0)."
+            )
         # ranking: exact (default) or RPG's graph-constrained decoding
         self.graph_settings = GraphDecodingSettings.from_config(config)
         self.decoding = self.graph_settings.decoding
@@ -222,6 +245,12 @@ class FAIR(SequentialRecommender):
         self.heads = DigitHeads(
             self.n_codes, self.hidden_size, self.head_logits, self.head_temperature
         )
+        if self.item_id_embedding:
+            # e_i, tied between input and output; its own residual head, as each digit's
+            self.item_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
+            self.item_head = DigitHeads(
+                1, self.hidden_size, self.head_logits, self.head_temperature
+            )
 
         # graph-constrained decoding: popular start items and the lazily built item graph
         popularity = item_popularity(dataset, self.n_items)
@@ -242,6 +271,8 @@ class FAIR(SequentialRecommender):
         self.apply(self._init_weights)
         with torch.no_grad():
             self.code_embedding.weight[0].zero_()
+            if self.item_id_embedding:
+                self.item_embedding.weight[0].zero_()
 
     def train(self, mode: bool = True) -> FAIR:
         r"""``nn.Module.train``; entering training mode drops the cached decoding graph."""
@@ -309,21 +340,40 @@ class FAIR(SequentialRecommender):
         emb = F.embedding_bag(flat, self.code_embedding.weight, mode="mean", padding_idx=0)
         return emb.view(*tokens.shape[:-1], self.hidden_size)  # [..., d]
 
+    def embed_items(self, items: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
+        r"""Input embedding of items, ``[..., d]``: the mean of their code-token embeddings
+        (``tokens``, default the items' own codes), plus ``e_i`` with ``item_id_embedding``."""
+        emb = self.embed_tokens(self.item_tokens(items) if tokens is None else tokens)
+        if self.item_id_embedding:
+            emb = emb + self.item_embedding(items)
+        return emb
+
     def encode_tokens(
-        self, tokens: torch.Tensor, return_maps: bool = False
+        self,
+        tokens: torch.Tensor,
+        return_maps: bool = False,
+        items: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list | None]:
         r"""Run the Transformer on a batch of code-token sequences.
 
         Args:
             tokens (torch.Tensor): code tokens of the (left-aligned) history, shape ``[B, T, L]``.
             return_maps (bool): also return the per-layer attention maps.
+            items (torch.Tensor, optional): the items of the history ``[B, T]``, whose own
+                embeddings are added with ``item_id_embedding`` (required then).
 
         Returns:
             tuple: hidden states ``[B, T, d]`` and the maps (``None`` unless requested).
         """
         T = tokens.size(1)
         position_ids = torch.arange(T, device=tokens.device)  # [T]
-        x = self.embed_tokens(tokens) + self.position_embedding(position_ids)  # [B, T, d]
+        if self.item_id_embedding:
+            if items is None:
+                raise ValueError("encode_tokens needs the history's items with item_id_embedding.")
+            emb = self.embed_items(items, tokens)
+        else:
+            emb = self.embed_tokens(tokens)
+        x = emb + self.position_embedding(position_ids)  # [B, T, d]
         x = self.input_dropout(self.input_norm(x))
         return self.encoder(x, return_maps=return_maps)
 
@@ -335,7 +385,7 @@ class FAIR(SequentialRecommender):
     def encode(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
         r"""Hidden states at every position of the trimmed batch, shape ``[B, T', d]``."""
         item_seq = self.trim(item_seq, item_seq_len)
-        hidden, _ = self.encode_tokens(self.item_tokens(item_seq))
+        hidden, _ = self.encode_tokens(self.item_tokens(item_seq), items=item_seq)
         return hidden
 
     def forward(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
@@ -371,7 +421,7 @@ class FAIR(SequentialRecommender):
             to padding.
         """
         item_seq = self.trim(item_seq, item_seq_len)
-        _, maps = self.encode_tokens(self.item_tokens(item_seq), return_maps=True)
+        _, maps = self.encode_tokens(self.item_tokens(item_seq), return_maps=True, items=item_seq)
         return maps
 
     # ----------------------------------------------------------------------------- training
@@ -388,7 +438,7 @@ class FAIR(SequentialRecommender):
         pos_items = interaction[self.POS_ITEM_ID]
         item_seq = self.trim(item_seq, item_seq_len)  # [B, T]
         tokens = self.item_tokens(item_seq)  # [B, T, L]
-        hidden, _ = self.encode_tokens(tokens)  # [B, T, d]
+        hidden, _ = self.encode_tokens(tokens, items=item_seq)  # [B, T, d]
 
         if self.train_mode == "all_positions":
             # position t predicts item_seq[t + 1]; the last valid position predicts the target.
@@ -403,7 +453,7 @@ class FAIR(SequentialRecommender):
 
         zero = loss_mtp.new_zeros(())
         loss_nrt = (
-            self.nrt_weight * self._nrt_loss(tokens, hidden, item_seq_len)
+            self.nrt_weight * self._nrt_loss(tokens, hidden, item_seq_len, item_seq)
             if self.nrt_weight > 0
             else zero
         )
@@ -413,7 +463,10 @@ class FAIR(SequentialRecommender):
             else zero
         )
         if self.item_loss_weight > 0:
-            loss_item = item_softmax_loss(self.exact_scores(logits), targets, self.n_codes)
+            code_sums = self.exact_scores(logits)  # [N, n_items]
+            if self.item_id_embedding:
+                code_sums = code_sums + self.n_codes * self.item_logits(h)
+            loss_item = item_softmax_loss(code_sums, targets, self.n_codes)
             return loss_mtp, loss_nrt, loss_mim, self.item_loss_weight * loss_item
         return loss_mtp, loss_nrt, loss_mim
 
@@ -423,19 +476,24 @@ class FAIR(SequentialRecommender):
         return positions.unsqueeze(0) < item_seq_len.unsqueeze(1)  # [B, T]
 
     def _nrt_loss(
-        self, tokens: torch.Tensor, hidden: torch.Tensor, item_seq_len: torch.Tensor
+        self,
+        tokens: torch.Tensor,
+        hidden: torch.Tensor,
+        item_seq_len: torch.Tensor,
+        item_seq: torch.Tensor,
     ) -> torch.Tensor:
         r"""Noise-robustness triplet loss (unweighted).
 
         Anchor ``h``: clean hidden state; positive ``h̃``: hidden state of a perturbed copy of the
-        input codes; negative ``h⁻``: the clean last-position state of the next sequence in the
-        batch (batch rolled by one). ``nrt_positions: last`` uses each history's last valid
-        position; ``all`` uses every valid position, each against the same ``h⁻``.
+        input codes (item embeddings, with ``item_id_embedding``, unperturbed); negative ``h⁻``:
+        the clean last-position state of the next sequence in the batch (batch rolled by one).
+        ``nrt_positions: last`` uses each history's last valid position; ``all`` uses every valid
+        position, each against the same ``h⁻``.
         """
         noisy = perturb_code_tokens(
             tokens, self.codebook_size, self.mask_token, self.nrt_mask_prob, self.nrt_sub_prob
         )
-        hidden_noisy, _ = self.encode_tokens(noisy)  # [B, T, d]
+        hidden_noisy, _ = self.encode_tokens(noisy, items=item_seq)  # [B, T, d]
         last = item_seq_len - 1
         h_last = self.gather_indexes(hidden, last)  # [B, d]
         negative = h_last.roll(1, dims=0)  # [B, d]
@@ -453,19 +511,38 @@ class FAIR(SequentialRecommender):
         r"""InfoNCE between the mean-pooled history states and the target's input embedding."""
         valid = self._valid_mask(item_seq_len, hidden.size(1)).unsqueeze(-1)  # [B, T, 1]
         pooled = (hidden * valid).sum(1) / item_seq_len.unsqueeze(1).to(hidden.dtype)  # [B, d]
-        target = self.embed_tokens(self.item_tokens(pos_items))  # [B, d]
+        target = self.embed_items(pos_items)  # [B, d]
         same_item = pos_items if self.mim_mask_same_item else None
         return mim_info_nce(pooled, target, self.mim_temperature, same_item)
 
     # ----------------------------------------------------------------------------- ranking
+    def item_logits(self, h: torch.Tensor) -> torch.Tensor:
+        r"""``cos(head(h), e_i) / τ`` (or the dot product) for every item, ``[N, n_items]``
+        (``item_id_embedding`` only)."""
+        return self.item_head(h, self.item_embedding.weight.unsqueeze(0)).squeeze(1)
+
+    def _ranking_parts(
+        self, item_seq: torch.Tensor, item_seq_len: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        r"""Digit log-probabilities ``[B, L, K]`` and, with ``item_id_embedding``, the item term
+        ``L · item_logits`` ``[B, n_items]`` of the ranking score (else ``None``)."""
+        if not self.item_id_embedding:
+            return self.digit_log_probs(item_seq, item_seq_len), None
+        h = self.forward(item_seq, item_seq_len)  # [B, d]
+        log_probs = self.heads(h, self.code_table()).log_softmax(dim=-1)
+        return log_probs, self.n_codes * self.item_logits(h)
+
     def predict(self, interaction: Any) -> torch.Tensor:
-        r"""Score of the given item: ``Σ_l log p_l(code_l(item))``, shape ``[B]``."""
-        log_probs = self.digit_log_probs(
+        r"""Score of the given item: ``Σ_l log p_l(code_l(item))`` (plus the item term with
+        ``item_id_embedding``), shape ``[B]``."""
+        log_probs, item_term = self._ranking_parts(
             interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
         )  # [B, L, K]
         test_item = interaction[self.ITEM_ID]  # [B]
         codes = self.item_codes[test_item]  # [B, L]
         scores = log_probs.gather(2, codes.unsqueeze(-1)).squeeze(-1).sum(-1)  # [B]
+        if item_term is not None:
+            scores = scores + item_term.gather(1, test_item.unsqueeze(1)).squeeze(1)
         if self.score_prior_correction:
             scores = scores + self.score_prior_correction * self.item_prior_bias[test_item]
         return scores.masked_fill(test_item == 0, float("-inf"))
@@ -480,14 +557,15 @@ class FAIR(SequentialRecommender):
     def full_sort_predict(self, interaction: Any) -> torch.Tensor:
         r"""Scores of all items, ``Σ_l log p_l(code_l(item))``, shape ``[B, n_items]``, plus
         ``score_prior_correction · b(item)`` when that weight is not 0
-        (:mod:`recbole_fair.model.calibration`).
+        (:mod:`recbole_fair.model.calibration`), plus ``L · cos(head(h), e_i) / τ`` with
+        ``item_id_embedding``.
 
         ``decoding: exact``: every item, accumulated digit by digit (one ``[B, n_items]`` gather
         per digit). ``decoding: graph``: only the items visited by graph-constrained decoding
         get their (exact) score, the others ``-inf``. The padding item 0 gets ``-inf``.
         """
         item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
-        log_probs = self.digit_log_probs(item_seq, item_seq_len)  # [B, L, K]
+        log_probs, item_term = self._ranking_parts(item_seq, item_seq_len)  # [B, L, K]
         if self.decoding == "graph":
             settings = self.graph_settings
             start = start_items(
@@ -507,6 +585,8 @@ class FAIR(SequentialRecommender):
             )
         else:
             scores = self.exact_scores(log_probs)  # [B, n_items]
+        if item_term is not None:
+            scores += item_term  # graph decoding: visited by code scores, ranked by the full one
         if self.score_prior_correction:
             scores += self.score_prior_correction * self.item_prior_bias  # -inf stays -inf
         scores[:, 0] = float("-inf")
