@@ -338,16 +338,14 @@ def test_item_id_embedding_is_off_by_default_and_checked(syn):
     plain = make_model(syn, item_loss_weight=1.0)
     assert not hasattr(plain, "item_embedding")  # the paper's model: checkpoints unchanged
     assert set(plain.state_dict()) == set(make_model(syn).state_dict())
-    with pytest.raises(ValueError, match="item_loss_weight"):
-        make_model(syn, item_id_embedding=True)  # its output side would never be trained
     with pytest.raises(ValueError, match="item_id_embedding"):
-        make_model(syn, item_id_embedding="yes", item_loss_weight=1.0)
-    model = make_model(syn, item_id_embedding=True, item_loss_weight=1.0)
+        make_model(syn, item_id_embedding="yes")
+    model = make_model(syn, item_id_embedding=True)
     assert model.item_embedding.weight.shape == (model.n_items, 32)
     assert torch.all(model.item_embedding.weight[0] == 0)
 
 
-def test_item_id_embedding_is_tied_and_scored_as_documented(syn):
+def test_item_id_digit_is_tied_trained_and_scored_as_documented(syn):
     off = {"nrt_weight": 0.0, "mim_weight": 0.0, "train_mode": "prefix"}
     model = make_model(syn, **off, item_id_embedding=True, item_loss_weight=0.5).eval()
     torch.manual_seed(1)
@@ -371,18 +369,24 @@ def test_item_id_embedding_is_tied_and_scored_as_documented(syn):
         [logits[:, torch.arange(L), codes[i]].sum(-1) for i in range(model.n_items)], dim=1
     )  # [B, n_items]
     log_z = torch.logsumexp(logits, -1).sum(-1, keepdim=True)  # [B, 1]
-    expected_scores = digit_sum - log_z + L * item_logit
+    log_p_item = item_logit[:, 1:].log_softmax(-1)  # the padding item is no candidate
+    expected_scores = digit_sum[:, 1:] - log_z + log_p_item
     with torch.no_grad():
         scores = model.full_sort_predict(inter)
         single = model.predict(inter)
-    assert torch.allclose(scores[:, 1:], expected_scores[:, 1:], atol=1e-3)
+    assert torch.allclose(scores[:, 1:], expected_scores, atol=1e-3)
     assert torch.all(scores[:, 0] == float("-inf"))
     assert torch.allclose(single, scores[torch.arange(6), inter[model.ITEM_ID]], atol=1e-4)
-    # the item loss: softmax over items of (1/L) digit sum + item logit, item 0 left out
+    # MTP: mean over the L digits and the item-ID digit; the item loss: softmax over items of
+    # (digit sum + item logit) / L, item 0 left out
     model.train()
-    item_loss = model.calculate_loss(inter)[3]
-    ref = (digit_sum / L + item_logit)[:, 1:]
-    expected = torch.nn.functional.cross_entropy(ref, inter[model.POS_ITEM_ID] - 1)
+    loss_mtp, _, _, item_loss = model.calculate_loss(inter)
+    target = inter[model.POS_ITEM_ID]
+    ce_digits = mtp_loss(logits, codes[target])
+    ce_item = torch.nn.functional.cross_entropy(item_logit[:, 1:], target - 1)
+    assert torch.allclose(loss_mtp, (L * ce_digits + ce_item) / (L + 1), atol=1e-4)
+    ref = ((digit_sum + item_logit) / L)[:, 1:]
+    expected = torch.nn.functional.cross_entropy(ref, target - 1)
     assert torch.allclose(item_loss, 0.5 * expected, atol=1e-4)
     # input side: e_i is added to the item's pooled codes, and attention stays causal
     model.eval()
@@ -417,9 +421,9 @@ def _fit_next_item(model: FAIR, steps: int = 150) -> float:
 
 def test_item_id_embedding_tells_apart_items_that_share_all_codes(syn):
     """Items 2k-1 and 2k get identical codes: scored by codes only, each pair ties (and looks the
-    same as input), so at most about half the next items can be ranked first; the item
-    embeddings separate them."""
-    off = {"nrt_weight": 0.0, "mim_weight": 0.0, "train_mode": "prefix", "item_loss_weight": 1.0}
+    same as input), so at most about half the next items can be ranked first; the item-ID digit
+    separates them (the paper's loss plus that digit, no item-level loss)."""
+    off = {"nrt_weight": 0.0, "mim_weight": 0.0, "train_mode": "prefix"}
     accuracy = {}
     for flag in (False, True):
         model = make_model(syn, **off, item_id_embedding=flag)

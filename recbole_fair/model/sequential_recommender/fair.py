@@ -105,12 +105,15 @@ class FAIR(SequentialRecommender):
     Training: the paper's ``L_MTP + α·L_NRT + β·L_MIM``, plus, with ``item_loss_weight = w > 0``,
     ``w·L_item``: a softmax cross-entropy over all items whose logit is the ranking score
     ``(1/L) Σ_l logit_l(c_l(item))`` (a recbole-fair extension: it trains the score the evaluation
-    ranks by, where the per-digit loss treats the 32 digits independently). With
-    ``item_id_embedding: True`` (needs ``w > 0``), each item also gets its own embedding ``e_i``
-    beside its shared codes, tied between input and output as SASRec's: it is added to the pooled
-    code embedding of the input, and the item logit becomes ``(1/L) Σ_l logit_l(c_l(i)) +
-    cos(head(h), e_i) / τ`` (ranking: ``Σ_l log p_l(c_l) + L · cos(head(h), e_i) / τ``, the
-    same order). A recbole-fair extension for items the codes cannot tell apart (the long tail).
+    ranks by, where the per-digit loss treats the 32 digits independently).
+
+    Item-ID digit (``item_id_embedding: True``, a recbole-fair extension for items the codes
+    cannot tell apart): every item also gets its own embedding ``e_i``, tied between input and
+    output as SASRec's. It is added to the item's pooled code embedding in the history, and it is
+    one more digit whose codebook is the item table: ``p_item(i) = softmax_i(cos(head(h), e_i) /
+    τ)`` from one more residual head, trained by cross-entropy beside the ``L`` digits (the MTP
+    loss becomes the mean over ``L + 1`` digits), ranked by ``Σ_l log p_l(c_l) + log p_item(i)``
+    (and, with ``w > 0``, in the item-level loss as ``(Σ_l logit_l(c_l) + logit_item(i)) / L``).
 
     The dataset must carry ``dataset.item_codes`` (``LongTensor [n_items, n_codes]``, row 0 = the
     padding item), as recbole-fair's ``FAIRDataset`` does.
@@ -192,11 +195,6 @@ class FAIR(SequentialRecommender):
         self.item_loss_weight = float(_number(config, "item_loss_weight", default=0.0))
         # an embedding per item beside its codes; absent or False = the paper's items
         self.item_id_embedding = _flag(config, "item_id_embedding")
-        if self.item_id_embedding and self.item_loss_weight == 0:
-            raise ValueError(
-                "item_id_embedding: True needs item_loss_weight > 0: the item embeddings' output "
-                "side is trained by the item-level loss only (e.g. --item_loss_weight=1.0)."
-            )
         # ranking: exact (default) or RPG's graph-constrained decoding
         self.graph_settings = GraphDecodingSettings.from_config(config)
         self.decoding = self.graph_settings.decoding
@@ -450,6 +448,11 @@ class FAIR(SequentialRecommender):
             h, targets = self.gather_indexes(hidden, item_seq_len - 1), pos_items  # [B, d], [B]
         logits = self.heads(h, self.code_table())  # [N, L, K]
         loss_mtp = mtp_loss(logits, self.item_codes[targets])
+        if self.item_id_embedding:
+            # the item-ID digit: one more cross-entropy, over the items (padding item left out)
+            item_logits = self.item_logits(h)  # [N, n_items]
+            loss_id = F.cross_entropy(item_logits[:, 1:], targets - 1)
+            loss_mtp = (self.n_codes * loss_mtp + loss_id) / (self.n_codes + 1)
 
         zero = loss_mtp.new_zeros(())
         loss_nrt = (
@@ -465,7 +468,7 @@ class FAIR(SequentialRecommender):
         if self.item_loss_weight > 0:
             code_sums = self.exact_scores(logits)  # [N, n_items]
             if self.item_id_embedding:
-                code_sums = code_sums + self.n_codes * self.item_logits(h)
+                code_sums = code_sums + item_logits
             loss_item = item_softmax_loss(code_sums, targets, self.n_codes)
             return loss_mtp, loss_nrt, loss_mim, self.item_loss_weight * loss_item
         return loss_mtp, loss_nrt, loss_mim
@@ -517,20 +520,21 @@ class FAIR(SequentialRecommender):
 
     # ----------------------------------------------------------------------------- ranking
     def item_logits(self, h: torch.Tensor) -> torch.Tensor:
-        r"""``cos(head(h), e_i) / τ`` (or the dot product) for every item, ``[N, n_items]``
-        (``item_id_embedding`` only)."""
+        r"""Logits of the item-ID digit, ``cos(head(h), e_i) / τ`` (or the dot product) for every
+        item, ``[N, n_items]`` (``item_id_embedding`` only)."""
         return self.item_head(h, self.item_embedding.weight.unsqueeze(0)).squeeze(1)
 
     def _ranking_parts(
         self, item_seq: torch.Tensor, item_seq_len: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        r"""Digit log-probabilities ``[B, L, K]`` and, with ``item_id_embedding``, the item term
-        ``L · item_logits`` ``[B, n_items]`` of the ranking score (else ``None``)."""
+        r"""Digit log-probabilities ``[B, L, K]`` and, with ``item_id_embedding``, the item-ID
+        digit's ``log p_item`` ``[B, n_items]`` (padding item ``-inf``; else ``None``)."""
         if not self.item_id_embedding:
             return self.digit_log_probs(item_seq, item_seq_len), None
         h = self.forward(item_seq, item_seq_len)  # [B, d]
         log_probs = self.heads(h, self.code_table()).log_softmax(dim=-1)
-        return log_probs, self.n_codes * self.item_logits(h)
+        log_p_item = self.item_logits(h)[:, 1:].log_softmax(dim=-1)  # [B, n_items - 1]
+        return log_probs, F.pad(log_p_item, (1, 0), value=float("-inf"))
 
     def predict(self, interaction: Any) -> torch.Tensor:
         r"""Score of the given item: ``Σ_l log p_l(code_l(item))`` (plus the item term with
@@ -557,7 +561,7 @@ class FAIR(SequentialRecommender):
     def full_sort_predict(self, interaction: Any) -> torch.Tensor:
         r"""Scores of all items, ``Σ_l log p_l(code_l(item))``, shape ``[B, n_items]``, plus
         ``score_prior_correction · b(item)`` when that weight is not 0
-        (:mod:`recbole_fair.model.calibration`), plus ``L · cos(head(h), e_i) / τ`` with
+        (:mod:`recbole_fair.model.calibration`), plus the item-ID digit's ``log p_item(i)`` with
         ``item_id_embedding``.
 
         ``decoding: exact``: every item, accumulated digit by digit (one ``[B, n_items]`` gather
