@@ -403,6 +403,24 @@ def test_item_id_digit_is_tied_trained_and_scored_as_documented(syn):
     assert torch.allclose(before[untouched], after[untouched], atol=1e-5)
 
 
+def test_item_id_digit_under_graph_decoding_scores_the_visited_items_in_full(syn):
+    graph = {"decoding": "graph", "graph_num_neighbors": 5, "graph_num_beams": 3}
+    graph.update({"graph_beam_size": 3, "graph_steps": 2})
+    exact = make_model(syn, item_id_embedding=True).eval()
+    decoded = make_model(syn, item_id_embedding=True, **graph).eval()
+    torch.manual_seed(2)
+    with torch.no_grad():
+        exact.item_embedding.weight.normal_(0, 1.0)
+        exact.item_head.weight.normal_(0, 0.2)
+    decoded.load_state_dict(exact.state_dict())
+    inter = random_batch(exact, B=4)
+    with torch.no_grad():
+        full, visited = exact.full_sort_predict(inter), decoded.full_sort_predict(inter)
+    seen = torch.isfinite(visited)
+    assert 0 < seen.sum() < seen.numel()  # decoding visits some items, not all
+    assert torch.allclose(visited[seen], full[seen], atol=1e-4)  # codes + item-ID digit
+
+
 def _fit_next_item(model: FAIR, steps: int = 150) -> float:
     """Full-batch Adam on "item i -> item i+1" from one-item histories; returns top-1 accuracy."""
     n = model.n_items - 1
