@@ -47,7 +47,7 @@ def collect(loaded, repeats: int, seed: int) -> dict[str, dict[str, np.ndarray]]
         item_seq = model.trim(interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN])
         last = interaction[model.ITEM_SEQ_LEN] - 1
         tokens = model.item_tokens(item_seq)
-        clean = model.gather_indexes(model.encode_tokens(tokens)[0], last)  # [B, d]
+        clean = model.gather_indexes(model.encode_tokens(tokens, items=item_seq)[0], last)  # [B, d]
         negative = clean.roll(1, dims=0)
         for _ in range(repeats):
             noisy_tokens = perturb_code_tokens(
@@ -57,7 +57,7 @@ def collect(loaded, repeats: int, seed: int) -> dict[str, dict[str, np.ndarray]]
                 model.nrt_mask_prob,
                 model.nrt_sub_prob,
             )
-            noisy = model.gather_indexes(model.encode_tokens(noisy_tokens)[0], last)
+            noisy = model.gather_indexes(model.encode_tokens(noisy_tokens, items=item_seq)[0], last)
             for kind in NRT_DISTANCES:
                 out[kind]["pos"].append(nrt_distance(clean, noisy, kind).cpu())
                 out[kind]["neg"].append(nrt_distance(clean, negative, kind).cpu())
