@@ -365,12 +365,9 @@ class FAIR(SequentialRecommender):
         """
         T = tokens.size(1)
         position_ids = torch.arange(T, device=tokens.device)  # [T]
-        if self.item_id_embedding:
-            if items is None:
-                raise ValueError("encode_tokens needs the history's items with item_id_embedding.")
-            emb = self.embed_items(items, tokens)
-        else:
-            emb = self.embed_tokens(tokens)
+        if self.item_id_embedding and items is None:
+            raise ValueError("encode_tokens needs the history's items with item_id_embedding.")
+        emb = self.embed_tokens(tokens) if items is None else self.embed_items(items, tokens)
         x = emb + self.position_embedding(position_ids)  # [B, T, d]
         x = self.input_dropout(self.input_norm(x))
         return self.encoder(x, return_maps=return_maps)
