@@ -10,6 +10,9 @@ with each model's difference to a reference model and a per-user Wilcoxon test p
     python benchmarks/per_user_buckets.py --results docs/leaderboards/Amazon_Beauty-e40/results.jsonl \
         --dataset Amazon_Beauty --data_path ../shared/datasets [--reference SASRec] \
         [--out docs/leaderboards/Amazon_Beauty-e40/per_user_buckets.md]
+
+Each row takes its first finished seed, or one seed (``--seed``); ``--all_seeds`` averages each
+row's per-user values over all its finished seeds, as the leaderboard's significance test does.
 """
 
 from __future__ import annotations
@@ -178,6 +181,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--data_path", default=None, help="folder holding the dataset folder")
     parser.add_argument("--reference", default="SASRec")
     parser.add_argument("--seed", type=int, default=None, help="which seed's cells (default: any)")
+    parser.add_argument(
+        "--all_seeds",
+        action="store_true",
+        help="average each row's per-user values over all its finished seeds (as the "
+        "leaderboard's significance test does) instead of taking its first finished seed",
+    )
     parser.add_argument("--out", default=None, help="Markdown output (and .json beside it)")
     parser.add_argument(
         "--collisions",
@@ -194,6 +203,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "repeat for several; the reference is always kept (default: every row)",
     )
     args = parser.parse_args(argv)
+    if args.all_seeds and args.seed is not None:
+        parser.error("--seed and --all_seeds exclude each other")
 
     records = [
         r
@@ -225,11 +236,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     config_dict = {"data_path": os.path.abspath(args.data_path)} if args.data_path else {}
     users = split_statistics(config_dict, args.dataset)
     sha1 = users_sha1(users["uid"])
-    per_user = {}
-    for record in records:  # first finished seed of each model (variant)
+    seeds: dict[str, list[np.ndarray]] = {}
+    for record in records:  # each row's finished seeds, in the results' order
         label = label_of[id(record)]
-        if label in per_user:
-            continue
+        if seeds.get(label) and not args.all_seeds:
+            continue  # the first finished seed of each row
         values = np.asarray(record["per_user"]["values"], dtype=float)
         if record["per_user"].get("users_sha1") != sha1 or len(values) != len(users["uid"]):
             sys.exit(
@@ -237,7 +248,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 f"this dataset's {len(users['uid'])} test users (user-id hash differs): was it "
                 "run on other data or filtering?"
             )
-        per_user[label] = values
+        seeds.setdefault(label, []).append(values)
+    per_user = {label: np.mean(values, axis=0) for label, values in seeds.items()}
     tables = {
         "history": bucket_table(per_user, users["history"], HISTORY_EDGES, args.reference),
         "popularity": bucket_table(per_user, users["popularity"], POPULARITY_EDGES, args.reference),
@@ -258,9 +270,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "By the test target's semantic-ID collision group (items sharing its 32 codes, "
             "FAIR's codes with sid_collisions: keep; 1 = a tuple of its own)"
         )
+    n_seeds = ", ".join(f"{label} {len(values)}" for label, values in seeds.items())
+    averaged = f" Per-user values averaged over each row's seeds ({n_seeds})." * args.all_seeds
     text = (
         f"## Per-user test NDCG@10 by bucket: {args.dataset}\n\nFrom `{args.results}` "
-        f"({len(users['uid']):,} test users). Δ: relative to {args.reference} in the bucket; "
+        f"({len(users['uid']):,} test users).{averaged} Δ: relative to {args.reference} in the bucket; "
         "p: per-user Wilcoxon signed-rank test. Best mean per bucket in bold.\n\n"
         + "\n".join(to_markdown(titles[k], tables[k], models, args.reference) for k in tables)
     )

@@ -608,6 +608,22 @@ def test_per_user_buckets_align_users_and_split_them(tmp_path, toy_data, benchma
             buckets.main(argv + ["--row", "Z"])
         with pytest.raises(SystemExit, match="no finished BERT4Rec"):
             buckets.main(argv + ["--reference", "BERT4Rec"])
+        # a second seed of X: its first seed by default, both averaged per user with --all_seeds
+        third = rng.random(N_USERS)
+        second = dict(record, seed=2, cell="X|toy|seed=2|h")
+        second["per_user"] = dict(record["per_user"], values=list(third))
+        lb.append_record(str(results), second)
+        assert buckets.main(argv)["history"][0]["X"] == pytest.approx(other.mean())
+        averaged = buckets.main(argv + ["--all_seeds", "--out", str(tmp_path / "a.md")])
+        assert averaged["history"][0]["X"] == pytest.approx(((other + third) / 2).mean())
+        assert averaged["history"][0]["X p"] == pytest.approx(
+            lb.paired_test((other + third) / 2, ref)
+        )
+        assert (
+            "(SASRec 1, X 2, X [score_prior_correction=1.0] 1)" in (tmp_path / "a.md").read_text()
+        )
+        with pytest.raises(SystemExit):  # argparse: the two exclude each other
+            buckets.main(argv + ["--all_seeds", "--seed", "1"])
         bad = dict(record, model="Y", cell="Y|toy|seed=1|h")
         bad["per_user"] = dict(bad["per_user"], users_sha1="0" * 40)
         lb.append_record(str(results), bad)
