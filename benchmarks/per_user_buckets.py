@@ -270,8 +270,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "By the test target's semantic-ID collision group (items sharing its 32 codes, "
             "FAIR's codes with sid_collisions: keep; 1 = a tuple of its own)"
         )
-    n_seeds = ", ".join(f"{label} {len(values)}" for label, values in seeds.items())
-    averaged = f" Per-user values averaged over each row's seeds ({n_seeds})." * args.all_seeds
+    averaged = ""
+    if args.all_seeds:
+        n_seeds = ", ".join(f"{label} {len(values)}" for label, values in seeds.items())
+        averaged = f" Per-user values averaged over each row's seeds ({n_seeds})."
     text = (
         f"## Per-user test NDCG@10 by bucket: {args.dataset}\n\nFrom `{args.results}` "
         f"({len(users['uid']):,} test users).{averaged} Δ: relative to {args.reference} in the bucket; "
