@@ -253,6 +253,26 @@ def test_all_positions_long_sequences_same_targets(tmp_path, calls):
     assert len(all_train) < len(prefix_train) / 2
 
 
+def test_training_popularity_counts_every_target_not_only_window_ends(tmp_path, calls):
+    # the all_positions split keeps one row per window: its inter_feat holds only each window's
+    # last target, so popularity (prior correction, graph start items) is counted before thinning
+    from recbole_fair.model.graph_decoding import item_popularity
+
+    write_dataset(tmp_path, seq_lengths=[4 + (u * 7) % 30 for u in range(40)])
+    _, (prefix_train, _, _) = build(tmp_path, train_mode="prefix")
+    _, (all_train, all_valid, _) = build(tmp_path, train_mode="all_positions")
+    n = all_train.item_num
+    expected = torch.bincount(prefix_train.inter_feat["item_id"].long(), minlength=n)
+    expected[0] = 0
+    window_ends = torch.bincount(all_train.inter_feat["item_id"].long(), minlength=n)
+    assert not torch.equal(window_ends, expected)  # thinning drops targets: the old count
+    assert torch.equal(item_popularity(all_train, n), expected)
+    assert torch.equal(item_popularity(prefix_train, n), expected)
+    assert torch.equal(all_valid.train_target_counts, all_train.train_target_counts)
+    # sum = every training pair an all-position pass trains
+    assert int(expected.sum()) == sum(_expanded_pairs(all_train).values())
+
+
 def test_all_positions_row_index_windows():
     # one user with m = 12 rows, W = 5: keep k = 11, 6, 1; ties in time keep the current order
     uid = np.array([7] * 12 + [3] * 2)

@@ -9,8 +9,9 @@ RecBole sequential datasets that carry semantic IDs.
 * after :meth:`build`, the semantic IDs of every item, fitted on the training-split items only
   and attached to the dataset and to each split: ``item_codes`` (LongTensor
   ``[item_num, n_codes]``, row 0 = padding item), ``semantic_id_report``,
-  ``semantic_id_cache_key``, ``semantic_id_cache_path``, ``item_text_embeddings`` and
-  ``train_item_mask``;
+  ``semantic_id_cache_key``, ``semantic_id_cache_path``, ``item_text_embeddings``,
+  ``train_item_mask`` and ``train_target_counts`` (LongTensor ``[item_num]``: how often each item
+  is a training target, counted before ``all_positions`` keeps one row per window);
 * ``train_mode: all_positions``: the training split keeps one row per window of
   ``MAX_ITEM_LIST_LENGTH`` targets, which the model trains at every position in one causal pass
   (``train_mode: prefix`` keeps RecBole's one row per prefix).
@@ -184,6 +185,11 @@ class SemanticIDDataset(SequentialDataset):
         """
         datasets = super().build()
         train_item_mask = self.training_item_mask(datasets[0])
+        # every training target, one row per prefix: the all_positions split keeps only the last
+        # target of each window, so the item popularity (prior correction, graph decoding's start
+        # items) must be counted here
+        targets = torch.as_tensor(datasets[0].inter_feat[self.iid_field]).long().reshape(-1)
+        train_target_counts = torch.bincount(targets, minlength=self.item_num)[: self.item_num]
         if self.train_mode == "all_positions":
             datasets[0] = self._all_positions_split(datasets[0])
         # under DDP, rank 0 builds (or loads) the cache while the other ranks wait, then load it
@@ -194,6 +200,7 @@ class SemanticIDDataset(SequentialDataset):
             dataset.item_codes = item_codes
             dataset.item_text_embeddings = embeddings
             dataset.train_item_mask = train_item_mask
+            dataset.train_target_counts = train_target_counts
             dataset.semantic_id_report = sids.report
             dataset.semantic_id_cache_key = sids.cache_key
             dataset.semantic_id_cache_path = sids.cache_path

@@ -114,10 +114,19 @@ class GraphDecodingSettings:
 def item_popularity(dataset: Any, n_items: int) -> torch.Tensor:
     r"""Number of training interactions whose target is each item, ``LongTensor [n_items]``.
 
-    Counts ``dataset.inter_feat[dataset.iid_field]``; a dataset without interactions gives
-    zeros (the start beams then fall back to the lowest item ids).
+    A dataset built by :class:`~recbole_fair.data.dataset.SemanticIDDataset` carries these counts
+    as ``train_target_counts`` (counted before ``train_mode: all_positions`` thins the training
+    split to one row per window, whose ``inter_feat`` holds only each window's last target);
+    otherwise counts ``dataset.inter_feat[dataset.iid_field]``. A dataset without interactions
+    gives zeros (the start beams then fall back to the lowest item ids).
     """
     counts = torch.zeros(n_items, dtype=torch.long)
+    known = getattr(dataset, "train_target_counts", None)
+    if known is not None:
+        known = torch.as_tensor(known).long().reshape(-1)[:n_items]
+        counts[: known.numel()] = known
+        counts[0] = 0  # the padding item
+        return counts
     inter = getattr(dataset, "inter_feat", None)
     iid_field = getattr(dataset, "iid_field", None)
     if inter is None or iid_field is None or iid_field not in inter:
