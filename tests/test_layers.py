@@ -218,6 +218,15 @@ def test_transformer_stack_is_causal_and_returns_maps(attention):
     assert lambdas == sorted(lambdas)  # the schedule rises with depth
 
 
+@pytest.mark.parametrize("fam_norm", ["output_rmsnorm", "scores"])
+def test_layer_norm_eps_reaches_the_focused_attention(fam_norm):
+    stack = TransformerStack(2, D, H, 32, layer_norm_eps=1e-3, fam_norm=fam_norm)
+    for blk in stack.blocks:
+        assert blk.attn.norm_eps == 1e-3 and blk.ln1.eps == 1e-3
+        if fam_norm == "output_rmsnorm":
+            assert blk.attn.head_norm.eps == 1e-3
+
+
 def test_zero_dropout_adds_no_dropout_modules():
     stack = TransformerStack(2, D, H, 32, hidden_dropout_prob=0.0)
     assert not any(isinstance(m, torch.nn.Dropout) for m in stack.modules())

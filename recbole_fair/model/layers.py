@@ -344,7 +344,8 @@ class TransformerStack(nn.Module):
         inner_size (int): FFN width.
         hidden_dropout_prob (float): residual dropout.
         attn_dropout_prob (float): attention-map dropout.
-        layer_norm_eps (float): LayerNorm epsilon.
+        layer_norm_eps (float): LayerNorm epsilon, also the focused attention's RMSNorm / row
+            normalisation epsilon.
         attention (str): ``focused`` or ``standard``.
         fam_lambda_init (float, optional): fixed ``λ_init``; ``None`` = the per-layer schedule.
         fam_lambda1 (str): ``fixed_one`` or ``learnable``.
@@ -383,6 +384,7 @@ class TransformerStack(nn.Module):
                 lambda1=fam_lambda1,
                 norm=fam_norm,
                 lambda_std=fam_lambda_std,
+                norm_eps=layer_norm_eps,
             )
 
         self.blocks = nn.ModuleList(
