@@ -289,6 +289,19 @@ def test_nrt_and_mim_are_finite_and_have_gradients(syn, nrt_positions, nrt_dista
         assert model.code_embedding.weight.grad.abs().sum() > 0
 
 
+def test_a_batch_of_one_sequence_has_no_in_batch_terms(syn):
+    # NRT's negative (batch rolled by one) and MIM's negatives would be the anchor itself
+    model = make_model(syn, nrt_margin=1e4)
+    calls = _count_encoder_calls(model)
+    inter = random_batch(model, B=2)
+    _, nrt, mim = model.calculate_loss(inter)
+    assert nrt.item() > 0 and mim.item() != 0 and len(calls) == 2
+    calls.clear()
+    mtp, nrt, mim = model.calculate_loss(inter[torch.tensor([0])])
+    assert nrt.item() == 0 and mim.item() == 0 and len(calls) == 1  # no NRT pass
+    assert torch.isfinite(mtp) and mtp.item() > 0
+
+
 def test_item_loss_is_the_softmax_over_items_of_the_ranking_score(syn):
     inter = random_batch(make_model(syn), B=8)
     off = {"nrt_weight": 0.0, "mim_weight": 0.0, "train_mode": "prefix"}

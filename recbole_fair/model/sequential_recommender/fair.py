@@ -426,7 +426,8 @@ class FAIR(SequentialRecommender):
         Returns:
             tuple: ``(L_MTP, α·L_NRT, β·L_MIM)``, and ``w·L_item`` fourth when
             ``item_loss_weight = w > 0``; a part whose weight is 0 is a constant 0 and is not
-            computed (no second forward pass for NRT).
+            computed (no second forward pass for NRT); so are NRT and MIM on a batch of one
+            sequence (they need the batch's other sequences as negatives).
         """
         item_seq = interaction[self.ITEM_SEQ]
         item_seq_len = interaction[self.ITEM_SEQ_LEN]
@@ -452,14 +453,17 @@ class FAIR(SequentialRecommender):
             loss_mtp = (self.n_codes * loss_mtp + loss_id) / (self.n_codes + 1)
 
         zero = loss_mtp.new_zeros(())
+        # NRT's negative and MIM's in-batch negatives are the batch's other sequences: a batch of
+        # one sequence (RecBole keeps a last partial batch) has none, so both terms are 0 there
+        in_batch = item_seq.size(0) > 1
         loss_nrt = (
             self.nrt_weight * self._nrt_loss(tokens, hidden, item_seq_len, item_seq)
-            if self.nrt_weight > 0
+            if self.nrt_weight > 0 and in_batch
             else zero
         )
         loss_mim = (
             self.mim_weight * self._mim_loss(hidden, item_seq_len, pos_items)
-            if self.mim_weight > 0
+            if self.mim_weight > 0 and in_batch
             else zero
         )
         if self.item_loss_weight > 0:
