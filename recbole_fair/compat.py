@@ -145,10 +145,20 @@ def apply() -> None:
     original_save = trainer_module.Trainer._save_checkpoint
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-        saved_model_file = kwargs.get("saved_model_file", self.saved_model_file)
-        original_save(self, epoch, verbose=verbose, **kwargs)
-        if os.path.isfile(saved_model_file):
-            sign_checkpoint(saved_model_file)
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return  # RecBole's own rule: only rank 0 writes (and so signs) checkpoints
+        saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
+        # Written next to its destination, signed, then renamed into place (RecBole's torch.save
+        # writes in place: a run killed mid-save would leave a truncated best checkpoint).
+        tmp = f"{saved_model_file}.tmp"
+        original_save(self, epoch, verbose=False, saved_model_file=tmp, **kwargs)
+        sign_checkpoint(tmp)
+        os.replace(tmp, saved_model_file)
+        os.replace(tmp + ".sig", f"{saved_model_file}.sig")
+        if verbose:
+            from recbole.utils import set_color
+
+            self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 
     trainer_module.Trainer._save_checkpoint = _save_checkpoint
     trainer_module.torch = _torch_proxy()

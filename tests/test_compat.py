@@ -84,6 +84,56 @@ def test_only_recbole_trainer_sees_the_shim():
     assert trainer_module.torch.no_grad is torch.no_grad  # everything else delegates
 
 
+class _FakeTrainer:
+    """What RecBole's ``Trainer._save_checkpoint`` reads from its trainer."""
+
+    def __init__(self, path, local_rank=0):
+        import logging
+
+        self.config = {"single_spec": True, "local_rank": local_rank}
+        self.saved_model_file = str(path)
+        self.cur_step, self.best_valid_score = 2, 0.5
+        self.model = torch.nn.Linear(2, 1)
+        self.model.other_parameter = lambda: None
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1)
+        self.logger = logging.getLogger("test_compat")
+
+
+def test_trainer_save_is_signed_and_atomic(tmp_path, monkeypatch):
+    import recbole.trainer.trainer as trainer_module
+
+    path = tmp_path / "best.pth"
+    trainer = _FakeTrainer(path)
+    trainer_module.Trainer._save_checkpoint(trainer, 1)
+    assert trainer_module.torch.load(str(path))["epoch"] == 1  # signed: unpickled in full
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
+        "best.pth",
+        "best.pth.sig",
+    ]
+    real_save = torch.save
+
+    def killed_mid_save(obj, f, *args, **kwargs):
+        with open(f, "wb") as out:
+            out.write(b"truncated")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", killed_mid_save)
+    with pytest.raises(KeyboardInterrupt):
+        trainer_module.Trainer._save_checkpoint(trainer, 2)
+    monkeypatch.setattr(torch, "save", real_save)
+    compat._TRUSTED_DIGESTS.clear()  # as in a new process: only the .sig file vouches for it
+    assert trainer_module.torch.load(str(path))["epoch"] == 1  # the previous checkpoint intact
+
+
+def test_only_rank_zero_writes_and_signs_checkpoints(tmp_path):
+    import recbole.trainer.trainer as trainer_module
+
+    trainer = _FakeTrainer(tmp_path / "best.pth", local_rank=1)
+    trainer.config["single_spec"] = False
+    trainer_module.Trainer._save_checkpoint(trainer, 1)
+    assert list(tmp_path.glob("best.pth*")) == []
+
+
 def test_recbole_config_numpy_aliases_work():
     from recbole.config import Config
 
