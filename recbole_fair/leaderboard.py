@@ -586,8 +586,19 @@ def _record_line(record: dict[str, Any]) -> str:
 
 
 def append_record(path: str, record: dict[str, Any]) -> None:
-    r"""Append one record as a JSON line and sync it to disk."""
+    r"""Append one record as a JSON line and sync it to disk.
+
+    A file whose last line was cut off (a run killed while writing) first gets its newline, so the
+    fragment stays a line of its own (skipped by :func:`load_results`) and the record stays whole.
+    """
+    cut_off = False
+    if os.path.isfile(path) and os.path.getsize(path) > 0:
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            cut_off = f.read(1) != b"\n"
     with open(path, "a", encoding="utf-8") as f:
+        if cut_off:
+            f.write("\n")
         f.write(_record_line(record))
         f.flush()
         os.fsync(f.fileno())
@@ -715,7 +726,8 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     if not values:
         return None, None
     arr = np.asarray(values, dtype=float)
-    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+    # one value has no sample std: None (an empty CSV cell), not 0
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else None
 
 
 def _mean(values: list[Any]) -> float | None:

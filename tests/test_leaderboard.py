@@ -244,6 +244,19 @@ def _fake_record(model, dataset, seed, ndcg, per_user=None, **extra):
     return record
 
 
+def test_record_after_a_cut_off_line_is_kept(tmp_path):
+    # a run killed while writing leaves a partial last line; the next record must stay whole
+    path = tmp_path / lb.RESULTS_FILE
+    first = _fake_record("A", "toy", 1, 0.1)
+    lb.append_record(str(path), first)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write('{"record": "cell", "ce')  # killed here
+    second = _fake_record("B", "toy", 1, 0.2)
+    lb.append_record(str(path), second)
+    assert [r["model"] for r in lb.load_results(str(path))] == ["A", "B"]
+    assert len(path.read_text().splitlines()) == 3  # the fragment stays its own (skipped) line
+
+
 def test_significance_marks_a_clear_difference_and_not_an_identical_model(tmp_path):
     rng = np.random.default_rng(0)
     records = []
@@ -400,6 +413,7 @@ def test_published_numbers_and_semantic_id_columns(tmp_path):
     with open(out["csv"], newline="") as f:
         rows = list(csv.DictReader(f))
     assert rows[0]["sid_cache_key"] == "sid-abc123" and rows[0]["published_source"] == "FAIR paper"
+    assert rows[0]["ndcg@10_mean"] == "0.04" and rows[0]["ndcg@10_std"] == ""  # one seed: no std
 
 
 def test_cli_flags_are_kept_from_recbole_config():
