@@ -19,12 +19,16 @@
 # OUT (run folders, default leaderboards/), DOCS (committed leaderboards, default
 # docs/leaderboards), EPOCHS (default 40), DATASETS (default
 # "Amazon_Beauty Amazon_Scientific ml-100k"), PYTHON (default python), REFERENCE (`merge`: the
-# model of the significance test, default SASRec when present).
-# The command lines are part of each cell's config hash (what --resume matches): keep them.
+# model of the significance test, default SASRec when present), THREADS (torch threads per lane,
+# default 1; THREADS=2 for a single lane alone on the machine, e.g. the last long cell).
+# The command lines are part of each cell's config hash (what --resume matches): keep them. They
+# hold absolute paths (--data_path, --sid_cache_dir): the committed results were run from
+# /work/main with the data in /work/shared/datasets, and a checkout elsewhere gets new hashes
+# (its --resume re-runs those cells; `merge` then shows them as separate rows).
 # A lane folder missing its results.jsonl (a new checkout) starts from the committed
 # docs/leaderboards/<dataset>-e<EPOCHS>/results.jsonl: commit `merge`'s output to carry finished
 # cells into the next session.
-# Each lane runs single-threaded (OMP_NUM_THREADS=1): two lanes fill a 2-core machine.
+# Each lane runs single-threaded by default (OMP_NUM_THREADS=1): two lanes fill a 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,7 +40,8 @@ DOCS=${DOCS:-docs/leaderboards}
 EPOCHS=${EPOCHS:-40}
 DATASETS=${DATASETS:-Amazon_Beauty Amazon_Scientific ml-100k}
 PYTHON=${PYTHON:-python}
-export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+THREADS=${THREADS:-1}
+export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 TCMALLOC=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
 if [[ -f $TCMALLOC && -z ${LD_PRELOAD:-} ]]; then export LD_PRELOAD=$TCMALLOC; fi
 
