@@ -471,7 +471,7 @@ def execute_cell(
             paths=result.get("paths"),
             per_user=hook.per_user(),
         )
-        hook.discard()  # the cell is done: only its best checkpoint stays
+        # its last-epoch checkpoint is discarded by run_leaderboard once the record is on disk
     record["wall_seconds"] = time.time() - start
     record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     record["config"] = _config_subset(hook.config)
@@ -701,6 +701,10 @@ def run_leaderboard(
             callback = (lambda e, s=spec: epoch_callback(s, e)) if epoch_callback else None
             record = execute_cell(spec, checkpoint_dir, callback)
         append_record(results_path, record)
+        if record.get("status") == "ok":
+            # only now (a kill before the record was written resumes from this checkpoint):
+            # the cell is done, only its best checkpoint stays
+            CellHook(*checkpoint_paths(spec, checkpoint_dir)).discard()
         ran.append(spec.key)
         if record.get("status") != "ok":
             error = record.get("error") or {}

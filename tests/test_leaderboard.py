@@ -205,6 +205,35 @@ def test_interrupted_cell_resumes_from_last_epoch_checkpoint(in_tmp_dir, toy_con
     assert list((directory / "checkpoints").glob("*-best.pth"))
 
 
+def test_killed_before_its_record_is_written_a_finished_cell_is_not_retrained(
+    in_tmp_dir, toy_config, monkeypatch
+):
+    toy_config["epochs"] = 2
+    directory = in_tmp_dir / "lb"
+    real_append = lb.append_record
+
+    def killed(path, record):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lb, "append_record", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _run(["SASRec"], [1], toy_config, directory)
+    assert list((directory / "checkpoints").glob("*-last.pth"))  # kept until the record is on disk
+    monkeypatch.setattr(lb, "append_record", real_append)
+    seen = []
+    _run(
+        ["SASRec"],
+        [1],
+        toy_config,
+        directory,
+        resume=True,
+        epoch_callback=lambda c, e: seen.append(e),
+    )
+    (record,) = _records(directory)
+    assert seen == [] and record["status"] == "ok"  # restored, evaluated, not trained again
+    assert not list((directory / "checkpoints").glob("*-last.pth*"))
+
+
 def _fake_record(model, dataset, seed, ndcg, per_user=None, **extra):
     record = {
         "record": "cell",
