@@ -300,12 +300,9 @@ class CellHook:
     def _after_epoch(self, epoch_idx: int) -> None:
         trainer = self.trainer
         best_epoch = getattr(trainer, "best_epoch", None)
-        tmp = self.last_path + ".tmp"
-        trainer._save_checkpoint(epoch_idx, verbose=False, saved_model_file=tmp)
+        # signed, and written to a temporary file renamed into place (recbole_fair.compat)
+        trainer._save_checkpoint(epoch_idx, verbose=False, saved_model_file=self.last_path)
         trainer.best_epoch = best_epoch  # the instrumented save marks every save as the best
-        if os.path.isfile(tmp + ".sig"):
-            os.replace(tmp + ".sig", self.last_path + ".sig")
-        os.replace(tmp, self.last_path)
         self._last_epoch = epoch_idx
         self._write_state(finished=False)
         if self.epoch_callback is not None:

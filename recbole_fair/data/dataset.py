@@ -27,6 +27,7 @@ from recbole.data.dataset import SequentialDataset
 from recbole.utils import FeatureSource, set_color
 
 from recbole_fair.distributed import build_once
+from recbole_fair.model.graph_decoding import count_items
 from recbole_fair.tokenizer.semantic_ids import (
     SemanticIDs,
     SemanticIDSettings,
@@ -188,8 +189,7 @@ class SemanticIDDataset(SequentialDataset):
         # every training target, one row per prefix: the all_positions split keeps only the last
         # target of each window, so the item popularity (prior correction, graph decoding's start
         # items) must be counted here
-        targets = torch.as_tensor(datasets[0].inter_feat[self.iid_field]).long().reshape(-1)
-        train_target_counts = torch.bincount(targets, minlength=self.item_num)[: self.item_num]
+        train_target_counts = count_items(datasets[0].inter_feat[self.iid_field], self.item_num)
         if self.train_mode == "all_positions":
             datasets[0] = self._all_positions_split(datasets[0])
         # under DDP, rank 0 builds (or loads) the cache while the other ranks wait, then load it

@@ -131,9 +131,15 @@ def item_popularity(dataset: Any, n_items: int) -> torch.Tensor:
     iid_field = getattr(dataset, "iid_field", None)
     if inter is None or iid_field is None or iid_field not in inter:
         return counts
-    items = torch.as_tensor(inter[iid_field]).long().reshape(-1)
+    return count_items(inter[iid_field], n_items)
+
+
+def count_items(items: Any, n_items: int) -> torch.Tensor:
+    r"""How often each real item id (``1 … n_items − 1``) occurs in ``items``, ``LongTensor
+    [n_items]`` (the padding item 0 and ids out of range are not counted)."""
+    items = torch.as_tensor(items).long().reshape(-1)
     items = items[(items > 0) & (items < n_items)]
-    return counts + torch.bincount(items, minlength=n_items)[:n_items]
+    return torch.bincount(items, minlength=n_items)[:n_items]
 
 
 def popular_items(popularity: torch.Tensor, n: int) -> torch.Tensor:
