@@ -218,7 +218,7 @@ class CellHook:
                 ) from err
             trainer.saved_model_file = self.best_path  # resume_checkpoint points it at last_path
             self._restore(state)
-            if trainer.start_epoch >= trainer.epochs:
+            if trainer.start_epoch >= trainer.epochs or self._stopped_early(trainer):
                 self._skip_fit(state)
         else:
             self.discard()
@@ -251,6 +251,14 @@ class CellHook:
         self.resumed_from_epoch = int(state["epoch"]) + 1
         self._last_epoch = int(state["epoch"])
         getLogger().info(f"leaderboard: resuming the cell at epoch {self.resumed_from_epoch}")
+
+    @staticmethod
+    def _stopped_early(trainer: Any) -> bool:
+        # RecBole's fit breaks right after the epoch callback once early stopping's counter has
+        # passed stopping_step: a cell killed between that callback and the `finished` write
+        # must not train on past its stopping point when resumed
+        stopping_step = getattr(trainer, "stopping_step", None)
+        return stopping_step is not None and trainer.cur_step > stopping_step
 
     def _skip_fit(self, state: dict[str, Any]) -> None:
         trainer = self.trainer

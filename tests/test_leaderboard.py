@@ -234,6 +234,42 @@ def test_killed_before_its_record_is_written_a_finished_cell_is_not_retrained(
     assert not list((directory / "checkpoints").glob("*-last.pth*"))
 
 
+def test_cell_killed_after_early_stopping_is_not_trained_on(in_tmp_dir, toy_config, monkeypatch):
+    from recbole.trainer import trainer as recbole_trainer
+
+    toy_config.update(epochs=5, stopping_step=0)
+    directory = in_tmp_dir / "lb"
+    validations = []
+
+    def stop_at_the_second_validation(value, best, cur_step, max_step, bigger=True):
+        validations.append(value)
+        if len(validations) == 1:
+            return value, 0, False, True
+        return best, max_step + 1, True, False  # no improvement: counter past stopping_step
+
+    def killed_at_epoch_1(cell, epoch):
+        if epoch == 1:  # after the epoch's state is written, before fit breaks and says finished
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(recbole_trainer, "early_stopping", stop_at_the_second_validation)
+    with pytest.raises(KeyboardInterrupt):
+        _run(["SASRec"], [1], toy_config, directory, epoch_callback=killed_at_epoch_1)
+    state = json.loads(next((directory / "checkpoints").glob("*-last.pth.json")).read_text())
+    assert state["epoch"] == 1 and not state["finished"]
+    seen = []
+    _run(
+        ["SASRec"],
+        [1],
+        toy_config,
+        directory,
+        resume=True,
+        epoch_callback=lambda c, e: seen.append(e),
+    )
+    (record,) = _records(directory)
+    assert seen == [] and len(validations) == 2  # resumed as stopped: no epoch 2
+    assert record["status"] == "ok" and record["costs"]["best_epoch"] == 0
+
+
 def _fake_record(model, dataset, seed, ndcg, per_user=None, **extra):
     record = {
         "record": "cell",
