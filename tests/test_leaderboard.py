@@ -61,6 +61,15 @@ def _run(models, seeds, config, directory, **kwargs):
     )
 
 
+def _resume_sasrec(config, directory):
+    """Resume the SASRec cell of seed 1; returns the leaderboard's output and the epochs trained."""
+    seen = []
+    out = _run(
+        ["SASRec"], [1], config, directory, resume=True, epoch_callback=lambda c, e: seen.append(e)
+    )
+    return out, seen
+
+
 def _md_rows(table: str) -> list[list[str]]:
     lines = [line for line in table.splitlines() if line.startswith("| ")]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
@@ -188,14 +197,8 @@ def test_interrupted_cell_resumes_from_last_epoch_checkpoint(in_tmp_dir, toy_con
     last = list((directory / "checkpoints").glob("*-last.pth"))
     assert len(last) == 1 and Path(f"{last[0]}.sig").is_file() and Path(f"{last[0]}.json").is_file()
 
-    out = _run(
-        ["SASRec"],
-        [1],
-        toy_config,
-        directory,
-        resume=True,
-        epoch_callback=lambda cell, epoch: seen.append(epoch),
-    )
+    out, resumed = _resume_sasrec(toy_config, directory)
+    seen += resumed
     assert seen == [0, 1, 2]  # epoch 0 before the interruption, then 1 and 2 after resuming
     record = _records(directory)[-1]
     assert record["status"] == "ok" and out["ran"] == [record["cell"]]
@@ -220,15 +223,7 @@ def test_killed_before_its_record_is_written_a_finished_cell_is_not_retrained(
         _run(["SASRec"], [1], toy_config, directory)
     assert list((directory / "checkpoints").glob("*-last.pth"))  # kept until the record is on disk
     monkeypatch.setattr(lb, "append_record", real_append)
-    seen = []
-    _run(
-        ["SASRec"],
-        [1],
-        toy_config,
-        directory,
-        resume=True,
-        epoch_callback=lambda c, e: seen.append(e),
-    )
+    _, seen = _resume_sasrec(toy_config, directory)
     (record,) = _records(directory)
     assert seen == [] and record["status"] == "ok"  # restored, evaluated, not trained again
     assert not list((directory / "checkpoints").glob("*-last.pth*"))
@@ -256,15 +251,7 @@ def test_cell_killed_after_early_stopping_is_not_trained_on(in_tmp_dir, toy_conf
         _run(["SASRec"], [1], toy_config, directory, epoch_callback=killed_at_epoch_1)
     state = json.loads(next((directory / "checkpoints").glob("*-last.pth.json")).read_text())
     assert state["epoch"] == 1 and not state["finished"]
-    seen = []
-    _run(
-        ["SASRec"],
-        [1],
-        toy_config,
-        directory,
-        resume=True,
-        epoch_callback=lambda c, e: seen.append(e),
-    )
+    _, seen = _resume_sasrec(toy_config, directory)
     (record,) = _records(directory)
     assert seen == [] and len(validations) == 2  # resumed as stopped: no epoch 2
     assert record["status"] == "ok" and record["costs"]["best_epoch"] == 0
