@@ -14,6 +14,7 @@ from recbole.data.dataset import SequentialDataset
 import recbole_fair  # noqa: F401  (compatibility shims)
 from recbole_fair.tokenizer.quantizer import (
     OPQProductQuantizer,
+    default_threads,
     quantize,
     random_codes,
     separate_collisions,
@@ -440,6 +441,7 @@ def test_cache_hit_key_changes_and_corruption(tmp_path, caplog):
     assert len(calls) == 1 and not first.report["cache_hit"]
     assert first.report["n_items"] == 119 and first.report["n_train_items"] == 109
     assert first.report["items_without_text"] == 0 and os.path.isfile(first.cache_path)
+    assert first.report["faiss_threads"] == default_threads()
 
     second = build_semantic_ids(texts, mask, settings, encoder_fn=fake_encoder(calls))
     assert len(calls) == 1 and second.report["cache_hit"]

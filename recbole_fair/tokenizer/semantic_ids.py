@@ -38,6 +38,7 @@ from recbole_fair.tokenizer.quantizer import (
     check_sid_method,
     collision_counts,
     collision_rate,
+    default_threads,
     quantize,
     random_codes,
 )
@@ -588,6 +589,9 @@ def build_semantic_ids(
         "sid_collisions": settings.sid_collisions,
         "sid_method": settings.sid_method,
         "sid_random_digits": n_random,
+        # provenance: faiss' k-means sums in a thread-dependent order, and the codes are a
+        # chaotic function of the embeddings (another thread count changes most items' codes)
+        "faiss_threads": None if random_ids else default_threads(),
         **separation,
         "n_duplicate_text_items": duplicate_text_items(texts),
         **quality_report(codes, K),
