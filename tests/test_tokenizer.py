@@ -354,6 +354,7 @@ def test_random_sid_method_builds_cached_random_ids(tmp_path, caplog):
     assert "sid_method=random" in caplog.text
     np.testing.assert_array_equal(built.codes, random_codes(len(texts), 4, 16, seed=9))
     assert built.report["sid_method"] == "random" and built.report["collision_rate"] == 0.0
+    assert built.report["faiss_threads"] is None  # no quantizer ran
     assert built.embeddings.shape[0] == len(texts)
     again = build_semantic_ids(texts, mask, rand, encoder_fn=fake_encoder(calls))
     assert again.report["cache_hit"] and again.cache_key == built.cache_key

@@ -140,6 +140,12 @@ class OPQProductQuantizer:
         self.opq: faiss.OPQMatrix | None = None
         self.centroids: np.ndarray | None = None  # [L, K, d / L]
 
+    @property
+    def threads(self) -> int:
+        r"""The faiss OpenMP threads it runs with: ``n_threads``, else :func:`default_threads`
+        (the codes depend on it: faiss' k-means sums in a thread-dependent order)."""
+        return int(self.n_threads or default_threads())
+
     def fit(self, x: np.ndarray) -> OPQProductQuantizer:
         r"""Fit PCA, OPQ and PQ on the training items.
 
@@ -165,7 +171,7 @@ class OPQProductQuantizer:
                 f"less balanced. A smaller codebook_size trains better on small datasets."
             )
         dsub = d // self.n_codes
-        with faiss_threads(self.n_threads):
+        with faiss_threads(self.threads):
             if self.pca_dim:
                 self.pca = faiss.PCAMatrix(dim, d, -0.5 if self.pca_whiten else 0.0, False)
                 self.pca.train(x)
@@ -199,7 +205,7 @@ class OPQProductQuantizer:
         if self.opq is None:
             raise RuntimeError("OPQProductQuantizer.fit must be called before encode.")
         x = np.ascontiguousarray(x, dtype=np.float32)
-        with faiss_threads(self.n_threads):
+        with faiss_threads(self.threads):
             if self.pca is not None:
                 x = self.pca.apply(x)
             return self.opq.apply(x)
@@ -412,8 +418,9 @@ def quantize(
             :class:`OPQProductQuantizer`.
         collisions: ``keep`` (the paper: items with the same codes share them) or ``separate``
             (:func:`separate_collisions`).
-        stats: when given, receives ``n_separated_items``, ``n_unresolved_collisions`` and
-            ``collision_rate_before_separation`` (``separate`` only).
+        stats: when given, receives ``faiss_threads`` (the threads the quantizer ran with) and,
+            with ``separate`` only, ``n_separated_items``, ``n_unresolved_collisions`` and
+            ``collision_rate_before_separation``.
 
     Returns:
         numpy.ndarray: int64 ``[n_items, L]``; row 0 is all zeros.
@@ -430,6 +437,8 @@ def quantize(
         n_threads=n_threads,
     )
     quantizer.fit(embeddings[train_mask])
+    if stats is not None:
+        stats["faiss_threads"] = quantizer.threads
     codes = quantizer.encode(embeddings)  # [n_items, L]
     codes[0] = 0
     if collisions == "separate":

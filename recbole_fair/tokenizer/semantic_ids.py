@@ -38,7 +38,6 @@ from recbole_fair.tokenizer.quantizer import (
     check_sid_method,
     collision_counts,
     collision_rate,
-    default_threads,
     quantize,
     random_codes,
 )
@@ -537,7 +536,7 @@ def build_semantic_ids(
     # the random IDs do not use them, but the report and the attention maps' text similarity do
     embeddings, embedding_hit = _embeddings(texts, settings, encoder_fn, cache_dir)
     encode_seconds = time.time() - start
-    separation: dict = {}
+    quantizer_stats: dict = {}
     if random_ids:
         getLogger().info(
             set_color("random IDs", "green")
@@ -567,10 +566,10 @@ def build_semantic_ids(
             pca_whiten=settings.sid_pca_whiten,
             opq_iterations=settings.sid_opq_iterations,
             collisions=settings.sid_collisions,
-            stats=separation,
+            stats=quantizer_stats,
         )
         if n_random:
-            separation["collision_rate_of_semantic_digits"] = collision_rate(codes)
+            quantizer_stats["collision_rate_of_semantic_digits"] = collision_rate(codes)
             codes = random_codes(n_items, n_random, K, settings.sid_seed, prefix=codes)
     report = {
         "n_items": n_items - 1,
@@ -590,9 +589,10 @@ def build_semantic_ids(
         "sid_method": settings.sid_method,
         "sid_random_digits": n_random,
         # provenance: faiss' k-means sums in a thread-dependent order, and the codes are a
-        # chaotic function of the embeddings (another thread count changes most items' codes)
-        "faiss_threads": None if random_ids else default_threads(),
-        **separation,
+        # chaotic function of the embeddings (another thread count changes most items' codes);
+        # quantize reports the threads it ran with, random IDs use none
+        "faiss_threads": None,
+        **quantizer_stats,
         "n_duplicate_text_items": duplicate_text_items(texts),
         **quality_report(codes, K),
         "cache_key": key,
