@@ -197,6 +197,16 @@ def test_trimming_padding_changes_nothing(syn, attention):
         assert torch.allclose(a, b, atol=1e-5)
 
 
+def test_an_empty_history_is_a_clear_error(syn):
+    model = make_model(syn).eval()
+    inter = random_batch(model, B=3)
+    inter[model.ITEM_SEQ_LEN][1] = 0
+    with pytest.raises(ValueError, match="1 of 3 rows have an empty history"):
+        model.full_sort_predict(inter)
+    with pytest.raises(ValueError, match="item_seq_len >= 1"):
+        model.train().calculate_loss(inter)
+
+
 def test_attention_maps_for_visualisation(syn):
     model = make_model(syn, n_layers=2)
     inter = random_batch(model, B=3)

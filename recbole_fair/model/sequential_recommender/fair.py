@@ -374,8 +374,20 @@ class FAIR(SequentialRecommender):
 
     @staticmethod
     def trim(item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
-        r"""Drop the padding columns beyond the longest history of the batch: ``[B, T']``."""
-        return item_seq[:, : int(item_seq_len.max())]
+        r"""Drop the padding columns beyond the longest history of the batch: ``[B, T']``.
+
+        Every row needs at least one history item: its last position is the one read out
+        (RecBole's sequential datasets never build an empty history; hand-made batches can).
+        """
+        shortest, longest = torch.stack(torch.aminmax(item_seq_len)).tolist()  # one sync
+        if shortest < 1:
+            empty = int((item_seq_len < 1).sum())
+            raise ValueError(
+                f"{empty} of {item_seq_len.numel()} rows have an empty history "
+                f"(item_seq_len {shortest}): FAIR/RPG predict from the last history item, so "
+                f"every row needs item_seq_len >= 1 (drop cold-start users from the batch)."
+            )
+        return item_seq[:, :longest]
 
     def encode(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
         r"""Hidden states at every position of the trimmed batch, shape ``[B, T', d]``."""
