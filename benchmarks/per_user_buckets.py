@@ -43,8 +43,9 @@ def split_statistics(config_dict: dict[str, Any], dataset: str) -> dict[str, np.
     Returns:
         ``uid`` (test users sorted by internal id), ``history`` (their test history length,
         capped at ``MAX_ITEM_LIST_LENGTH``), ``target`` (their test item), ``popularity`` (their
-        test item's count as a training target) and ``item_popularity`` (that count for every
-        internal item id).
+        test item's count as a training target), ``item_popularity`` (that count for every
+        internal item id), ``item_tokens`` (the item token of every internal id) and, one entry
+        per training row, ``train_uid``, ``train_history`` and ``train_target``.
     """
     from recbole.data import data_preparation
     from recbole.utils import init_seed
@@ -57,7 +58,8 @@ def split_statistics(config_dict: dict[str, Any], dataset: str) -> dict[str, np.
     init_seed(config["seed"], config["reproducibility"])
     train_data, _, test_data = data_preparation(config, create_dataset(config))
     iid = config["ITEM_ID_FIELD"]
-    train_targets = train_data.dataset.inter_feat[iid].numpy()
+    train_feat = train_data.dataset.inter_feat
+    train_targets = train_feat[iid].numpy()
     counts = np.bincount(train_targets, minlength=train_data.dataset.item_num)
     uids, lengths, targets = [], [], []
     for batch in test_data:
@@ -74,6 +76,10 @@ def split_statistics(config_dict: dict[str, Any], dataset: str) -> dict[str, np.
         "popularity": counts[target[order]],
         "item_popularity": counts,
         "item_tokens": np.asarray(train_data.dataset.field2id_token[iid]),
+        # one entry per training row (prefix): its user, history length and target
+        "train_uid": train_feat[config["USER_ID_FIELD"]].numpy(),
+        "train_history": train_feat[config["ITEM_LIST_LENGTH_FIELD"]].numpy(),
+        "train_target": train_targets,
     }
 
 

@@ -56,11 +56,16 @@ def top_k(loaded, k: int = K, data: Any = None) -> tuple[np.ndarray, np.ndarray]
     return np.concatenate(tops), np.concatenate(targets)
 
 
-def item_popularity(loaded) -> np.ndarray:
-    r"""Training-target count per internal item id of a checkpoint's dataset, from RecBole's
-    sequential split (:func:`per_user_buckets.split_statistics`), whatever the model."""
+def training_statistics(loaded) -> dict[str, np.ndarray]:
+    r"""RecBole's sequential split of a checkpoint's dataset, whatever the model
+    (:func:`per_user_buckets.split_statistics`)."""
     config = {"data_path": os.path.dirname(os.path.normpath(loaded.config["data_path"]))}
-    return split_statistics(config, loaded.config["dataset"])["item_popularity"]
+    return split_statistics(config, loaded.config["dataset"])
+
+
+def item_popularity(loaded) -> np.ndarray:
+    r"""Training-target count per internal item id of a checkpoint's dataset."""
+    return training_statistics(loaded)["item_popularity"]
 
 
 def measure(loaded, popularity: np.ndarray) -> dict[str, Any]:

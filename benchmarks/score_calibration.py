@@ -13,8 +13,14 @@ the one with the best *validation* N@10 (``selected``); the test row of γ = 0 i
 own leaderboard result.
 
     python benchmarks/score_calibration.py --checkpoint saved/FAIR-....pth \
-        [--weights 0,0.25,0.5,0.75,1,1.25,1.5] [--data_path ../shared/datasets] \
+        [--weights 0,0.25,0.5,0.75,1,1.25,1.5] [--data_path ../shared/datasets] [--prior last:1] \
         [--out docs/leaderboards/Amazon_Beauty-e40/score_calibration.md]
+
+``--prior last:N`` replaces the item prior ``q`` of that correction (every training target) by
+the items of each user's ``N`` most recent training targets, a recency-weighted popularity: the
+hypothesis of docs/leaderboards section 0c (an earlier, wrongly counted prior measured about that
+and looked helpful). It is an analysis of this script only: the models' option counts every
+training target.
 
 Train with the selected weight from the start by setting ``score_prior_correction`` in the model
 config: it changes ranking only, never the loss, so validation-based early stopping then uses the
@@ -29,17 +35,62 @@ import sys
 from typing import Any
 
 import numpy as np
+import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.dirname(HERE)]  # the other benchmark scripts, and the package
 
 from per_user_buckets import POPULARITY_EDGES, _bucket_labels, save_report  # noqa: E402
-from rec_popularity import item_popularity, profile, top_k  # noqa: E402
+from rec_popularity import profile, top_k, training_statistics  # noqa: E402
 
+from recbole_fair.model.calibration import prior_correction  # noqa: E402
 from recbole_fair.visualize_attention import load_checkpoint  # noqa: E402
 
 K = 10
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
+
+
+def recent_target_counts(
+    uid: np.ndarray, history: np.ndarray, target: np.ndarray, n_items: int, last: int
+) -> np.ndarray:
+    r"""How often each item id is one of its users' ``last`` most recent training targets.
+
+    One entry per training row, in RecBole's order (per user, chronological): a longer history
+    is a later target, and among histories capped at ``MAX_ITEM_LIST_LENGTH`` the later row is.
+    Returns ``[n_items]`` counts, ``last`` per user at most.
+    """
+    later = -np.arange(len(uid))
+    order = np.lexsort((later, -np.asarray(history), np.asarray(uid)))  # per user, latest first
+    users = np.asarray(uid)[order]
+    index = np.arange(len(users))
+    first = np.maximum.accumulate(np.where(np.r_[True, users[1:] != users[:-1]], index, 0))
+    keep = order[index - first < last]
+    return np.bincount(np.asarray(target)[keep], minlength=n_items)
+
+
+def set_item_prior(model, counts: np.ndarray) -> None:
+    r"""Recompute a FAIR/RPG model's prior-correction term from item counts ``[n_items]``."""
+    codes = model.item_codes.detach().cpu()
+    if len(counts) != codes.size(0):
+        raise ValueError(
+            f"{len(counts)} item counts for a model of {codes.size(0)} item ids: not the "
+            f"checkpoint's dataset"
+        )
+    bias = prior_correction(torch.as_tensor(counts), codes, model.codebook_size)
+    model.item_prior_bias = bias.to(model.item_prior_bias.device)
+
+
+def item_counts(loaded, prior: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+    r"""Training-target count per item (the popularity of the report's profile columns) and,
+    with ``prior = N``, the counts of each user's ``N`` most recent training targets."""
+    stats = training_statistics(loaded)
+    popularity = stats["item_popularity"]
+    if prior is None:
+        return popularity, None
+    recent = recent_target_counts(
+        stats["train_uid"], stats["train_history"], stats["train_target"], len(popularity), prior
+    )
+    return popularity, recent
 
 
 def ranks_of_targets(top: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -108,6 +159,13 @@ def select(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return max(rows, key=lambda r: (r["valid"]["ndcg@10"], -r["weight"]))
 
 
+def _prior_words(report: dict[str, Any]) -> str:
+    prior = report.get("prior", "all")
+    if prior == "all":
+        return "item prior: every training target"
+    return f"item prior: each user's {prior.split(':')[1]} most recent training target(s)"
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     rows, best = report["rows"], report["selected_weight"]
     labels = list(rows[0]["test_ndcg@10_by_target_popularity"])
@@ -125,7 +183,7 @@ def to_markdown(report: dict[str, Any]) -> str:
     target_pop = rows[0]["test_popularity"]["target_mean_popularity"]
     return (
         f"{report['model']} on {report['dataset']} ({report['checkpoint']}): prior-correction "
-        f"weight γ swept on the trained checkpoint, {rows[0]['test_popularity']['users']:,} test "
+        f"weight γ swept on the trained checkpoint ({_prior_words(report)}), {rows[0]['test_popularity']['users']:,} test "
         f"users. Bold: the weight with the best validation N@10 (selected). mean pop.: mean "
         f"training popularity of the test top-10 items (test targets: {target_pop:.1f}); "
         f"coverage: distinct recommended items / all items; last columns: test N@10 of the users "
@@ -143,22 +201,42 @@ def _weights(text: str) -> list[float]:
     return weights
 
 
+def _prior(text: str) -> int | None:
+    r"""``all`` -> ``None`` (every training target); ``last:N`` -> ``N``."""
+    if text == "all":
+        return None
+    name, _, number = text.partition(":")
+    if name == "last" and number.isdigit() and int(number) > 0:
+        return int(number)
+    raise argparse.ArgumentTypeError(f"--prior: 'all' or 'last:N' with N >= 1, got {text!r}")
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="FAIR or RPG checkpoint (.pth)")
     parser.add_argument("--weights", type=_weights, default=list(WEIGHTS))
     parser.add_argument("--data_path", default=None, help="folder holding the dataset folder")
+    parser.add_argument(
+        "--prior",
+        type=_prior,
+        default=None,
+        help="item prior of the correction: 'all' (every training target, the models' own) or "
+        "'last:N' (each user's N most recent training targets)",
+    )
     parser.add_argument("--out", default=None, help="Markdown output (and .json beside it)")
     args = parser.parse_args(argv)
     loaded = load_checkpoint(
         args.checkpoint, data_path=args.data_path, require_attention_maps=False
     )
-    popularity = item_popularity(loaded)
+    popularity, recent = item_counts(loaded, args.prior)
+    if recent is not None:
+        set_item_prior(loaded.model, recent)
     rows = sweep(loaded, args.weights, popularity)
     report = {
         "checkpoint": loaded.path,
         "model": loaded.config["model"],
         "dataset": loaded.config["dataset"],
+        "prior": "all" if args.prior is None else f"last:{args.prior}",
         "selected_weight": select(rows)["weight"],
         "rows": rows,
     }

@@ -618,6 +618,23 @@ def test_per_user_buckets_align_users_and_split_them(tmp_path, toy_data, benchma
     # leave-one-out: 8 training items per user, 7 of them training targets
     assert users["item_popularity"].sum() == 7 * N_USERS
     assert np.array_equal(users["popularity"], users["item_popularity"][users["target"]])
+    # one training row per target: histories 1..7 of every user (uncapped lengths: capped at 5)
+    assert np.array_equal(
+        np.bincount(users["train_target"], minlength=len(users["item_popularity"])),
+        users["item_popularity"],
+    )
+    assert np.array_equal(np.bincount(users["train_uid"])[1:], np.full(N_USERS, 7))
+    assert sorted(set(users["train_history"].tolist())) == [1, 2, 3, 4, 5]
+    # each user's latest training target (its 8th item; histories 5-7 are all capped at 5)
+    cal = benchmark_script("score_calibration")
+    n_items = len(users["item_popularity"])
+    recent = cal.recent_target_counts(
+        users["train_uid"], users["train_history"], users["train_target"], n_items, 1
+    )
+    rows = [line.split("\t") for line in open(os.path.join(toy_data, "toy", "toy.inter"))][1:]
+    eighth = [item for _, item, t in rows if int(float(t)) == 7]
+    token_id = {token: i for i, token in enumerate(users["item_tokens"])}
+    assert recent.tolist() == np.bincount([token_id[t] for t in eighth], minlength=n_items).tolist()
 
     rng = np.random.default_rng(1)
     ref, other = rng.random(N_USERS), rng.random(N_USERS)

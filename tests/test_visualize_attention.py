@@ -5,6 +5,7 @@ RecBole's trainer on a synthetic dataset with item titles (a fake text encoder s
 sentence-transformers) and saved; ``main()`` then rebuilds both from their checkpoints.
 """
 
+import argparse
 import hashlib
 import json
 import math
@@ -215,6 +216,75 @@ def test_rec_popularity_of_top10_lists(checkpoints, benchmark_script):
             rec.main(["--checkpoints", paths["FAIR"], "--labels", "a,b"])
 
 
+def _stand_in_statistics(loaded):
+    r"""RecBole's split of the synthetic set needs its own load_col: a stand-in popularity (item
+    id) for the profile columns and random training rows for the recency prior."""
+    n = loaded.dataset.item_num
+    rng = np.random.default_rng(1)
+    uid = rng.integers(1, 20, 200)
+    return {
+        "item_popularity": np.arange(n),
+        "train_uid": uid,
+        "train_history": rng.permutation(200) + 1,
+        "train_target": rng.integers(1, n, 200),
+    }
+
+
+def test_score_calibration_recent_target_counts(benchmark_script):
+    cal = benchmark_script("score_calibration")
+    uid = np.array([1, 1, 1, 2, 2, 3])
+    history = np.array([1, 2, 3, 1, 2, 1])  # a longer history is a later target
+    target = np.array([5, 6, 7, 5, 7, 8])
+    assert cal.recent_target_counts(uid, history, target, 10, 1).tolist() == [0] * 7 + [2, 1, 0]
+    assert cal.recent_target_counts(uid, history, target, 10, 2).tolist() == [
+        0, 0, 0, 0, 0, 1, 1, 2, 1, 0
+    ]  # fmt: skip
+    every = np.bincount(target, minlength=10)
+    assert cal.recent_target_counts(uid, history, target, 10, 99).tolist() == every.tolist()
+    # capped histories (equal lengths): the later row is the later target
+    capped = np.array([1, 2, 2, 1, 2, 1])
+    assert cal.recent_target_counts(uid, capped, target, 10, 1).tolist() == [0] * 7 + [2, 1, 0]
+    shuffled = np.random.default_rng(0).permutation(len(uid))  # uncapped: row order is free
+    assert np.array_equal(
+        cal.recent_target_counts(uid[shuffled], history[shuffled], target[shuffled], 10, 2),
+        cal.recent_target_counts(uid, history, target, 10, 2),
+    )
+    assert cal._prior("all") is None and cal._prior("last:3") == 3
+    for bad in ("last", "last:0", "last:x", "recent:2"):
+        with pytest.raises(argparse.ArgumentTypeError, match="--prior"):
+            cal._prior(bad)
+
+
+def test_score_calibration_recency_prior_on_a_checkpoint(checkpoints, tmp_path, benchmark_script):
+    cal = benchmark_script("score_calibration")
+    from recbole_fair.visualize_attention import load_checkpoint
+
+    paths, _ = checkpoints
+    loaded = load_checkpoint(paths["FAIR"], require_attention_maps=False)
+    model = loaded.model
+    # equal counts: q(i) = 1/N and q_l(c) = (items with code c at digit l) / N
+    codes = model.item_codes[1:].numpy()
+    n = len(codes)
+    shared = np.stack([np.bincount(col, minlength=model.codebook_size)[col] for col in codes.T], 1)
+    expected = -np.log(n) - np.log(shared / n).sum(1)
+    cal.set_item_prior(model, np.full(n + 1, 7))
+    assert model.item_prior_bias[0] == 0
+    assert np.allclose(model.item_prior_bias[1:].numpy(), expected, atol=1e-4)
+    with pytest.raises(ValueError, match="not the checkpoint's dataset"):
+        cal.set_item_prior(model, np.ones(n))
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cal, "training_statistics", _stand_in_statistics)
+        args = ["--checkpoint", paths["FAIR"], "--weights", "0,1"]
+        every = cal.main(args)
+        recent = cal.main([*args, "--prior", "last:1", "--out", str(tmp_path / "r.md")])
+    assert recent["prior"] == "last:1"
+    assert "1 most recent training target" in (tmp_path / "r.md").read_text()
+    # γ = 0 is the model's own score whatever the prior; γ = 1 ranks with the other prior
+    assert recent["rows"][0]["test"] == every["rows"][0]["test"]
+    assert recent["rows"][1]["test_popularity"] != every["rows"][1]["test_popularity"]
+
+
 def test_score_calibration_sweep_on_a_checkpoint(checkpoints, tmp_path, benchmark_script):
     cal = benchmark_script("score_calibration")
     from recbole_fair.visualize_attention import load_checkpoint
@@ -224,8 +294,9 @@ def test_score_calibration_sweep_on_a_checkpoint(checkpoints, tmp_path, benchmar
     # RecBole's sequential split of this synthetic set needs its own load_col; a stand-in
     # popularity (item id) is enough for the profile columns
     mp = pytest.MonkeyPatch()
-    mp.setattr(cal, "item_popularity", lambda loaded: np.arange(loaded.dataset.item_num))
+    mp.setattr(cal, "training_statistics", _stand_in_statistics)
     report = cal.main(["--checkpoint", paths["FAIR"], "--weights", "0,0.5,1000", "--out", str(out)])
+    assert report["prior"] == "all"
     assert out.read_text().startswith("FAIR on viz")
     assert json.loads(out.with_suffix(".json").read_text())["selected_weight"] in (0, 0.5, 1000)
     rows = report["rows"]
