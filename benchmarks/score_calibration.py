@@ -17,10 +17,8 @@ own leaderboard result.
         [--out docs/leaderboards/Amazon_Beauty-e40/score_calibration.md]
 
 ``--prior last:N`` replaces the item prior ``q`` of that correction (every training target) by
-the items of each user's ``N`` most recent training targets, a recency-weighted popularity: the
-hypothesis of docs/leaderboards section 0c (an earlier, wrongly counted prior measured about that
-and looked helpful). It is an analysis of this script only: the models' option counts every
-training target.
+the items of each user's ``N`` most recent training targets, a recency-weighted popularity (what
+the model option ``score_prior_recent: N`` counts), on a checkpoint trained with either.
 
 Train with the selected weight from the start by setting ``score_prior_correction`` in the model
 config: it changes ranking only, never the loss, so validation-based early stopping then uses the
@@ -43,29 +41,11 @@ sys.path[:0] = [HERE, os.path.dirname(HERE)]  # the other benchmark scripts, and
 from per_user_buckets import POPULARITY_EDGES, _bucket_labels, save_report  # noqa: E402
 from rec_popularity import profile, top_k, training_statistics  # noqa: E402
 
-from recbole_fair.model.calibration import prior_correction  # noqa: E402
+from recbole_fair.model.calibration import prior_correction, recent_target_counts  # noqa: E402
 from recbole_fair.visualize_attention import load_checkpoint  # noqa: E402
 
 K = 10
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
-
-
-def recent_target_counts(
-    uid: np.ndarray, history: np.ndarray, target: np.ndarray, n_items: int, last: int
-) -> np.ndarray:
-    r"""How often each item id is one of its users' ``last`` most recent training targets.
-
-    One entry per training row, in RecBole's order (per user, chronological): a longer history
-    is a later target, and among histories capped at ``MAX_ITEM_LIST_LENGTH`` the later row is.
-    Returns ``[n_items]`` counts, ``last`` per user at most.
-    """
-    later = -np.arange(len(uid))
-    order = np.lexsort((later, -np.asarray(history), np.asarray(uid)))  # per user, latest first
-    users = np.asarray(uid)[order]
-    index = np.arange(len(users))
-    first = np.maximum.accumulate(np.where(np.r_[True, users[1:] != users[:-1]], index, 0))
-    keep = order[index - first < last]
-    return np.bincount(np.asarray(target)[keep], minlength=n_items)
 
 
 def set_item_prior(model, counts: np.ndarray) -> None:
@@ -90,7 +70,7 @@ def item_counts(loaded, prior: int | None) -> tuple[np.ndarray, np.ndarray | Non
     recent = recent_target_counts(
         stats["train_uid"], stats["train_history"], stats["train_target"], len(popularity), prior
     )
-    return popularity, recent
+    return popularity, recent.numpy()
 
 
 def ranks_of_targets(top: np.ndarray, targets: np.ndarray) -> np.ndarray:

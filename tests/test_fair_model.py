@@ -20,7 +20,7 @@ from recbole.trainer import Trainer
 from recbole.utils import init_seed
 from synthetic import write_walk_dataset
 
-from recbole_fair.model.calibration import prior_correction
+from recbole_fair.model.calibration import prior_correction, recent_target_counts
 from recbole_fair.model.losses import mtp_loss
 from recbole_fair.model.sequential_recommender.fair import FAIR
 
@@ -614,6 +614,64 @@ def test_prior_corrected_ranking_adds_the_bias_everywhere(syn):
     assert torch.all(full[:, 0] == float("-inf"))
     items = inter[model.ITEM_ID]
     assert torch.allclose(model.predict(inter), full[torch.arange(6), items], atol=1e-5)
+
+
+def test_recent_target_counts_keep_each_users_latest_targets():
+    uid = torch.tensor([1, 1, 1, 2, 2, 3])
+    history = torch.tensor([1, 2, 3, 1, 2, 1])  # a longer history is a later target
+    target = torch.tensor([5, 6, 7, 5, 7, 8])
+    assert recent_target_counts(uid, history, target, 10, 1).tolist() == [0] * 7 + [2, 1, 0]
+    assert recent_target_counts(uid, history, target, 10, 2).tolist() == [
+        0, 0, 0, 0, 0, 1, 1, 2, 1, 0
+    ]  # fmt: skip
+    every = torch.bincount(target, minlength=10)
+    assert torch.equal(recent_target_counts(uid, history, target, 10, 99), every)
+    # capped histories (equal lengths): the later row is the later target
+    capped = torch.tensor([1, 2, 2, 1, 2, 1])
+    assert recent_target_counts(uid, capped, target, 10, 1).tolist() == [0] * 7 + [2, 1, 0]
+    shuffled = torch.randperm(len(uid), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(  # uncapped lengths: the row order is free
+        recent_target_counts(uid[shuffled], history[shuffled], target[shuffled], 10, 2),
+        recent_target_counts(uid, history, target, 10, 2),
+    )
+    assert recent_target_counts(
+        uid, history, torch.tensor([0, 6, 12, 5, 7, 8]), 10, 1
+    ).tolist() == [
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        1,
+        1,
+        0,
+    ]  # fmt: skip  (padding 0 and out-of-range 12 are not counted)
+    with pytest.raises(ValueError, match="one entry per training row"):
+        recent_target_counts(uid, history[:3], target, 10, 1)
+
+
+def test_score_prior_recent_needs_the_semantic_id_datasets_counts(syn):
+    with pytest.raises(ValueError, match="train_recent_target_counts"):
+        make_model(syn, score_prior_recent=1)
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="score_prior_recent must be an integer"):
+            make_model(syn, score_prior_recent=bad)
+
+
+def test_score_prior_recent_builds_the_bias_from_recent_counts(syn):
+    plain = make_model(syn)
+    recent = torch.zeros(plain.n_items, dtype=torch.long)
+    recent[1:4] = torch.tensor([5, 0, 2])
+    syn.dataset.train_recent_target_counts = recent
+    try:
+        model = make_model(syn, score_prior_recent=2)
+    finally:
+        del syn.dataset.train_recent_target_counts
+    expected = prior_correction(recent, model.item_codes, K)
+    assert torch.allclose(model.item_prior_bias, expected)
+    assert not torch.allclose(plain.item_prior_bias, expected)
 
 
 def test_prior_correction_rejects_mismatched_popularity():

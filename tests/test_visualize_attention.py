@@ -230,25 +230,8 @@ def _stand_in_statistics(loaded):
     }
 
 
-def test_score_calibration_recent_target_counts(benchmark_script):
+def test_score_calibration_prior_flag(benchmark_script):
     cal = benchmark_script("score_calibration")
-    uid = np.array([1, 1, 1, 2, 2, 3])
-    history = np.array([1, 2, 3, 1, 2, 1])  # a longer history is a later target
-    target = np.array([5, 6, 7, 5, 7, 8])
-    assert cal.recent_target_counts(uid, history, target, 10, 1).tolist() == [0] * 7 + [2, 1, 0]
-    assert cal.recent_target_counts(uid, history, target, 10, 2).tolist() == [
-        0, 0, 0, 0, 0, 1, 1, 2, 1, 0
-    ]  # fmt: skip
-    every = np.bincount(target, minlength=10)
-    assert cal.recent_target_counts(uid, history, target, 10, 99).tolist() == every.tolist()
-    # capped histories (equal lengths): the later row is the later target
-    capped = np.array([1, 2, 2, 1, 2, 1])
-    assert cal.recent_target_counts(uid, capped, target, 10, 1).tolist() == [0] * 7 + [2, 1, 0]
-    shuffled = np.random.default_rng(0).permutation(len(uid))  # uncapped: row order is free
-    assert np.array_equal(
-        cal.recent_target_counts(uid[shuffled], history[shuffled], target[shuffled], 10, 2),
-        cal.recent_target_counts(uid, history, target, 10, 2),
-    )
     assert cal._prior("all") is None and cal._prior("last:3") == 3
     for bad in ("last", "last:0", "last:x", "recent:2"):
         with pytest.raises(argparse.ArgumentTypeError, match="--prior"):

@@ -11,7 +11,9 @@ RecBole sequential datasets that carry semantic IDs.
   ``[item_num, n_codes]``, row 0 = padding item), ``semantic_id_report``,
   ``semantic_id_cache_key``, ``semantic_id_cache_path``, ``item_text_embeddings``,
   ``train_item_mask`` and ``train_target_counts`` (LongTensor ``[item_num]``: how often each item
-  is a training target, counted before ``all_positions`` keeps one row per window);
+  is a training target, counted before ``all_positions`` keeps one row per window) and
+  ``train_recent_target_counts`` (the same over each user's ``score_prior_recent`` most recent
+  training targets; ``None`` when that key is absent or 0);
 * ``train_mode: all_positions``: the training split keeps one row per window of
   ``MAX_ITEM_LIST_LENGTH`` targets, which the model trains at every position in one causal pass
   (``train_mode: prefix`` keeps RecBole's one row per prefix).
@@ -27,6 +29,7 @@ from recbole.data.dataset import SequentialDataset
 from recbole.utils import FeatureSource, set_color
 
 from recbole_fair.distributed import build_once
+from recbole_fair.model.calibration import recent_prior_size, recent_target_counts
 from recbole_fair.model.graph_decoding import count_items
 from recbole_fair.tokenizer.semantic_ids import (
     SemanticIDs,
@@ -190,6 +193,18 @@ class SemanticIDDataset(SequentialDataset):
         # target of each window, so the item popularity (prior correction, graph decoding's start
         # items) must be counted here
         train_target_counts = count_items(datasets[0].inter_feat[self.iid_field], self.item_num)
+        # score_prior_recent = N: the prior counts each user's N most recent training targets
+        recent = recent_prior_size(self.config)
+        train_recent_target_counts = None
+        if recent:
+            train = datasets[0].inter_feat
+            train_recent_target_counts = recent_target_counts(
+                train[self.uid_field],
+                train[self.item_list_length_field],
+                train[self.iid_field],
+                self.item_num,
+                recent,
+            )
         if self.train_mode == "all_positions":
             datasets[0] = self._all_positions_split(datasets[0])
         # under DDP, rank 0 builds (or loads) the cache while the other ranks wait, then load it
@@ -201,6 +216,7 @@ class SemanticIDDataset(SequentialDataset):
             dataset.item_text_embeddings = embeddings
             dataset.train_item_mask = train_item_mask
             dataset.train_target_counts = train_target_counts
+            dataset.train_recent_target_counts = train_recent_target_counts
             dataset.semantic_id_report = sids.report
             dataset.semantic_id_cache_key = sids.cache_key
             dataset.semantic_id_cache_path = sids.cache_path

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
-from recbole_fair.model.calibration import prior_correction
+from recbole_fair.model.calibration import prior_correction, recent_prior_size
 from recbole_fair.model.graph_decoding import (
     GRAPH_DECODING_KEYS,
     GraphDecodingSettings,
@@ -100,7 +100,9 @@ class FAIR(SequentialRecommender):
 
     Ranking: item scores ``Σ_l log p_l(c_l)`` (the paper), plus ``γ · b(item)`` with
     ``score_prior_correction = γ > 0``, the naive-Bayes prior correction of
-    :mod:`recbole_fair.model.calibration` (a recbole-fair extension; ranking only, not the loss).
+    :mod:`recbole_fair.model.calibration` (a recbole-fair extension; ranking only, not the loss),
+    whose item prior counts every training target, or with ``score_prior_recent = N > 0`` each
+    user's ``N`` most recent training targets.
 
     Training: the paper's ``L_MTP + α·L_NRT + β·L_MIM``, plus, with ``item_loss_weight = w > 0``,
     ``w·L_item``: a softmax cross-entropy over all items whose logit is the ranking score
@@ -124,12 +126,14 @@ class FAIR(SequentialRecommender):
     # Optional keys read with a default when absent (not listed in FAIR.yaml, so that adding them
     # does not change the config hash of existing leaderboard cells): input_dropout_prob,
     # score_prior_correction (γ >= 0, default 0 = the paper's score; see
-    # recbole_fair/model/calibration.py), item_loss_weight (w >= 0, default 0 = the paper's loss),
+    # recbole_fair/model/calibration.py), score_prior_recent (N >= 0, default 0 = the correction's
+    # prior counts every training target), item_loss_weight (w >= 0, default 0 = the paper's loss),
     # item_id_embedding (bool, default False = the paper's codes-only items) and the
     # graph-decoding keys.
     extra_config_keys = (
         "input_dropout_prob",
         "score_prior_correction",
+        "score_prior_recent",
         "item_loss_weight",
         "item_id_embedding",
         *GRAPH_DECODING_KEYS,
@@ -258,10 +262,21 @@ class FAIR(SequentialRecommender):
             persistent=False,
         )  # [S]
         self._item_graph = ItemGraphCache()
-        # per-item prior correction b(i), added as score_prior_correction * b at ranking time
+        # per-item prior correction b(i), added as score_prior_correction * b at ranking time;
+        # its prior counts every training target, or each user's most recent ones
+        self.score_prior_recent = recent_prior_size(config)
+        prior_counts = popularity
+        if self.score_prior_recent:
+            prior_counts = getattr(dataset, "train_recent_target_counts", None)
+            if prior_counts is None:
+                raise ValueError(
+                    f"score_prior_recent [{self.score_prior_recent}]: the dataset carries no "
+                    f"train_recent_target_counts; use recbole_fair's create_dataset (its "
+                    f"semantic-ID dataset counts them while building the split)."
+                )
         self.register_buffer(
             "item_prior_bias",
-            prior_correction(popularity, item_codes, self.codebook_size),
+            prior_correction(torch.as_tensor(prior_counts), item_codes, self.codebook_size),
             persistent=False,
         )  # [n_items]
 
