@@ -164,8 +164,8 @@ def to_markdown(report: dict[str, Any]) -> str:
     return (
         f"{report['model']} on {report['dataset']} ({report['checkpoint']}): prior-correction "
         f"weight γ swept on the trained checkpoint ({_prior_words(report)}), "
-        f"{rows[0]['test_popularity']['users']:,} test users. Bold: the weight with the best validation N@10 (selected). mean pop.: mean "
-        f"training popularity of the test top-10 items (test targets: {target_pop:.1f}); "
+        f"{rows[0]['test_popularity']['users']:,} test users. Bold: the weight with the best "
+        f"validation N@10 (selected). mean pop.: mean training popularity of the test top-10 items (test targets: {target_pop:.1f}); "
         f"coverage: distinct recommended items / all items; last columns: test N@10 of the users "
         f"whose target was a training target that many times.\n\n" + "\n".join(lines) + "\n"
     )

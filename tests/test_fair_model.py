@@ -634,20 +634,9 @@ def test_recent_target_counts_keep_each_users_latest_targets():
         recent_target_counts(uid[shuffled], history[shuffled], target[shuffled], 10, 2),
         recent_target_counts(uid, history, target, 10, 2),
     )
-    assert recent_target_counts(
-        uid, history, torch.tensor([0, 6, 12, 5, 7, 8]), 10, 1
-    ).tolist() == [
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        1,
-        1,
-        0,
-    ]  # fmt: skip  (padding 0 and out-of-range 12 are not counted)
+    # the padding item 0 and the out-of-range id 12 are not counted
+    latest = recent_target_counts(uid, history, torch.tensor([0, 6, 12, 5, 7, 8]), 10, 1)
+    assert latest.tolist() == [0] * 7 + [1, 1, 0]
     with pytest.raises(ValueError, match="one entry per training row"):
         recent_target_counts(uid, history[:3], target, 10, 1)
 

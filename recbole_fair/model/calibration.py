@@ -30,6 +30,8 @@ from typing import Any
 
 import torch
 
+from recbole_fair.model.graph_decoding import count_items
+
 
 def prior_correction(
     popularity: torch.Tensor, item_codes: torch.Tensor, codebook_size: int
@@ -94,9 +96,8 @@ def recent_target_counts(
             f"users, history and targets need one entry per training row, got "
             f"{users.numel()}, {history.numel()} and {targets.numel()}."
         )
-    counts = torch.zeros(n_items, dtype=torch.long)
     if users.numel() == 0 or last < 1:
-        return counts
+        return torch.zeros(n_items, dtype=torch.long)
     row = torch.arange(users.numel())
     # per user, latest first: stable sorts from the least significant key (later row) up
     order = torch.argsort(-row, stable=True)
@@ -106,6 +107,4 @@ def recent_target_counts(
     starts = torch.ones_like(sorted_users, dtype=torch.bool)
     starts[1:] = sorted_users[1:] != sorted_users[:-1]
     first = torch.cummax(torch.where(starts, row, torch.zeros_like(row)), 0).values
-    kept = targets[order[row - first < last]]
-    kept = kept[(kept > 0) & (kept < n_items)]
-    return counts.index_add_(0, kept, torch.ones_like(kept))
+    return count_items(targets[order[row - first < last]], n_items)
