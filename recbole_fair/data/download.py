@@ -33,7 +33,7 @@ RECBOLE_NAMES = {
     "Amazon_Scientific": "amazon-industrial-scientific-18",
 }
 
-# what the papers use, for the comparison printed after a download (BENCHMARK.md)
+# what the papers use, for the comparison printed after a download (project benchmark notes)
 PUBLISHED_SPLITS = {
     "Amazon_Beauty": "22,363 users, 12,101 items, 198,502 interactions "
     "(Amazon 2014 Beauty 5-core reviews, S3-Rec/P5/TIGER/RPG/FAIR)",
@@ -92,9 +92,10 @@ def download_dataset(config: Any) -> str:
             f"point --data_path at their parent folder."
         )
     logger = getLogger()
+    published = PUBLISHED_SPLITS.get(dataset, "the papers' 5-core review split")
     logger.warning(
         f"Downloading RecBole's copy of [{dataset}] from {url} into {folder}. It is NOT the "
-        f"split of the published results ({PUBLISHED_SPLITS.get(dataset, 'see BENCHMARK.md')}): "
+        f"split of the published results ({published}): "
         f"the dataset YAML's 5-core filter is applied to it and its size is logged after loading."
     )
     os.makedirs(folder, exist_ok=True)
