@@ -1472,8 +1472,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--significance",
         choices=["wilcoxon", "ttest"],
-        default="wilcoxon",
-        help="per-user paired test on NDCG@10",
+        default=None,
+        help="per-user paired test on NDCG@10 (default wilcoxon)",
     )
     group.add_argument(
         "--model_config",
@@ -1497,8 +1497,9 @@ def wants_leaderboard(args: argparse.Namespace) -> bool:
         args.leaderboard_only,
         args.model_config,
         args.reference,
+        args.significance,
     )
-    return lists or args.resume or any(f is not None for f in flags)
+    return lists or args.resume or args.in_process or any(f is not None for f in flags)
 
 
 def _split(text: str | None) -> list[str]:
@@ -1540,10 +1541,9 @@ def cli(
     overrides): they become every cell's ``sys.argv``, so RecBole's Config never sees the
     leaderboard's flags nor the model/dataset lists.
     """
+    significance = args.significance or "wilcoxon"
     if args.leaderboard_only:
-        out = render_file(
-            args.leaderboard_only, args.leaderboard_dir, args.reference, args.significance
-        )
+        out = render_file(args.leaderboard_only, args.leaderboard_dir, args.reference, significance)
         print(out["table"])
         return out
     seeds = [int(s) for s in _split(args.seeds)] or None
@@ -1570,7 +1570,7 @@ def cli(
         leaderboard_dir=leaderboard_dir,
         resume=args.resume,
         reference=args.reference,
-        significance=args.significance,
+        significance=significance,
         isolate=not args.in_process,
     )
     print(out["table"])

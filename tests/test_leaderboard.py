@@ -480,6 +480,10 @@ def test_cli_flags_are_kept_from_recbole_config():
     assert lb.wants_leaderboard(args) and unknown == ["--hidden_size=8"]
     args, _ = parser.parse_known_args(["--model=SASRec", "--seeds=1,2"])
     assert lb.wants_leaderboard(args)
+    # every flag of the leaderboard group starts a leaderboard (none is silently ignored)
+    for flag in ("--significance=ttest", "--in_process", "--reference=SASRec", "--resume"):
+        args, unknown = parser.parse_known_args(["--model=SASRec", flag])
+        assert lb.wants_leaderboard(args) and unknown == [], flag
 
 
 def test_cli_leaderboard_and_leaderboard_only(in_tmp_dir, toy_data):
