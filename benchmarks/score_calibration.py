@@ -64,6 +64,14 @@ def item_counts(loaded, prior: int | None) -> tuple[np.ndarray, np.ndarray | Non
     r"""Training-target count per item (the popularity of the report's profile columns) and,
     with ``prior = N``, the counts of each user's ``N`` most recent training targets."""
     stats = training_statistics(loaded)
+    dataset = loaded.dataset
+    own_tokens = np.asarray(dataset.field2id_token[dataset.iid_field])
+    if not np.array_equal(stats["item_tokens"], own_tokens):
+        raise ValueError(
+            f"{loaded.path}: the training split rebuilt from {loaded.config['dataset']}'s files "
+            f"does not number the items as the checkpoint's dataset does ({len(own_tokens)} vs "
+            f"{len(stats['item_tokens'])} ids): pass the --data_path it was trained on"
+        )
     popularity = stats["item_popularity"]
     if prior is None:
         return popularity, None
@@ -142,8 +150,13 @@ def select(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def _prior_words(report: dict[str, Any]) -> str:
     prior = report.get("prior", "all")
     if prior == "all":
-        return "item prior: every training target"
-    return f"item prior: each user's {prior.split(':')[1]} most recent training target(s)"
+        words = "item prior: every training target"
+    else:
+        words = f"item prior: each user's {prior.split(':')[1]} most recent training target(s)"
+    trained = report.get("trained_score_prior_recent") or 0
+    if trained:  # the checkpoint's own prior differs from the swept one when --prior differs
+        words += f"; the checkpoint was trained with score_prior_recent: {trained}"
+    return words
 
 
 def to_markdown(report: dict[str, Any]) -> str:
@@ -209,14 +222,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.checkpoint, data_path=args.data_path, require_attention_maps=False
     )
     popularity, recent = item_counts(loaded, args.prior)
-    if recent is not None:
-        set_item_prior(loaded.model, recent)
+    # always set the swept prior: a checkpoint trained with score_prior_recent: N comes back
+    # with its recency prior, which '--prior all' (the default) must replace
+    set_item_prior(loaded.model, popularity if recent is None else recent)
     rows = sweep(loaded, args.weights, popularity)
     report = {
         "checkpoint": loaded.path,
         "model": loaded.config["model"],
         "dataset": loaded.config["dataset"],
         "prior": "all" if args.prior is None else f"last:{args.prior}",
+        "trained_score_prior_recent": loaded.config["score_prior_recent"] or 0,
         "selected_weight": select(rows)["weight"],
         "rows": rows,
     }

@@ -265,8 +265,10 @@ def test_recent_training_targets_are_each_users_latest(tmp_path, calls, train_mo
             expected[token_id[item]] += 1
     assert torch.equal(train.train_recent_target_counts, expected)
     assert valid.train_recent_target_counts is train.train_recent_target_counts
+    assert train.train_recent_prior_size == valid.train_recent_prior_size == 2
     _, (plain, _, _) = build(tmp_path, train_mode=train_mode)
     assert plain.train_recent_target_counts is None  # absent key: not counted
+    assert plain.train_recent_prior_size == 0
 
 
 def test_training_popularity_counts_every_target_not_only_window_ends(tmp_path, calls):

@@ -6,6 +6,7 @@ followed by item ``i + 1 (mod N)``; semantic IDs are random distinct codes (L=4,
 """
 
 import copy
+import logging
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -649,17 +650,25 @@ def test_score_prior_recent_needs_the_semantic_id_datasets_counts(syn):
             make_model(syn, score_prior_recent=bad)
 
 
-def test_score_prior_recent_builds_the_bias_from_recent_counts(syn):
+def test_score_prior_recent_builds_the_bias_from_recent_counts(syn, caplog):
     plain = make_model(syn)
     recent = torch.zeros(plain.n_items, dtype=torch.long)
     recent[1:4] = torch.tensor([5, 0, 2])
     syn.dataset.train_recent_target_counts = recent
+    syn.dataset.train_recent_prior_size = 2
     try:
-        model = make_model(syn, score_prior_recent=2)
+        with caplog.at_level(logging.WARNING):
+            model = make_model(syn, score_prior_recent=2)
+        assert "no effect while score_prior_correction is 0" in caplog.text
+        corrected = make_model(syn, score_prior_recent=2, score_prior_correction=1.0)
+        # counts built for another N (a split saved by save_dataloaders) are refused
+        with pytest.raises(ValueError, match="built for \\[2\\].*save_dataloaders"):
+            make_model(syn, score_prior_recent=3)
     finally:
-        del syn.dataset.train_recent_target_counts
+        del syn.dataset.train_recent_target_counts, syn.dataset.train_recent_prior_size
     expected = prior_correction(recent, model.item_codes, K)
     assert torch.allclose(model.item_prior_bias, expected)
+    assert torch.allclose(corrected.item_prior_bias, expected)
     assert not torch.allclose(plain.item_prior_bias, expected)
 
 

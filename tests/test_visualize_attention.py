@@ -224,6 +224,7 @@ def _stand_in_statistics(loaded):
     uid = rng.integers(1, 20, 200)
     return {
         "item_popularity": np.arange(n),
+        "item_tokens": np.asarray(loaded.dataset.field2id_token[loaded.dataset.iid_field]),
         "train_uid": uid,
         "train_history": rng.permutation(200) + 1,
         "train_target": rng.integers(1, n, 200),
@@ -266,6 +267,29 @@ def test_score_calibration_recency_prior_on_a_checkpoint(checkpoints, tmp_path, 
     # γ = 0 is the model's own score whatever the prior; γ = 1 ranks with the other prior
     assert recent["rows"][0]["test"] == every["rows"][0]["test"]
     assert recent["rows"][1]["test_popularity"] != every["rows"][1]["test_popularity"]
+
+    # a checkpoint that comes back with another prior (trained with score_prior_recent: N):
+    # the default '--prior all' still sweeps every training target's prior
+    def load_with_other_prior(*a, **kw):
+        other = load_checkpoint(*a, **kw)
+        other.model.item_prior_bias = torch.randn_like(other.model.item_prior_bias) * 5
+        return other
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cal, "training_statistics", _stand_in_statistics)
+        mp.setattr(cal, "load_checkpoint", load_with_other_prior)
+        again = cal.main(args)
+        assert json.dumps(again["rows"]) == json.dumps(every["rows"])  # NaN-safe equality
+
+        # counts of a split that numbers the items differently are refused
+        def shuffled_tokens(loaded):
+            stats = _stand_in_statistics(loaded)
+            stats["item_tokens"] = stats["item_tokens"][::-1].copy()
+            return stats
+
+        mp.setattr(cal, "training_statistics", shuffled_tokens)
+        with pytest.raises(ValueError, match="does not number the items"):
+            cal.main(args)
 
 
 def test_score_calibration_sweep_on_a_checkpoint(checkpoints, tmp_path, benchmark_script):

@@ -217,6 +217,7 @@ class SemanticIDDataset(SequentialDataset):
             dataset.train_item_mask = train_item_mask
             dataset.train_target_counts = train_target_counts
             dataset.train_recent_target_counts = train_recent_target_counts
+            dataset.train_recent_prior_size = recent  # what the counts were built for
             dataset.semantic_id_report = sids.report
             dataset.semantic_id_cache_key = sids.cache_key
             dataset.semantic_id_cache_path = sids.cache_path

@@ -97,8 +97,8 @@ def recent_target_counts(
             f"{users.numel()}, {history.numel()} and {targets.numel()}."
         )
     if users.numel() == 0 or last < 1:
-        return torch.zeros(n_items, dtype=torch.long)
-    row = torch.arange(users.numel())
+        return torch.zeros(n_items, dtype=torch.long, device=users.device)
+    row = torch.arange(users.numel(), device=users.device)
     # per user, latest first: stable sorts from the least significant key (later row) up
     order = torch.argsort(-row, stable=True)
     order = order[torch.argsort(-history[order], stable=True)]

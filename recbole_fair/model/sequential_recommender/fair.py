@@ -19,6 +19,7 @@ Reference:
 from __future__ import annotations
 
 import warnings
+from logging import getLogger
 from typing import Any
 
 import torch
@@ -268,11 +269,19 @@ class FAIR(SequentialRecommender):
         prior_counts = popularity
         if self.score_prior_recent:
             prior_counts = getattr(dataset, "train_recent_target_counts", None)
-            if prior_counts is None:
+            built_for = getattr(dataset, "train_recent_prior_size", None)
+            if prior_counts is None or built_for != self.score_prior_recent:
                 raise ValueError(
                     f"score_prior_recent [{self.score_prior_recent}]: the dataset carries no "
-                    f"train_recent_target_counts; use recbole_fair's create_dataset (its "
-                    f"semantic-ID dataset counts them while building the split)."
+                    f"train_recent_target_counts for it (built for [{built_for}]); use "
+                    f"recbole_fair's create_dataset (its semantic-ID dataset counts them while "
+                    f"building the split), and with save_dataloaders: True delete the saved "
+                    f"split (RecBole reuses it whatever score_prior_recent is)."
+                )
+            if not self.score_prior_correction:
+                getLogger().warning(
+                    f"score_prior_recent [{self.score_prior_recent}] has no effect while "
+                    f"score_prior_correction is 0: set the correction's weight too."
                 )
         self.register_buffer(
             "item_prior_bias",
