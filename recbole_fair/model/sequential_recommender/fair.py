@@ -117,6 +117,9 @@ class FAIR(SequentialRecommender):
     τ)`` from one more residual head, trained by cross-entropy beside the ``L`` digits (the MTP
     loss becomes the mean over ``L + 1`` digits), ranked by ``Σ_l log p_l(c_l) + log p_item(i)``
     (and, with ``w > 0``, in the item-level loss as ``(Σ_l logit_l(c_l) + logit_item(i)) / L``).
+    ``log p_item(i)`` already counts the item prior once, so with this digit the correction
+    ``γ · b`` at ``γ = 1`` is naive Bayes plus one more ``log q(i)`` (a popularity term), not
+    naive Bayes: an empirical weight, to select on validation (``benchmarks/score_calibration.py``).
 
     The dataset must carry ``dataset.item_codes`` (``LongTensor [n_items, n_codes]``, row 0 = the
     padding item), as recbole-fair's ``FAIRDataset`` does.
