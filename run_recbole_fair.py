@@ -55,8 +55,9 @@ if __name__ == "__main__":
             except (FileNotFoundError, ValueError) as err:
                 sys.exit(f"error: {err}")
             sys.exit(0)
-        leaderboard.cli(args, unknown, default_config_files=quick_start)
-        sys.exit(0)
+        out = leaderboard.cli(args, unknown, default_config_files=quick_start)
+        # a run stopped by its STOP file is unfinished: a non-zero status ends scripts chaining it
+        sys.exit(leaderboard.STOPPED_EXIT_CODE if out.get("stopped") else 0)
 
     config_files = args.config_files.strip().split(" ") if args.config_files else []
     run_args = dict(

@@ -28,6 +28,8 @@
 # A lane folder missing its results.jsonl (a new checkout) starts from the committed
 # docs/leaderboards/<dataset>-e<EPOCHS>/results.jsonl: commit `merge`'s output to carry finished
 # cells into the next session.
+# `touch $OUT/<dataset>-e<EPOCHS>-<lane>/STOP` stops a lane after its current epoch (nothing
+# trained is lost; the leaderboard exits with status 75, which ends the lane); re-run to continue.
 # Each lane runs single-threaded by default (OMP_NUM_THREADS=1): two lanes fill a 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."

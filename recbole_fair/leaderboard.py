@@ -50,6 +50,19 @@ from recbole_fair.published import published_number
 from recbole_fair.quick_start import run_recbole_fair
 
 RESULTS_FILE = "results.jsonl"
+# a file of this name in the leaderboard folder asks a running leaderboard to stop at the next
+# epoch boundary (after the epoch's checkpoint), so that nothing trained is lost
+STOP_FILE = "STOP"
+# exit status of a cell's process, and of the CLI, that stopped on that request (EX_TEMPFAIL)
+STOPPED_EXIT_CODE = 75
+
+
+class StopRequested(KeyboardInterrupt):
+    r"""Raised after an epoch's checkpoint when the leaderboard's ``STOP`` file exists. A
+    ``KeyboardInterrupt``, so RecBole's ``fit`` and the cell's ``except Exception`` let it
+    through: the cell is not recorded and ``--resume`` continues it at the next epoch."""
+
+
 DEFAULT_REFERENCE = "SASRec"
 SIGNIFICANCE_LEVEL = 0.05
 PER_USER_METRIC = "ndcg@10"
@@ -174,12 +187,18 @@ class CellHook:
       ``fit`` and goes straight to the test evaluation of the best checkpoint.
     * Keeps the evaluation data struct of the last ``trainer.evaluate`` (the test one) and the
       user id of each row, for per-user metrics (:meth:`per_user`).
+    * When ``stop_file`` exists after an epoch's checkpoint, raises :class:`StopRequested`.
     """
 
     def __init__(
-        self, last_path: str, best_path: str, epoch_callback: Callable[[int], None] | None = None
+        self,
+        last_path: str,
+        best_path: str,
+        epoch_callback: Callable[[int], None] | None = None,
+        stop_file: str | None = None,
     ):
         self.last_path = last_path
+        self.stop_file = stop_file
         self.state_path = last_path + ".json"
         self.best_path = best_path
         self.epoch_callback = epoch_callback
@@ -315,6 +334,8 @@ class CellHook:
         self._write_state(finished=False)
         if self.epoch_callback is not None:
             self.epoch_callback(epoch_idx)
+        if self.stop_file is not None and os.path.exists(self.stop_file):
+            raise StopRequested(f"{self.stop_file} exists: stopped after epoch {epoch_idx}")
 
     def _write_state(self, finished: bool) -> None:
         from recbole_fair.compat import _file_digest
@@ -423,13 +444,15 @@ def execute_cell(
     spec: CellSpec,
     checkpoint_dir: str,
     epoch_callback: Callable[[int], None] | None = None,
+    stop_file: str | None = None,
 ) -> dict[str, Any]:
     r"""Run one cell in this process; return its results record (``status`` 'ok' or 'error',
-    with the traceback). ``KeyboardInterrupt`` propagates (the cell is not recorded and resumes
-    from its last-epoch checkpoint next time)."""
+    with the traceback). ``KeyboardInterrupt`` (and :class:`StopRequested`, once ``stop_file``
+    exists after an epoch) propagates: the cell is not recorded and resumes from its last-epoch
+    checkpoint next time."""
     os.makedirs(checkpoint_dir, exist_ok=True)
     last_path, best_path = checkpoint_paths(spec, checkpoint_dir)
-    hook = CellHook(last_path, best_path, epoch_callback)
+    hook = CellHook(last_path, best_path, epoch_callback, stop_file)
     record: dict[str, Any] = {
         "record": "cell",
         "cell": spec.key,
@@ -518,28 +541,39 @@ def watch_parent(
     return thread
 
 
-def _cell_worker(spec: dict[str, Any], checkpoint_dir: str, conn: Any, parent_pid: int) -> None:
+def _cell_worker(
+    spec: dict[str, Any],
+    checkpoint_dir: str,
+    conn: Any,
+    parent_pid: int,
+    stop_file: str | None = None,
+) -> None:
     r"""Entry point of a cell's own process (``isolate=True``)."""
     import recbole_fair  # noqa: F401  (compatibility shims)
 
     watch_parent(parent_pid)
     try:
-        conn.send(execute_cell(CellSpec(**spec), checkpoint_dir))
+        conn.send(execute_cell(CellSpec(**spec), checkpoint_dir, stop_file=stop_file))
+    except StopRequested:
+        sys.exit(STOPPED_EXIT_CODE)
     except KeyboardInterrupt:
         sys.exit(130)
     finally:
         conn.close()
 
 
-def execute_cell_isolated(spec: CellSpec, checkpoint_dir: str) -> dict[str, Any]:
+def execute_cell_isolated(
+    spec: CellSpec, checkpoint_dir: str, stop_file: str | None = None
+) -> dict[str, Any]:
     r"""Run one cell in a fresh (spawned) process; a process that dies without a record (out of
-    memory, segfault) gives an 'error' record."""
+    memory, segfault) gives an 'error' record; one that stopped on ``stop_file`` raises
+    :class:`StopRequested` here."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
     receiver, sender = ctx.Pipe(duplex=False)
     process = ctx.Process(
-        target=_cell_worker, args=(asdict(spec), checkpoint_dir, sender, os.getpid())
+        target=_cell_worker, args=(asdict(spec), checkpoint_dir, sender, os.getpid(), stop_file)
     )
     start = time.time()
     process.start()
@@ -560,6 +594,8 @@ def execute_cell_isolated(spec: CellSpec, checkpoint_dir: str) -> dict[str, Any]
         process.terminate()
         process.join()
         raise
+    if process.exitcode == STOPPED_EXIT_CODE:
+        raise StopRequested(f"{stop_file} exists: the cell stopped after an epoch")
     if process.exitcode == 130:
         raise KeyboardInterrupt
     if record is None:
@@ -676,9 +712,17 @@ def run_leaderboard(
             as RecBole's Config should see it in every cell: the user's ``--key=value``
             overrides; default: none).
 
+    Stopping: a file ``<leaderboard_dir>/STOP`` (``touch`` it) stops the run after the current
+    epoch's checkpoint, or before the next cell; the file is then removed and ``resume=True``
+    continues where it stopped. A ``STOP`` file already there when the run starts is stale and
+    is removed.
+
     Returns:
         dict: ``dir``, ``results``, ``markdown``, ``csv``, ``png`` paths, ``table`` (Markdown
-        text), ``rows`` and ``ran`` (keys of the cells run now).
+        text), ``rows``, ``ran`` (keys of the cells run now) and ``stopped`` (the key of the cell
+        a ``STOP`` file interrupted, or of the next one; else None). A stopped run renders the
+        cells finished so far (with none, only ``dir``, ``results``, ``ran`` and ``stopped``
+        are set).
     """
     cells = build_cells(models, datasets, seeds, **cell_settings)
     if leaderboard_dir is None:
@@ -691,20 +735,40 @@ def run_leaderboard(
             "--leaderboard_dir"
         )
     checkpoint_dir = os.path.join(leaderboard_dir, "checkpoints")
+    stop_file = os.path.join(leaderboard_dir, STOP_FILE)
+    if os.path.exists(stop_file):
+        os.remove(stop_file)
+        _say(verbose, f"removed a stale {stop_file} (it stops a running leaderboard)")
     done = finished_cells(results_path) if resume else set()
     ran = []
     for index, spec in enumerate(cells, 1):
         if spec.key in done:
             _say(verbose, f"[{index}/{len(cells)}] {spec.key}: finished, skipped")
             continue
-        _say(verbose, f"[{index}/{len(cells)}] {spec.key}: running")
-        if not resume:
-            CellHook(*checkpoint_paths(spec, checkpoint_dir)).discard()
-        if isolate:
-            record = execute_cell_isolated(spec, checkpoint_dir)
-        else:
-            callback = (lambda e, s=spec: epoch_callback(s, e)) if epoch_callback else None
-            record = execute_cell(spec, checkpoint_dir, callback)
+        try:
+            if os.path.exists(stop_file):
+                raise StopRequested(f"{stop_file} exists")
+            _say(verbose, f"[{index}/{len(cells)}] {spec.key}: running")
+            if not resume:
+                CellHook(*checkpoint_paths(spec, checkpoint_dir)).discard()
+            if isolate:
+                record = execute_cell_isolated(spec, checkpoint_dir, stop_file)
+            else:
+                callback = (lambda e, s=spec: epoch_callback(s, e)) if epoch_callback else None
+                record = execute_cell(spec, checkpoint_dir, callback, stop_file)
+        except StopRequested:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(stop_file)
+            _say(
+                verbose,
+                f"[{index}/{len(cells)}] {spec.key}: stopped as {stop_file} asked (removed); "
+                "run the same command with --resume to continue",
+            )
+            out = {"dir": leaderboard_dir, "results": results_path}
+            if os.path.isfile(results_path) and os.path.getsize(results_path) > 0:
+                out = render_file(results_path, leaderboard_dir, reference, significance)
+            out["ran"], out["stopped"] = ran, spec.key
+            return out
         append_record(results_path, record)
         if record.get("status") == "ok":
             # only now (a kill before the record was written resumes from this checkpoint):
@@ -719,7 +783,7 @@ def run_leaderboard(
                 f"[{index}/{len(cells)}] {spec.key}: FAILED ({error.get('type')}: {message})",
             )
     out = render_file(results_path, leaderboard_dir, reference=reference, significance=significance)
-    out["ran"] = ran
+    out["ran"], out["stopped"] = ran, None
     return out
 
 
@@ -1573,6 +1637,10 @@ def cli(
         significance=significance,
         isolate=not args.in_process,
     )
+    if out.get("stopped"):
+        print(f"leaderboard: stopped at {out['stopped']} (results so far: {out['results']})")
+        if "table" not in out:
+            return out
     print(out["table"])
     print(f"leaderboard: {out['markdown']}, {out['csv']}, {out['png']} (results: {out['results']})")
     return out

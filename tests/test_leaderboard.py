@@ -208,6 +208,63 @@ def test_interrupted_cell_resumes_from_last_epoch_checkpoint(in_tmp_dir, toy_con
     assert list((directory / "checkpoints").glob("*-best.pth"))
 
 
+def test_a_stop_file_stops_after_the_epoch_and_resume_continues(in_tmp_dir, toy_config):
+    toy_config["epochs"] = 3
+    directory = in_tmp_dir / "lb"
+    stop = directory / lb.STOP_FILE
+    seen = []
+
+    def ask_to_stop_in_epoch_0(cell, epoch):
+        seen.append(epoch)
+        if epoch == 0:
+            stop.touch()  # what a user does while the epoch trains
+
+    out = _run(["SASRec"], [1], toy_config, directory, epoch_callback=ask_to_stop_in_epoch_0)
+    assert seen == [0] and out["stopped"] and out["ran"] == [] and "table" not in out
+    assert not stop.exists()  # honoured once, then removed
+    assert not os.path.exists(directory / lb.RESULTS_FILE)  # the cell is not recorded
+    state = json.loads(next((directory / "checkpoints").glob("*-last.pth.json")).read_text())
+    assert state["epoch"] == 0 and not state["finished"]
+
+    out, resumed = _resume_sasrec(toy_config, directory)
+    assert resumed == [1, 2] and out["stopped"] is None
+    (record,) = _records(directory)
+    assert record["status"] == "ok" and record["costs"]["resumed_from_epoch"] == 1
+
+
+def test_a_stale_stop_file_is_removed_and_one_between_cells_stops_before_the_next(
+    in_tmp_dir, toy_config, monkeypatch
+):
+    directory = in_tmp_dir / "lb"
+    directory.mkdir()
+    stop = directory / lb.STOP_FILE
+    stop.touch()  # left from an earlier run
+    real_append = lb.append_record
+
+    def append_then_ask_to_stop(path, record):
+        real_append(path, record)
+        stop.touch()
+
+    monkeypatch.setattr(lb, "append_record", append_then_ask_to_stop)
+    out = _run(["Pop", "SASRec"], [1], toy_config, directory)
+    assert len(out["ran"]) == 1 and out["ran"][0].startswith("Pop|")
+    assert out["stopped"].startswith("SASRec|") and not stop.exists()
+    assert [r["model"] for r in _records(directory)] == ["Pop"]
+    assert len(out["rows"]) == 1  # the finished cell is rendered
+    assert not list((directory / "checkpoints").glob("SASRec-*"))  # SASRec never started
+
+
+def test_a_stop_file_stops_an_isolated_cell(in_tmp_dir, toy_config):
+    (spec,) = lb.build_cells(["SASRec"], ["toy"], [1], config_dict=toy_config)
+    stop = in_tmp_dir / lb.STOP_FILE
+    stop.touch()
+    checkpoints = in_tmp_dir / "checkpoints"
+    with pytest.raises(lb.StopRequested):
+        lb.execute_cell_isolated(spec, str(checkpoints), str(stop))
+    state = json.loads(next(checkpoints.glob("*-last.pth.json")).read_text())
+    assert state["epoch"] == 0 and not state["finished"]  # stopped after its first epoch
+
+
 def test_killed_before_its_record_is_written_a_finished_cell_is_not_retrained(
     in_tmp_dir, toy_config, monkeypatch
 ):
@@ -803,3 +860,16 @@ def test_cpu_lane_script_merges_every_run_folder_and_seeds_a_new_checkout(tmp_pa
     assert "--model=FAIR,RPG" in call and "--resume" in call and "--epochs=7" in call
     run = subprocess.run(["bash", script, "nope"], env=env, capture_output=True)
     assert run.returncode == 2 and b"unknown lane" in run.stderr
+
+
+def test_the_cli_reports_a_stopped_run_without_a_table(monkeypatch, capsys):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model")
+    parser.add_argument("--dataset")
+    parser.add_argument("--config_files")
+    lb.add_arguments(parser)
+    args = parser.parse_args(["--model=SASRec", "--dataset=toy", "--leaderboard_dir=d"])
+    stopped = {"dir": "d", "results": "d/results.jsonl", "ran": [], "stopped": "SASRec|toy|x"}
+    monkeypatch.setattr(lb, "run_leaderboard", lambda *a, **k: dict(stopped))
+    assert lb.cli(args, [])["stopped"] == "SASRec|toy|x"
+    assert "stopped at SASRec|toy|x" in capsys.readouterr().out
