@@ -740,7 +740,7 @@ def run_leaderboard(
         os.remove(stop_file)
         _say(verbose, f"removed a stale {stop_file} (it stops a running leaderboard)")
     done = finished_cells(results_path) if resume else set()
-    ran = []
+    ran, stopped = [], None
     for index, spec in enumerate(cells, 1):
         if spec.key in done:
             _say(verbose, f"[{index}/{len(cells)}] {spec.key}: finished, skipped")
@@ -764,11 +764,8 @@ def run_leaderboard(
                 f"[{index}/{len(cells)}] {spec.key}: stopped as {stop_file} asked (removed); "
                 "run the same command with --resume to continue",
             )
-            out = {"dir": leaderboard_dir, "results": results_path}
-            if os.path.isfile(results_path) and os.path.getsize(results_path) > 0:
-                out = render_file(results_path, leaderboard_dir, reference, significance)
-            out["ran"], out["stopped"] = ran, spec.key
-            return out
+            stopped = spec.key
+            break
         append_record(results_path, record)
         if record.get("status") == "ok":
             # only now (a kill before the record was written resumes from this checkpoint):
@@ -782,8 +779,12 @@ def run_leaderboard(
                 verbose,
                 f"[{index}/{len(cells)}] {spec.key}: FAILED ({error.get('type')}: {message})",
             )
+    if stopped is not None and not (
+        os.path.isfile(results_path) and os.path.getsize(results_path) > 0
+    ):  # stopped before any cell finished: nothing to render
+        return {"dir": leaderboard_dir, "results": results_path, "ran": ran, "stopped": stopped}
     out = render_file(results_path, leaderboard_dir, reference=reference, significance=significance)
-    out["ran"], out["stopped"] = ran, None
+    out["ran"], out["stopped"] = ran, stopped
     return out
 
 
