@@ -6,15 +6,19 @@ one comment each saying which upstream behaviour it works around and when it can
 
 What is pinned instead of shimmed (``setup.cfg``):
 
-* ``numpy<2``: ``recbole.config.Config.compatibility_settings`` aliases ``np.float_``,
-  ``np.complex_`` and ``np.unicode_``, which numpy 2 removed, and RecBole's code uses the aliased
-  names (``np.float`` ...) in several places. Can go when RecBole supports numpy 2.
 * ``pandas<3``: RecBole's ``Dataset._fill_nan`` / ``_load_feat`` call
   ``df[field].fillna(..., inplace=True)``; under pandas 3 copy-on-write that chained call is a
   silent no-op, leaving NaNs in token/float fields. Can go when RecBole assigns the result.
 
 What is shimmed:
 
+* numpy 2 removed ``np.float_``, ``np.complex_`` and ``np.unicode_``, and RecBole's
+  ``Config.compatibility_settings`` reads them (to alias ``np.float`` and friends, which its code
+  uses) on every Config, so under numpy 2 no RecBole run starts. :func:`apply` puts the three back
+  as the numpy 1 aliases they were (``float64``, ``complex128``, ``str_``) when they are missing;
+  under numpy 1 it changes nothing. With it the test suite passes under numpy 1.26 and 2.x, and
+  FAIR and SASRec trained on a GPU image whose scipy requires numpy 2 (docs/leaderboards,
+  section 0e). This replaced a ``numpy<2`` pin. Can go when RecBole stops reading those names.
 * ``torch.load`` defaults to ``weights_only=True`` since torch 2.6, and RecBole checkpoints pickle
   the whole ``Config``, so ``Trainer.evaluate(load_best_model=True)`` and
   ``Trainer.resume_checkpoint`` fail. Switching ``weights_only`` off globally would unpickle (i.e.
@@ -48,6 +52,7 @@ import types
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 _APPLIED = False
@@ -134,11 +139,21 @@ def _torch_proxy() -> types.ModuleType:
     return proxy
 
 
+def restore_numpy_aliases() -> None:
+    r"""Put back ``np.float_``, ``np.complex_`` and ``np.unicode_`` where numpy 2 removed them
+    (RecBole's Config reads them; see the module docstring). No-op under numpy 1."""
+    for old, new in (("float_", "float64"), ("complex_", "complex128"), ("unicode_", "str_")):
+        if old not in np.__dict__:
+            setattr(np, old, getattr(np, new))
+
+
 def apply() -> None:
     r"""Install the shims (idempotent)."""
     global _APPLIED
     if _APPLIED:
         return
+    # numpy 2 vs RecBole's Config (see module docstring).
+    restore_numpy_aliases()
     import recbole.trainer.trainer as trainer_module
 
     # torch >= 2.6 weights_only default vs RecBole's pickled Config (see module docstring).

@@ -138,7 +138,28 @@ def test_recbole_config_numpy_aliases_work():
     from recbole.config import Config
 
     Config(model="Pop", dataset="ml-100k", config_dict={"show_progress": False})
-    assert np.float is np.float_  # RecBole's alias, needs numpy<2
+    assert np.float is np.float_  # RecBole's alias (np.float_ itself put back under numpy 2)
+
+
+def test_numpy_aliases_restored_when_missing(monkeypatch):
+    """As under numpy 2, where the three names are gone: restore_numpy_aliases puts them back
+    as the numpy 1 aliases, and a RecBole Config can be built again."""
+    from recbole.config import Config
+
+    for name in ("float_", "complex_", "unicode_"):
+        monkeypatch.delattr(np, name, raising=False)
+    assert "float_" not in np.__dict__
+    compat.restore_numpy_aliases()
+    assert np.float_ is np.float64 and np.complex_ is np.complex128 and np.unicode_ is np.str_
+    Config(model="Pop", dataset="ml-100k", config_dict={"show_progress": False})
+    assert np.float is np.float64
+
+
+def test_numpy_aliases_leave_existing_names_alone(monkeypatch):
+    sentinel = object()
+    monkeypatch.setattr(np, "float_", sentinel, raising=False)
+    compat.restore_numpy_aliases()
+    assert np.float_ is sentinel
 
 
 def test_pandas_fillna_fills_missing_values(tmp_path):

@@ -21,7 +21,7 @@ RUNS=${RUNS:-fair512 fair512id sasrec200 ddp}
 rm -rf /tmp/site $W && mkdir -p $W
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
     .whl/*.whl || exit 3
-# sitecustomize.py (numpy-2 aliases for RecBole) and the faiss stand-in come from benchmarks/gpu
+# the faiss stand-in comes from benchmarks/gpu (numpy 2 is handled by recbole_fair/compat.py)
 export PYTHONPATH=/tmp/site:$R/benchmarks/gpu:$R PYTHONUNBUFFERED=1
 S=$OUT/summary.txt
 {

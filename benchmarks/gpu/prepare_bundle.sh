@@ -12,8 +12,8 @@
 # no recbole, no faiss and no network, and one call carries at most 64 MiB. So:
 # * wheels: RecBole 1.2.1 and what it imports that the machine lacks, plus pandas 2 (RecBole's
 #   chained fillna is a no-op under pandas 3, recbole_fair/compat.py). Not numpy 1.26: the
-#   machine's scipy needs numpy 2, so benchmarks/gpu/sitecustomize.py restores the three numpy
-#   names RecBole's Config aliases instead. Not faiss (19 MB): see the next point.
+#   machine's scipy needs numpy 2, which recbole_fair/compat.py handles. Not faiss (19 MB): see
+#   the next point.
 # * the semantic-ID cache is built here (text encoder + faiss OPQ on the CPU) and carried,
 #   re-saved compressed; benchmarks/gpu/faiss.py stands in for faiss there and fails if called.
 # * the dataset's atomic files are copied in (../shared does not travel).
