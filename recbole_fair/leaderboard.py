@@ -204,7 +204,12 @@ class CellHook:
         self.epoch_callback = epoch_callback
         self.trainer: Any = None
         self.config: Any = None
-        self.timings: dict[str, list[float]] = {"train": [], "valid": []}
+        self.timings: dict[str, list[float]] = {
+            "train": [],
+            "valid": [],
+            "valid_score": [],
+            "train_loss": [],
+        }
         self.resumed_from_epoch: int | None = None
         self.skipped_fit = False
         self.prior_fit_seconds = 0.0
@@ -266,6 +271,8 @@ class CellHook:
             trainer.best_valid_score = state["best_valid_score"]
         self.timings["train"][:0] = state.get("train_epoch_seconds", [])
         self.timings["valid"][:0] = state.get("valid_epoch_seconds", [])
+        self.timings["valid_score"][:0] = state.get("valid_scores", [])
+        self.timings["train_loss"][:0] = state.get("train_losses", [])
         self.prior_fit_seconds = float(state.get("fit_seconds", 0.0))
         self.resumed_from_epoch = int(state["epoch"]) + 1
         self._last_epoch = int(state["epoch"])
@@ -350,6 +357,8 @@ class CellHook:
             "best_valid_result": _jsonable(trainer.best_valid_result),
             "train_epoch_seconds": list(self.timings["train"]),
             "valid_epoch_seconds": list(self.timings["valid"]),
+            "valid_scores": list(self.timings["valid_score"]),
+            "train_losses": list(self.timings["train_loss"]),
             "fit_seconds": self.prior_fit_seconds + elapsed,
             "sha256": _file_digest(self.last_path) if os.path.isfile(self.last_path) else None,
         }

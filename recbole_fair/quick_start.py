@@ -180,6 +180,9 @@ def run_recbole_fair(
         "best_epoch": trainer.best_epoch,
         "train_epoch_seconds": timings["train"],
         "valid_epoch_seconds": timings["valid"],
+        # learning curves: each validation's score (valid_metric) and each epoch's training loss
+        "valid_scores": timings["valid_score"],
+        "train_losses": timings["train_loss"],
         "test_eval_seconds": eval_seconds,
         "eval_users_per_second": n_test_users / eval_seconds if eval_seconds > 0 else None,
         "parameters": n_params,
@@ -234,6 +237,10 @@ def _count_eval_users(eval_data: Any) -> int:
     return int(len(dataset.inter_feat)) if dataset is not None else 0
 
 
+def _total_loss(loss: Any) -> float:
+    return float(sum(loss)) if isinstance(loss, tuple) else float(loss)
+
+
 def _instrument(trainer: Any) -> dict[str, list[float]]:
     r"""Record, on the trainer instance, the best epoch and the seconds of each training and
     validation epoch (RecBole's ``fit`` reports neither separately).
@@ -241,7 +248,7 @@ def _instrument(trainer: Any) -> dict[str, list[float]]:
     RecBole's trainer saves a checkpoint exactly when the validation score improves (or once at
     the end when it never validates), so the epoch of the last save is the best epoch.
     """
-    timings: dict[str, list[float]] = {"train": [], "valid": []}
+    timings: dict[str, list[float]] = {"train": [], "valid": [], "valid_score": [], "train_loss": []}
     save, train_epoch, valid_epoch = (
         trainer._save_checkpoint,
         trainer._train_epoch,
@@ -252,17 +259,20 @@ def _instrument(trainer: Any) -> dict[str, list[float]]:
         trainer.best_epoch = epoch
         return save(epoch, *args, **kwargs)
 
-    def _timed(fn, bucket):
+    def _timed(fn, bucket, curve, value):
         def wrapper(*args, **kwargs):
             start = time.time()
             out = fn(*args, **kwargs)
             timings[bucket].append(time.time() - start)
+            timings[curve].append(value(out))
             return out
 
         return wrapper
 
     trainer.best_epoch = None
     trainer._save_checkpoint = _save_checkpoint
-    trainer._train_epoch = _timed(train_epoch, "train")
-    trainer._valid_epoch = _timed(valid_epoch, "valid")
+    # _train_epoch returns the loss (a tuple of losses for multi-part losses), _valid_epoch
+    # (valid_score, valid_result)
+    trainer._train_epoch = _timed(train_epoch, "train", "train_loss", _total_loss)
+    trainer._valid_epoch = _timed(valid_epoch, "valid", "valid_score", lambda out: float(out[0]))
     return timings

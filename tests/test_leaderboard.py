@@ -203,7 +203,13 @@ def test_interrupted_cell_resumes_from_last_epoch_checkpoint(in_tmp_dir, toy_con
     record = _records(directory)[-1]
     assert record["status"] == "ok" and out["ran"] == [record["cell"]]
     assert record["costs"]["resumed_from_epoch"] == 1
-    assert record["costs"]["epochs"] == 3 and len(record["costs"]["train_epoch_seconds"]) == 3
+    costs = record["costs"]
+    assert costs["epochs"] == 3 and len(costs["train_epoch_seconds"]) == 3
+    # the learning curves carry across the interruption: one value per epoch, the best
+    # validation score among them
+    assert len(costs["valid_scores"]) == 3 and len(costs["train_losses"]) == 3
+    assert max(costs["valid_scores"]) == pytest.approx(record["best_valid_score"])
+    assert all(loss > 0 for loss in costs["train_losses"])
     assert not list((directory / "checkpoints").glob("*-last.pth*"))  # done: only best stays
     assert list((directory / "checkpoints").glob("*-best.pth"))
 

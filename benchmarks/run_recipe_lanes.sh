@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# FAIR's training recipe against its width (the "Reproduce FAIR" issue, step 1): validation
+# curves of the paper's method (no recbole-fair extensions) on Amazon_Scientific at d = 128, 256
+# and 512 (FFN 2d) and several peak learning rates, every run under the same epoch cap and
+# schedule (linear warm-up for WARMUP epochs, cosine decay to 0 at the cap), seed 2020.
+#
+#   bash benchmarks/run_recipe_lanes.sh a        # lane a: d=512 at lr 0.0025, then 0.001
+#   bash benchmarks/run_recipe_lanes.sh b        # lane b: d=128 lr 0.01, d=256 lr 0.005, d=512 lr 0.01
+#   bash benchmarks/run_recipe_lanes.sh merge    # -> docs/leaderboards/Amazon_Scientific-recipe/
+#
+# Each run is a one-cell leaderboard in a folder of its own ($OUT/recipe-d<D>-lr<LR>), started
+# with --resume: re-running a lane skips finished runs and continues an interrupted one from its
+# last epoch. `touch $OUT/recipe-d<D>-lr<LR>/STOP` stops a run after its current epoch. The
+# per-epoch validation scores and training losses are in each record's costs (valid_scores,
+# train_losses). Lanes run single-threaded (one per core).
+#
+# Environment: DATA_PATH (default ../shared/datasets), SID_CACHE (default
+# benchmarks/results/sid_cache), OUT (default leaderboards/recipe), EPOCHS (default 20), WARMUP
+# (warm-up epochs, default 1), PYTHON (default python), THREADS (default 1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+lane=${1:?usage: run_recipe_lanes.sh a|b|merge}
+DATA_PATH=${DATA_PATH:-../shared/datasets}
+SID_CACHE=${SID_CACHE:-benchmarks/results/sid_cache}
+OUT=${OUT:-leaderboards/recipe}
+EPOCHS=${EPOCHS:-20}
+WARMUP=${WARMUP:-1}
+PYTHON=${PYTHON:-python}
+THREADS=${THREADS:-1}
+DATASET=Amazon_Scientific
+export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
+TCMALLOC=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
+if [[ -f $TCMALLOC && -z ${LD_PRELOAD:-} ]]; then export LD_PRELOAD=$TCMALLOC; fi
+
+run() {  # width learning_rate
+    local d=$1 lr=$2
+    local dir=$OUT/recipe-d$d-lr$lr
+    mkdir -p "$dir"
+    echo "== $(date -u +%FT%TZ) FAIR d=$d lr=$lr on $DATASET -> $dir (log: $dir.log)"
+    $PYTHON run_recbole_fair.py --model=FAIR --dataset=$DATASET \
+        --data_path="$(realpath "$DATA_PATH")" --sid_cache_dir="$(realpath "$SID_CACHE")" \
+        --seeds=2020 --epochs="$EPOCHS" --hidden_size="$d" --inner_size=$((2 * d)) \
+        --learning_rate="$lr" --warmup_steps=0 --warmup_epochs="$WARMUP" \
+        --leaderboard_dir="$dir" --resume >>"$dir.log" 2>&1
+}
+
+case $lane in
+a)
+    run 512 0.0025
+    run 512 0.001
+    ;;
+b)
+    run 128 0.01
+    run 256 0.005
+    run 512 0.01
+    ;;
+merge)
+    files=()
+    for f in "$OUT"/recipe-*/results.jsonl; do
+        [[ -s $f ]] && files+=("$f")
+    done
+    list=$(IFS=,; echo "${files[*]}")
+    $PYTHON run_recbole_fair.py --leaderboard-only "$list" \
+        --leaderboard_dir="docs/leaderboards/$DATASET-recipe"
+    ;;
+*)
+    echo "unknown lane '$lane': a, b or merge" >&2
+    exit 2
+    ;;
+esac
