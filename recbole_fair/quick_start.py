@@ -248,7 +248,12 @@ def _instrument(trainer: Any) -> dict[str, list[float]]:
     RecBole's trainer saves a checkpoint exactly when the validation score improves (or once at
     the end when it never validates), so the epoch of the last save is the best epoch.
     """
-    timings: dict[str, list[float]] = {"train": [], "valid": [], "valid_score": [], "train_loss": []}
+    timings: dict[str, list[float]] = {
+        "train": [],
+        "valid": [],
+        "valid_score": [],
+        "train_loss": [],
+    }
     save, train_epoch, valid_epoch = (
         trainer._save_checkpoint,
         trainer._train_epoch,
