@@ -15,18 +15,53 @@ leaderboard instead (``recbole_fair.leaderboard``, see docs/leaderboard.md), e.g
 import argparse
 import os
 import sys
+import traceback
 
 from recbole_fair import leaderboard
+from recbole_fair.config import ConfigError
 from recbole_fair.distributed import check_gpus, run_distributed
 from recbole_fair.quick_start import run_recbole_fair
 from recbole_fair.utils import get_properties_dir
 
-if __name__ == "__main__":
+# Environment variable that makes the CLI print tracebacks (as --debug does).
+DEBUG_ENV = "RECBOLE_FAIR_DEBUG"
+
+# Errors a user can fix from the message alone: printed as one paragraph, no traceback.
+USER_ERRORS = (ConfigError, FileNotFoundError, ValueError, KeyError)
+
+
+def _print_error(err: BaseException, debug: bool) -> int:
+    if debug:
+        traceback.print_exception(err)
+    message = err.args[0] if isinstance(err, KeyError) and err.args else err
+    if isinstance(err, USER_ERRORS):
+        print(f"error: {message}", file=sys.stderr)
+    else:
+        print(
+            f"error: {type(err).__name__}: {message}\n"
+            "This looks like a bug rather than a problem with your data or settings: please "
+            "report it with the log file (log/<model>/), rerun with --debug for the traceback.",
+            file=sys.stderr,
+        )
+    if not debug:
+        print(
+            f"(--debug or {DEBUG_ENV}=1 shows the traceback)",
+            file=sys.stderr,
+        )
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
     # allow_abbrev=False: RecBole's --seed=N must not be taken for --seeds.
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--model", "-m", type=str, default=None, help="model name (default FAIR)")
     parser.add_argument("--dataset", "-d", type=str, default=None, help="dataset (default ml-100k)")
     parser.add_argument("--config_files", type=str, default=None, help="space-separated YAML files")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help=f"show the traceback of an error (also: environment variable {DEBUG_ENV}=1)",
+    )
     ddp = parser.add_argument_group(
         "distributed training (RecBole's DDP path, one process per GPU)"
     )
@@ -38,8 +73,20 @@ if __name__ == "__main__":
         "--group_offset", type=int, default=0, help="rank of this machine's first process"
     )
     leaderboard.add_arguments(parser)
-    args, unknown = parser.parse_known_args()
+    args, unknown = parser.parse_known_args(argv)
+    # RecBole's Config reads --key=value pairs from sys.argv itself: hide our own flag from it
+    sys.argv = [a for a in sys.argv if a != "--debug"]
+    debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    try:
+        return _run(parser, args, unknown)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the CLI's last line: one paragraph, not a traceback
+        return _print_error(err, debug)
 
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, unknown: list[str]) -> int:
     quick_start = []
     if args.model is None and args.dataset is None:
         quick_start = [os.path.join(get_properties_dir(), "quick_start.yaml")]
@@ -49,15 +96,12 @@ if __name__ == "__main__":
             parser.error(
                 "--nproc/--world_size run a single model on one dataset, not a leaderboard"
             )
-        if args.leaderboard_only:  # no training: a bad file list is a usage error
-            try:
-                leaderboard.cli(args, unknown)
-            except (FileNotFoundError, ValueError) as err:
-                sys.exit(f"error: {err}")
-            sys.exit(0)
+        if args.leaderboard_only:  # no training
+            leaderboard.cli(args, unknown)
+            return 0
         out = leaderboard.cli(args, unknown, default_config_files=quick_start)
         # a run stopped by its STOP file is unfinished: a non-zero status ends scripts chaining it
-        sys.exit(leaderboard.STOPPED_EXIT_CODE if out.get("stopped") else 0)
+        return leaderboard.STOPPED_EXIT_CODE if out.get("stopped") else 0
 
     config_files = args.config_files.strip().split(" ") if args.config_files else []
     run_args = dict(
@@ -70,17 +114,18 @@ if __name__ == "__main__":
             check_gpus(args.nproc, args.world_size)
         except ValueError as err:
             parser.error(str(err))
-    try:
-        if distributed:
-            run_distributed(
-                **run_args,
-                nproc=args.nproc,
-                world_size=args.world_size,
-                ip=args.ip,
-                port=args.port,
-                group_offset=args.group_offset,
-            )
-        else:
-            run_recbole_fair(**run_args)
-    except FileNotFoundError as err:  # missing data: the message says where and what to do
-        sys.exit(f"error: {err}")
+        run_distributed(
+            **run_args,
+            nproc=args.nproc,
+            world_size=args.world_size,
+            ip=args.ip,
+            port=args.port,
+            group_offset=args.group_offset,
+        )
+    else:
+        run_recbole_fair(**run_args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -40,6 +40,14 @@ What is shimmed:
   ``benchmarks/bench_train_step.py --anomaly_mode both``). Results are
   unchanged by it. :func:`apply` imports the package once and restores the mode the process had
   (a user who enabled anomaly mode keeps it). Can go when RecBole drops that line.
+* RecBole 1.2.1 triggers deprecation warnings of its dependencies on every run, which tell a user
+  nothing they can act on: pandas' chained-assignment ``FutureWarning`` (``df[f].fillna(...,
+  inplace=True)`` in ``Dataset``; harmless under pandas 2, and pandas 3 is pinned away, see
+  above), pandas' ``Series.agg(len)`` ``FutureWarning`` (``Dataset``'s ``_get_field_from_...``
+  counting), and torch's ``torch.cuda.amp.GradScaler(...)`` ``FutureWarning`` (``Trainer``).
+  :func:`filter_recbole_warnings` ignores exactly these three messages, and only when the warning
+  is raised from RecBole's own modules (the same warning from a user's code still shows). Can go
+  with RecBole's next release (these calls are rewritten on its main branch).
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ import hmac
 import os
 import secrets
 import types
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +156,23 @@ def restore_numpy_aliases() -> None:
             setattr(np, old, getattr(np, new))
 
 
+# (message regex, category) of RecBole 1.2.1's dependency deprecations (see the module docstring)
+_RECBOLE_WARNINGS = (
+    (
+        r"A value is trying to be set on a copy of a DataFrame or Series through chained",
+        FutureWarning,
+    ),
+    (r"using <built-in function len> in Series\.agg cannot aggregate", FutureWarning),
+    (r"`torch\.cuda\.amp\.GradScaler\(args\.\.\.\)` is deprecated", FutureWarning),
+)
+
+
+def filter_recbole_warnings() -> None:
+    r"""Ignore RecBole 1.2.1's dependency deprecation warnings, raised from its own modules only."""
+    for message, category in _RECBOLE_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category, module=r"recbole\.")
+
+
 def apply() -> None:
     r"""Install the shims (idempotent)."""
     global _APPLIED
@@ -154,6 +180,8 @@ def apply() -> None:
         return
     # numpy 2 vs RecBole's Config (see module docstring).
     restore_numpy_aliases()
+    # deprecation warnings of RecBole's dependencies that a user cannot act on (module docstring)
+    filter_recbole_warnings()
     import recbole.trainer.trainer as trainer_module
 
     # torch >= 2.6 weights_only default vs RecBole's pickled Config (see module docstring).

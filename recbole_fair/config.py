@@ -29,6 +29,42 @@ from recbole.utils import (
 
 from recbole_fair.utils import get_model, get_properties_dir
 
+
+class ConfigError(ValueError):
+    r"""A setting the user gave cannot work: the message names the key, the value and the fix."""
+
+
+# Settings checked once the configuration is final: key -> (test, what a valid value is). A key
+# that is absent or None is not checked (RecBole's own default applies, or the model ignores it).
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _positive_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def _probability(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1
+
+
+_SETTING_RULES: dict[str, tuple[Any, str]] = {
+    "epochs": (_positive_int, "an integer >= 1 (the number of training epochs)"),
+    "train_batch_size": (_positive_int, "an integer >= 1"),
+    "eval_batch_size": (_positive_int, "an integer >= 1"),
+    "MAX_ITEM_LIST_LENGTH": (
+        _positive_int,
+        "an integer >= 1 (how many earlier items of a user's history the model sees)",
+    ),
+    "stopping_step": (_positive_int, "an integer >= 1 (early-stopping patience, in evaluations)"),
+    "learning_rate": (_positive_number, "a number > 0"),
+    "hidden_size": (_positive_int, "an integer >= 1"),
+    "n_layers": (_positive_int, "an integer >= 1"),
+    "n_heads": (_positive_int, "an integer >= 1"),
+    "hidden_dropout_prob": (_probability, "a probability in [0, 1)"),
+    "attn_dropout_prob": (_probability, "a probability in [0, 1)"),
+}
+
 # Environment variable giving the default data_path (the folder holding one folder per dataset).
 DATA_PATH_ENV = "RECBOLE_FAIR_DATA_PATH"
 
@@ -69,8 +105,50 @@ class Config(RecBoleConfig):
         config_dict (dict, optional): parameter overrides.
 
     Unknown keys given by the user (files, dict or command line) are reported with the closest
-    known key; ``strict_config: True`` turns that warning into a ``ValueError``.
+    known key; ``strict_config: True`` turns that warning into a ``ValueError``. Keys of another
+    model family (e.g. ``text_fields`` for SASRec) are accepted silently, so one file can
+    configure several models. Settings that cannot work (``epochs: -1``,
+    ``MAX_ITEM_LIST_LENGTH: 0``, ...) raise :class:`ConfigError`; so does a YAML file that does
+    not parse, naming the file.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._check_settings()
+
+    def _load_config_files(self, file_list):
+        file_config_dict: dict = {}
+        for file in file_list or []:
+            try:
+                with open(file, encoding="utf-8") as f:
+                    content = yaml.load(f.read(), Loader=self.yaml_loader)
+            except yaml.YAMLError as err:
+                raise ConfigError(
+                    f"Config file {file} is not valid YAML: "
+                    + str(err).replace('"<unicode string>"', str(file))
+                    + ". Each line of a config file "
+                    "is 'key: value' (see properties/overall.yaml for examples)."
+                ) from err
+            except UnicodeDecodeError as err:
+                raise ConfigError(f"Config file {file} is not UTF-8 text: {err}.") from err
+            if content is None:  # an empty file
+                continue
+            if not isinstance(content, dict):
+                raise ConfigError(
+                    f"Config file {file} holds a {type(content).__name__}, not a mapping of "
+                    "'key: value' lines."
+                )
+            file_config_dict.update(content)
+        return file_config_dict
+
+    def _check_settings(self) -> None:
+        for key, (valid, expected) in _SETTING_RULES.items():
+            value = self.final_config_dict.get(key)
+            if value is not None and not valid(value):
+                raise ConfigError(
+                    f"Setting '{key}' is {value!r}; it must be {expected}. Change it where it "
+                    f"was set (--{key}=..., a config file or config_dict)."
+                )
 
     def _get_model_and_dataset(self, model: Any, dataset: str | None):
         if model is None:
@@ -149,9 +227,30 @@ class Config(RecBoleConfig):
         known |= set(getattr(model_class, "extra_config_keys", ()))
         return known
 
+    @staticmethod
+    def _other_family_keys() -> set[str]:
+        r"""Keys of every model's YAML (recbole-fair's and RecBole's) and of the semantic-ID
+        settings: valid in a config file shared by several models, ignored by the others."""
+        import recbole
+
+        recbole_props = os.path.join(os.path.dirname(recbole.__file__), "properties")
+        files = glob.glob(os.path.join(recbole_props, "model", "*.yaml"))
+        files += glob.glob(os.path.join(get_properties_dir(), "model", "*.yaml"))
+        files.append(os.path.join(get_properties_dir(), "semantic_ids.yaml"))
+        keys: set[str] = set()
+        for file in files:
+            with open(file, encoding="utf-8") as f:
+                content = yaml.safe_load(f.read()) or {}
+            if isinstance(content, dict):
+                keys |= set(content)
+        return keys
+
     def _check_unknown_keys(self, model: str, model_class: type, dataset: str) -> None:
         known = self._known_keys(model, model_class, dataset)
         unknown = sorted(k for k in self.external_config_dict if k not in known)
+        if unknown:
+            other_family = self._other_family_keys()
+            unknown = [k for k in unknown if k not in other_family]
         if not unknown:
             return
         hints = []
@@ -165,5 +264,5 @@ class Config(RecBoleConfig):
             f"--key=value)."
         )
         if self.external_config_dict.get("strict_config", False):
-            raise ValueError(message + " (strict_config: True)")
+            raise ConfigError(message + " (strict_config: True)")
         getLogger().warning(message)

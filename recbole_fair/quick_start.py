@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import sys
 import time
 from logging import getLogger
@@ -17,7 +18,7 @@ from typing import Any, Callable
 
 import torch
 from recbole.data import data_preparation
-from recbole.utils import init_logger, init_seed, set_color
+from recbole.utils import init_logger, init_seed
 
 from recbole_fair.config import DATA_PATH_ENV, Config
 from recbole_fair.data.download import download_dataset, recbole_url, report_downloaded
@@ -92,6 +93,13 @@ def check_data_files(config: Config) -> None:
     )
 
 
+def unique_checkpoint_file(directory: str, model: str, dataset: str) -> str:
+    r"""``<directory>/<model>-<dataset>-<local time>-<6 random hex digits>.pth``, a name no
+    other run picks (RecBole's own is unique only to the second)."""
+    stamp = time.strftime("%b-%d-%Y_%H-%M-%S")
+    return os.path.join(directory, f"{model}-{dataset}-{stamp}-{secrets.token_hex(3)}.pth")
+
+
 def peak_rss_mb() -> float:
     r"""Peak resident set size of this process in MiB (Linux/macOS)."""
     try:
@@ -156,6 +164,13 @@ def run_recbole_fair(
     n_params = sum(p.numel() for p in model_obj.parameters() if p.requires_grad)
 
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model_obj)
+    if config["single_spec"]:
+        # RecBole names checkpoints <model>-<local time to the second>.pth: two runs started in
+        # the same second would overwrite each other's. (Under DDP every rank must agree on the
+        # name, so RecBole's stays.)
+        trainer.saved_model_file = unique_checkpoint_file(
+            config["checkpoint_dir"], config["model"], config["dataset"]
+        )
     timings = _instrument(trainer)
     if trainer_hook is not None:
         trainer_hook(trainer, timings)
@@ -199,14 +214,19 @@ def run_recbole_fair(
         costs["train_seconds_per_epoch"] = sum(timings["train"]) / len(timings["train"])
     paths = {
         "log_file": log_file,
-        "checkpoint": trainer.saved_model_file if saved else None,
+        "checkpoint": os.path.abspath(trainer.saved_model_file) if saved else None,
         "semantic_id_cache": getattr(train_data._dataset, "semantic_id_cache_path", None),
     }
-    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
-    logger.info(set_color("test result", "yellow") + f": {test_result}")
-    for name, path in paths.items():
-        if path:
-            logger.info(set_color(name, "blue") + f": {path}")
+    logger.info(
+        format_results(
+            best_valid_result,
+            test_result,
+            paths,
+            title=f"{config['model']} on {config['dataset']}: best epoch "
+            + ("-" if trainer.best_epoch is None else str(trainer.best_epoch + 1))
+            + f" of {len(timings['train'])} trained (1-based)",
+        )
+    )
 
     result = {
         "best_valid_score": best_valid_score,
@@ -230,6 +250,31 @@ def run_recbole_fair(
         if config["local_rank"] == 0 and queue is not None:
             queue.put(result)
     return result
+
+
+def format_results(
+    valid: dict[str, float] | None,
+    test: dict[str, float] | None,
+    paths: dict[str, str | None],
+    title: str = "results",
+) -> str:
+    r"""The end-of-run summary: one line per metric with its best-validation and test values as
+    plain numbers, then the paths of the run's files (those that exist)."""
+    valid, test = valid or {}, test or {}
+    metrics = list(dict.fromkeys([*valid, *test]))
+    width = max([len(m) for m in metrics] + [len("metric")])
+    lines = [title, f"{'metric':<{width}}  {'valid':>8}  {'test':>8}"]
+    for metric in metrics:
+        cells = [
+            f"{float(values[metric]):>8.4f}" if metric in values else f"{'-':>8}"
+            for values in (valid, test)
+        ]
+        lines.append(f"{metric:<{width}}  " + "  ".join(cells))
+    names = {"log_file": "log file", "checkpoint": "checkpoint", "semantic_id_cache": "SID cache"}
+    for key, path in paths.items():
+        if path:
+            lines.append(f"{names.get(key, key)}: {path}")
+    return "\n".join(lines)
 
 
 def _count_eval_users(eval_data: Any) -> int:

@@ -74,5 +74,5 @@ tar czf "$OUT/results.tar.gz" -C $W --exclude=checkpoints .
 cat $S
 for f in "$W"/*.log; do
     echo "== $f"
-    grep -E "best valid|test result|Traceback|Error" "$f" | tail -4
+    grep -E -A8 "best epoch .* trained|Traceback|Error" "$f" | tail -10
 done
