@@ -5,17 +5,17 @@
 # schedule (linear warm-up for WARMUP epochs, cosine decay to 0 at the cap), seed 2020.
 #
 #   bash benchmarks/run_recipe_lanes.sh a        # lane a: d=512 at lr 0.0025, then 0.001
-#   bash benchmarks/run_recipe_lanes.sh b        # lane b: d=128 lr 0.01, d=256 lr 0.005, d=512 lr 0.01
+#   bash benchmarks/run_recipe_lanes.sh b        # lane b: d=128 lr 0.01, d=512 lr 0.01, d=256 lr 0.005
 #   bash benchmarks/run_recipe_lanes.sh merge    # -> docs/leaderboards/Amazon_Scientific-recipe/
 #
-# Each run is a one-cell leaderboard in a folder of its own ($OUT/recipe-d<D>-lr<LR>), started
+# Each run is a one-cell leaderboard in a folder of its own ($OUT/recipe-e<EPOCHS>-d<D>-lr<LR>), started
 # with --resume: re-running a lane skips finished runs and continues an interrupted one from its
-# last epoch. `touch $OUT/recipe-d<D>-lr<LR>/STOP` stops a run after its current epoch. The
+# last epoch. `touch $OUT/recipe-e<EPOCHS>-d<D>-lr<LR>/STOP` stops a run after its current epoch. The
 # per-epoch validation scores and training losses are in each record's costs (valid_scores,
 # train_losses). Lanes run single-threaded (one per core).
 #
 # Environment: DATA_PATH (default ../shared/datasets), SID_CACHE (default
-# benchmarks/results/sid_cache), OUT (default leaderboards/recipe), EPOCHS (default 20), WARMUP
+# benchmarks/results/sid_cache), OUT (default leaderboards/recipe), EPOCHS (default 10), WARMUP
 # (warm-up epochs, default 1), PYTHON (default python), THREADS (default 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +24,7 @@ lane=${1:?usage: run_recipe_lanes.sh a|b|merge}
 DATA_PATH=${DATA_PATH:-../shared/datasets}
 SID_CACHE=${SID_CACHE:-benchmarks/results/sid_cache}
 OUT=${OUT:-leaderboards/recipe}
-EPOCHS=${EPOCHS:-20}
+EPOCHS=${EPOCHS:-10}
 WARMUP=${WARMUP:-1}
 PYTHON=${PYTHON:-python}
 THREADS=${THREADS:-1}
@@ -35,7 +35,7 @@ if [[ -f $TCMALLOC && -z ${LD_PRELOAD:-} ]]; then export LD_PRELOAD=$TCMALLOC; f
 
 run() {  # width learning_rate
     local d=$1 lr=$2
-    local dir=$OUT/recipe-d$d-lr$lr
+    local dir=$OUT/recipe-e$EPOCHS-d$d-lr$lr
     mkdir -p "$dir"
     echo "== $(date -u +%FT%TZ) FAIR d=$d lr=$lr on $DATASET -> $dir (log: $dir.log)"
     $PYTHON run_recbole_fair.py --model=FAIR --dataset=$DATASET \
@@ -52,17 +52,17 @@ a)
     ;;
 b)
     run 128 0.01
-    run 256 0.005
     run 512 0.01
+    run 256 0.005
     ;;
 merge)
     files=()
-    for f in "$OUT"/recipe-*/results.jsonl; do
+    for f in "$OUT"/recipe-e"$EPOCHS"-*/results.jsonl; do
         [[ -s $f ]] && files+=("$f")
     done
     list=$(IFS=,; echo "${files[*]}")
     $PYTHON run_recbole_fair.py --leaderboard-only "$list" \
-        --leaderboard_dir="docs/leaderboards/$DATASET-recipe"
+        --leaderboard_dir="docs/leaderboards/$DATASET-recipe-e$EPOCHS"
     ;;
 *)
     echo "unknown lane '$lane': a, b or merge" >&2
