@@ -28,6 +28,11 @@ What is shimmed:
   mode 0600). RecBole's trainer module then loads with ``weights_only=False`` only a file whose
   content is signed; anything else goes through torch's safe default and is refused.
   Can go when RecBole saves checkpoints that load with ``weights_only=True``.
+  :func:`trusted_torch_load` passes ``weights_only=True`` explicitly for anything unsigned, so
+  foreign files stay refused under torch 2.4/2.5 (whose default is ``False``) and under
+  ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``; a signed file is read once, and the bytes checked are the
+  bytes unpickled. The RecBole models that ``torch.load`` a pre-trained checkpoint named in their
+  config (ConvNCF, NAIS, NeuMF, RaCT, KD_DAGFM, S3Rec) see the same loader.
 * RecBole's dataset and dataloader caches are plain pickles, and RecBole 1.2.1 unpickles them
   whenever the file exists, whatever ``save_dataset``/``save_dataloaders`` say:
   ``create_dataset`` reads ``<checkpoint_dir>/<dataset>-<DatasetClass>.pth`` (or
@@ -42,6 +47,9 @@ What is shimmed:
   replaced in ``recbole.data.utils`` (where ``data_preparation`` and
   :func:`recbole_fair.utils.create_dataset` look them up at call time) and in ``recbole.data``'s
   re-exports. Can go when RecBole verifies its caches or stops pickling them.
+* LDiffRec reads ``<dataset>/item_emb.npy`` with ``np.load(allow_pickle=True)``: an object
+  array there would be unpickled. Item embeddings are a float matrix, so its ``np.load`` runs
+  with ``allow_pickle=False``. Can go when RecBole drops ``allow_pickle=True``.
 * ``recbole.quick_start`` imports ``ray`` (for hyper-parameter tuning) at module import, and ray
   2.x imports ``pkg_resources``, which setuptools >= 81 no longer ships. Our own quick start
   (:mod:`recbole_fair.quick_start`) never imports ``recbole.quick_start``, so nothing is pinned
@@ -61,6 +69,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import io
 import os
 import pickle
 import secrets
@@ -76,6 +85,7 @@ _APPLIED = False
 # Content hashes of the checkpoints written by this process.
 _TRUSTED_DIGESTS: set[str] = set()
 _ORIGINAL_TORCH_LOAD = torch.load
+_ORIGINAL_NP_LOAD = np.load
 # The functions that replace RecBole's cache readers and writers, by their RecBole name.
 _CACHE_SHIMS: dict[str, Callable[..., Any]] = {}
 # RecBole's own cache readers, called by those shims.
@@ -185,12 +195,17 @@ def trusted_torch_load(f: Any, *args: Any, **kwargs: Any) -> Any:
     r"""``torch.load`` that fully unpickles only checkpoints this installation wrote.
 
     Anything else (a foreign file, a modified checkpoint, a file-like object) is loaded with
-    torch's own default (``weights_only=True``), which refuses arbitrary pickles.
+    ``weights_only=True``, which refuses arbitrary pickles; it is passed explicitly, so that
+    neither torch < 2.6 (default ``False``) nor ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` turn it off.
+    A caller that passes ``weights_only`` itself decides.
     """
-    if "weights_only" not in kwargs and isinstance(f, (str, os.PathLike)):
-        if is_trusted_checkpoint(f):
-            kwargs["weights_only"] = False
-    return _ORIGINAL_TORCH_LOAD(f, *args, **kwargs)
+    if "weights_only" in kwargs:
+        return _ORIGINAL_TORCH_LOAD(f, *args, **kwargs)
+    if isinstance(f, (str, os.PathLike)) and os.path.isfile(f):
+        data = read_trusted_bytes(f)
+        if data is not None:
+            return _ORIGINAL_TORCH_LOAD(io.BytesIO(data), *args, weights_only=False, **kwargs)
+    return _ORIGINAL_TORCH_LOAD(f, *args, weights_only=True, **kwargs)
 
 
 def _guarded_pickle_load(file: IO[bytes], **kwargs: Any) -> Any:
@@ -220,8 +235,13 @@ def _module_proxy(module: types.ModuleType, **overrides: Any) -> types.ModuleTyp
 
 
 def _torch_proxy() -> types.ModuleType:
-    r"""``torch`` with ``load`` = :func:`trusted_torch_load`, for RecBole's trainer module."""
+    r"""``torch`` with ``load`` = :func:`trusted_torch_load`, for RecBole's modules."""
     return _module_proxy(torch, load=trusted_torch_load)
+
+
+def _np_load_without_pickle(file: Any, *args: Any, **kwargs: Any) -> Any:
+    kwargs["allow_pickle"] = False
+    return _ORIGINAL_NP_LOAD(file, *args, **kwargs)
 
 
 def _warn_untrusted_cache(path: Any, what: str, option: str) -> None:
@@ -302,6 +322,17 @@ def _save_dataset(self: Any) -> None:
     write_signed(file, lambda f: pickle.dump(self, f))
 
 
+# RecBole modules that torch.load a pre-trained checkpoint named in the model's config.
+_PRETRAINED_LOADERS = [
+    "recbole.model.general_recommender.convncf",
+    "recbole.model.general_recommender.nais",
+    "recbole.model.general_recommender.neumf",
+    "recbole.model.general_recommender.ract",
+    "recbole.model.context_aware_recommender.kd_dagfm",
+    "recbole.model.sequential_recommender.s3rec",
+]
+
+
 def _install_cache_shims() -> None:
     r"""Signed dataset and dataloader caches (see the module docstring)."""
     import recbole.data
@@ -321,6 +352,23 @@ def _install_cache_shims() -> None:
         setattr(data_utils, name, shim)  # data_preparation and recbole_fair.utils look up here
         setattr(recbole.data, name, shim)  # ``from recbole.data import create_dataset``
     dataset_module.Dataset.save = _save_dataset
+
+
+def _install_model_file_shims() -> None:
+    r"""Pre-trained checkpoints and LDiffRec's item embeddings (see the module docstring)."""
+    import importlib
+
+    for name in _PRETRAINED_LOADERS:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:  # a model's optional dependency: RecBole's get_model reports it
+            continue
+        module.torch = _torch_proxy()
+    try:
+        from recbole.model.general_recommender import ldiffrec
+    except ImportError:
+        return
+    ldiffrec.np = _module_proxy(np, load=_np_load_without_pickle)
 
 
 def restore_numpy_aliases() -> None:
@@ -372,4 +420,8 @@ def apply() -> None:
         pass
     finally:
         torch.autograd.set_detect_anomaly(anomaly[0], check_nan=anomaly[1])
+    # The RecBole models that torch.load a pre-trained checkpoint, and LDiffRec's np.load with
+    # allow_pickle=True (see module docstring). After the import above: S3Rec is a sequential
+    # model, and importing one imports sine.py.
+    _install_model_file_shims()
     _APPLIED = True

@@ -2,10 +2,13 @@
 this installation's key are unpickled; anything else is ignored (with a warning) and rebuilt."""
 
 import logging
+import os
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from conftest import TINY_FAIR
 
 from recbole_fair import compat
@@ -200,3 +203,48 @@ def test_saved_caches_are_signed_and_a_failed_write_leaves_the_old_file(tmp_path
         "cache.pth",
         "cache.pth.sig",
     ]
+
+
+def test_untrusted_torch_loads_stay_safe_whatever_the_environment(tmp_path, monkeypatch):
+    """torch < 2.6 (allowed by setup.cfg) and TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD default to full
+    unpickling: trusted_torch_load asks for weights_only=True explicitly on foreign files."""
+    marker = tmp_path / "PWNED"
+    _plant(tmp_path / "foreign.pth", marker)
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    with pytest.raises(pickle.UnpicklingError):
+        compat.trusted_torch_load(str(tmp_path / "foreign.pth"))
+    with open(tmp_path / "foreign.pth", "rb") as f, pytest.raises(pickle.UnpicklingError):
+        compat.trusted_torch_load(f)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "recbole.model.general_recommender.convncf",
+        "recbole.model.general_recommender.nais",
+        "recbole.model.general_recommender.neumf",
+        "recbole.model.general_recommender.ract",
+        "recbole.model.context_aware_recommender.kd_dagfm",
+        "recbole.model.sequential_recommender.s3rec",
+    ],
+)
+def test_recbole_pretrained_model_loads_are_guarded(module):
+    """RecBole models that torch.load a pre-trained checkpoint named in the config."""
+    import importlib
+
+    assert importlib.import_module(module).torch.load is compat.trusted_torch_load
+
+
+def test_ldiffrec_item_embeddings_load_without_pickle(tmp_path):
+    from recbole.model.general_recommender import ldiffrec
+
+    np.save(tmp_path / "floats.npy", np.ones((3, 2), dtype=np.float32))
+    assert ldiffrec.np.load(tmp_path / "floats.npy", allow_pickle=True).shape == (3, 2)
+    marker = tmp_path / "PWNED"
+    np.save(tmp_path / "objects.npy", np.array([_Payload(marker)], dtype=object))
+    with pytest.raises(ValueError, match="allow_pickle"):
+        ldiffrec.np.load(tmp_path / "objects.npy", allow_pickle=True)
+    assert not marker.exists()
+    assert np.load is not ldiffrec.np.load and torch.load is compat._ORIGINAL_TORCH_LOAD
+    assert os.path.isfile(tmp_path / "objects.npy")
