@@ -162,11 +162,13 @@ def read_trusted_bytes(path: str | os.PathLike) -> bytes | None:
 
 
 def write_signed(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
-    r"""``write(f)`` into ``<path>.tmp``, sign it, then rename file and signature into place.
+    r"""``write(f)`` into a temporary file next to ``path``, sign it, then rename file and
+    signature into place.
 
     A write that fails (or is interrupted) leaves the previous file and signature untouched and
-    no temporary file behind."""
-    tmp = f"{path}.tmp"
+    no temporary file behind. The temporary name carries the process id: under DDP every rank
+    runs RecBole's data preparation and so writes the same cache."""
+    tmp = f"{path}.{os.getpid()}.tmp"
     try:
         with open(tmp, "wb") as f:
             write(f)
