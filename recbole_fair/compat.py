@@ -28,6 +28,28 @@ What is shimmed:
   mode 0600). RecBole's trainer module then loads with ``weights_only=False`` only a file whose
   content is signed; anything else goes through torch's safe default and is refused.
   Can go when RecBole saves checkpoints that load with ``weights_only=True``.
+  :func:`trusted_torch_load` passes ``weights_only=True`` explicitly for anything unsigned, so
+  foreign files stay refused under torch 2.4/2.5 (whose default is ``False``) and under
+  ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``; a signed file is read once, and the bytes checked are the
+  bytes unpickled. The RecBole models that ``torch.load`` a pre-trained checkpoint named in their
+  config (ConvNCF, NAIS, NeuMF, RaCT, KD_DAGFM, S3Rec) see the same loader.
+* RecBole's dataset and dataloader caches are plain pickles, and RecBole 1.2.1 unpickles them
+  whenever the file exists, whatever ``save_dataset``/``save_dataloaders`` say:
+  ``create_dataset`` reads ``<checkpoint_dir>/<dataset>-<DatasetClass>.pth`` (or
+  ``dataset_save_path``) and ``data_preparation`` (``load_split_dataloaders``) reads
+  ``<checkpoint_dir>/<dataset>-for-<model>-dataloader.pth`` (or ``dataloaders_save_path``). A
+  pickle planted there (a copied ``saved/`` folder) runs its code on the next ordinary run.
+  The same signing rule applies: ``Dataset.save`` and ``save_split_dataloaders`` write to a
+  temporary file, sign it and rename both into place; the ``pickle`` module RecBole's data utils
+  see only unpickles signed bytes (:class:`UntrustedFileError` otherwise), and
+  ``create_dataset``/``load_split_dataloaders`` turn that refusal into a warning naming the
+  file and a rebuild from the atomic files (the cache is only an optimisation). They are
+  replaced in ``recbole.data.utils`` (where ``data_preparation`` and
+  :func:`recbole_fair.utils.create_dataset` look them up at call time) and in ``recbole.data``'s
+  re-exports. Can go when RecBole verifies its caches or stops pickling them.
+* LDiffRec reads ``<dataset>/item_emb.npy`` with ``np.load(allow_pickle=True)``: an object
+  array there would be unpickled. Item embeddings are a float matrix, so its ``np.load`` runs
+  with ``allow_pickle=False``. Can go when RecBole drops ``allow_pickle=True``.
 * ``recbole.quick_start`` imports ``ray`` (for hyper-parameter tuning) at module import, and ray
   2.x imports ``pkg_resources``, which setuptools >= 81 no longer ships. Our own quick start
   (:mod:`recbole_fair.quick_start`) never imports ``recbole.quick_start``, so nothing is pinned
@@ -52,14 +74,18 @@ What is shimmed:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import io
 import os
+import pickle
 import secrets
 import types
 import warnings
+from logging import getLogger
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Callable
 
 import numpy as np
 import torch
@@ -68,6 +94,11 @@ _APPLIED = False
 # Content hashes of the checkpoints written by this process.
 _TRUSTED_DIGESTS: set[str] = set()
 _ORIGINAL_TORCH_LOAD = torch.load
+_ORIGINAL_NP_LOAD = np.load
+# The functions that replace RecBole's cache readers and writers, by their RecBole name.
+_CACHE_SHIMS: dict[str, Callable[..., Any]] = {}
+# RecBole's own cache readers, called by those shims.
+_UPSTREAM: dict[str, Callable[..., Any]] = {}
 
 
 def _key_path() -> Path:
@@ -104,17 +135,16 @@ def _signature(digest: str) -> str:
 
 
 def sign_checkpoint(path: str | os.PathLike) -> None:
-    r"""Mark a checkpoint written by this installation as trusted (in-process and on disk)."""
+    r"""Mark a file written by this installation (a checkpoint, a dataset or dataloader cache)
+    as trusted, in-process and on disk (``<path>.sig``)."""
     digest = _file_digest(path)
     _TRUSTED_DIGESTS.add(digest)
     Path(str(path) + ".sig").write_text(_signature(digest))
 
 
-def is_trusted_checkpoint(path: str | os.PathLike) -> bool:
-    r"""True when ``path`` holds exactly the bytes of a checkpoint this installation signed."""
-    if not os.path.isfile(path):
-        return False
-    digest = _file_digest(path)
+def _is_signed(path: str | os.PathLike, digest: str) -> bool:
+    r"""True when content of SHA-256 ``digest``, found at ``path``, was signed by this
+    installation (in this process, or by the key through ``<path>.sig``)."""
     if digest in _TRUSTED_DIGESTS:
         return True
     sig_file = Path(str(path) + ".sig")
@@ -123,29 +153,233 @@ def is_trusted_checkpoint(path: str | os.PathLike) -> bool:
     return hmac.compare_digest(sig_file.read_text().strip(), _signature(digest))
 
 
+def is_trusted_checkpoint(path: str | os.PathLike) -> bool:
+    r"""True when ``path`` holds exactly the bytes of a file this installation signed."""
+    if not os.path.isfile(path):
+        return False
+    return _is_signed(path, _file_digest(path))
+
+
+def read_trusted_bytes(path: str | os.PathLike) -> bytes | None:
+    r"""The content of ``path`` when this installation signed exactly these bytes, else None.
+
+    The file is read once: the bytes checked are the bytes the caller gets (a file swapped
+    between a check and a second read cannot slip through)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return data if _is_signed(path, hashlib.sha256(data).hexdigest()) else None
+
+
+def write_signed(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
+    r"""``write(f)`` into a temporary file next to ``path``, sign it, then rename file and
+    signature into place.
+
+    A write that fails (or is interrupted) leaves the previous file and signature untouched and
+    no temporary file behind. The temporary name carries the process id: under DDP every rank
+    runs RecBole's data preparation and so writes the same cache."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        sign_checkpoint(tmp)
+        os.replace(tmp, path)
+        os.replace(f"{tmp}.sig", f"{path}.sig")
+    except BaseException:
+        for leftover in (tmp, f"{tmp}.sig"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(leftover)
+        raise
+
+
+class UntrustedFileError(pickle.UnpicklingError):
+    r"""A pickle on disk that this installation did not sign: it was not unpickled."""
+
+    def __init__(self, path: Any):
+        self.path = path
+        super().__init__(
+            f"{path} is not signed by this installation's key ({_key_path()}); "
+            "it was not unpickled (unpickling a file can run arbitrary code)"
+        )
+
+
 def trusted_torch_load(f: Any, *args: Any, **kwargs: Any) -> Any:
     r"""``torch.load`` that fully unpickles only checkpoints this installation wrote.
 
     Anything else (a foreign file, a modified checkpoint, a file-like object) is loaded with
-    torch's own default (``weights_only=True``), which refuses arbitrary pickles.
+    ``weights_only=True``, which refuses arbitrary pickles; it is passed explicitly, so that
+    neither torch < 2.6 (default ``False``) nor ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` turn it off.
+    A caller that passes ``weights_only`` itself decides.
     """
-    if "weights_only" not in kwargs and isinstance(f, (str, os.PathLike)):
-        if is_trusted_checkpoint(f):
-            kwargs["weights_only"] = False
-    return _ORIGINAL_TORCH_LOAD(f, *args, **kwargs)
+    if "weights_only" in kwargs:
+        return _ORIGINAL_TORCH_LOAD(f, *args, **kwargs)
+    if isinstance(f, (str, os.PathLike)) and os.path.isfile(f):
+        data = read_trusted_bytes(f)
+        if data is not None:
+            return _ORIGINAL_TORCH_LOAD(io.BytesIO(data), *args, weights_only=False, **kwargs)
+    return _ORIGINAL_TORCH_LOAD(f, *args, weights_only=True, **kwargs)
+
+
+def _guarded_pickle_load(file: IO[bytes], **kwargs: Any) -> Any:
+    r"""``pickle.load`` for RecBole's cache readers: unpickles only bytes this installation
+    signed (the file is identified by its ``name``), raises :class:`UntrustedFileError` else."""
+    path = getattr(file, "name", None)
+    data = file.read()
+    if not isinstance(path, (str, os.PathLike)) or not _is_signed(
+        path, hashlib.sha256(data).hexdigest()
+    ):
+        raise UntrustedFileError(path)
+    return pickle.loads(data, **kwargs)
+
+
+def _module_proxy(module: types.ModuleType, **overrides: Any) -> types.ModuleType:
+    r"""A stand-in for ``module`` inside one RecBole module: identical except for
+    ``overrides`` (the real module stays untouched for everyone else)."""
+    proxy = types.ModuleType(module.__name__)
+
+    def __getattr__(name: str) -> Any:
+        return getattr(module, name)
+
+    proxy.__getattr__ = __getattr__  # type: ignore[attr-defined]
+    for name, value in overrides.items():
+        setattr(proxy, name, value)
+    return proxy
 
 
 def _torch_proxy() -> types.ModuleType:
-    r"""A stand-in for the ``torch`` module inside RecBole's trainer module: identical except
-    that ``load`` is :func:`trusted_torch_load` (``torch.load`` itself stays untouched)."""
-    proxy = types.ModuleType("torch")
+    r"""``torch`` with ``load`` = :func:`trusted_torch_load`, for RecBole's modules."""
+    return _module_proxy(torch, load=trusted_torch_load)
 
-    def __getattr__(name: str) -> Any:
-        return getattr(torch, name)
 
-    proxy.__getattr__ = __getattr__  # type: ignore[attr-defined]
-    proxy.load = trusted_torch_load  # type: ignore[attr-defined]
-    return proxy
+def _np_load_without_pickle(file: Any, *args: Any, **kwargs: Any) -> Any:
+    kwargs["allow_pickle"] = False
+    return _ORIGINAL_NP_LOAD(file, *args, **kwargs)
+
+
+def _warn_untrusted_cache(path: Any, what: str, option: str) -> None:
+    getLogger().warning(
+        f"RecBole {what} cache [{path}] is not signed by this installation's key "
+        f"({_key_path()}): it was not unpickled (unpickling a file can run arbitrary code) and "
+        f"is ignored, the {what} being rebuilt from the atomic files instead. Delete it, or "
+        f"re-create it on this machine with {option}=True (caches this installation writes "
+        "are signed and reused)."
+    )
+
+
+def _recbole_dataset_class(config: Any) -> type:
+    r"""The class RecBole 1.2.1's ``create_dataset`` builds for ``config`` (the same rule)."""
+    from recbole.data import dataset as dataset_module
+    from recbole.utils import ModelType
+
+    specific = getattr(dataset_module, config["model"] + "Dataset", None)
+    if specific is not None:
+        return specific
+    by_type = {
+        ModelType.SEQUENTIAL: "SequentialDataset",
+        ModelType.KNOWLEDGE: "KnowledgeBasedDataset",
+    }
+    return getattr(dataset_module, by_type.get(config["MODEL_TYPE"], "Dataset"))
+
+
+def _create_dataset(config: Any) -> Any:
+    r"""RecBole's ``create_dataset``; an unsigned dataset cache is ignored with a warning (its
+    ``pickle.load`` refused, see :func:`_guarded_pickle_load`) and the dataset rebuilt."""
+    try:
+        return _UPSTREAM["create_dataset"](config)
+    except UntrustedFileError as err:
+        _warn_untrusted_cache(err.path, "filtered dataset", "save_dataset")
+    dataset = _recbole_dataset_class(config)(config)
+    if config["save_dataset"]:
+        dataset.save()
+    return dataset
+
+
+def _load_split_dataloaders(config: Any) -> Any:
+    r"""RecBole's ``load_split_dataloaders``; None (rebuild) for an unsigned cache, with a
+    warning."""
+    try:
+        return _UPSTREAM["load_split_dataloaders"](config)
+    except UntrustedFileError as err:
+        _warn_untrusted_cache(err.path, "split dataloaders", "save_dataloaders")
+        return None
+
+
+def _save_split_dataloaders(config: Any, dataloaders: Any) -> None:
+    r"""RecBole 1.2.1's ``save_split_dataloaders``, written aside, signed and renamed into
+    place (:func:`write_signed`)."""
+    from recbole.utils import ensure_dir, set_color
+
+    ensure_dir(config["checkpoint_dir"])
+    file_path = os.path.join(
+        config["checkpoint_dir"], f"{config['dataset']}-for-{config['model']}-dataloader.pth"
+    )
+    getLogger().info(set_color("Saving split dataloaders into", "pink") + f": [{file_path}]")
+    serialized = []
+    for dataloader in dataloaders:  # RecBole's own rule: generators travel as their state
+        generator_state = dataloader.generator.get_state()
+        dataloader.generator = None
+        dataloader.sampler.generator = None
+        serialized.append((dataloader, generator_state))
+    write_signed(file_path, lambda f: pickle.dump(serialized, f))
+
+
+def _save_dataset(self: Any) -> None:
+    r"""RecBole 1.2.1's ``Dataset.save``, written aside, signed and renamed into place."""
+    from recbole.utils import ensure_dir, set_color
+
+    save_dir = self.config["checkpoint_dir"]
+    ensure_dir(save_dir)
+    file = os.path.join(save_dir, f"{self.config['dataset']}-{self.__class__.__name__}.pth")
+    self.logger.info(set_color("Saving filtered dataset into ", "pink") + f"[{file}]")
+    write_signed(file, lambda f: pickle.dump(self, f))
+
+
+# RecBole modules that torch.load a pre-trained checkpoint named in the model's config.
+_PRETRAINED_LOADERS = [
+    "recbole.model.general_recommender.convncf",
+    "recbole.model.general_recommender.nais",
+    "recbole.model.general_recommender.neumf",
+    "recbole.model.general_recommender.ract",
+    "recbole.model.context_aware_recommender.kd_dagfm",
+    "recbole.model.sequential_recommender.s3rec",
+]
+
+
+def _install_cache_shims() -> None:
+    r"""Signed dataset and dataloader caches (see the module docstring)."""
+    import recbole.data
+    import recbole.data.dataset.dataset as dataset_module
+    import recbole.data.utils as data_utils
+
+    _UPSTREAM["create_dataset"] = data_utils.create_dataset
+    _UPSTREAM["load_split_dataloaders"] = data_utils.load_split_dataloaders
+    # What RecBole's data utils unpickle with, whoever holds a reference to their functions.
+    data_utils.pickle = _module_proxy(pickle, load=_guarded_pickle_load)
+    _CACHE_SHIMS.update(
+        create_dataset=_create_dataset,
+        load_split_dataloaders=_load_split_dataloaders,
+        save_split_dataloaders=_save_split_dataloaders,
+    )
+    for name, shim in _CACHE_SHIMS.items():
+        setattr(data_utils, name, shim)  # data_preparation and recbole_fair.utils look up here
+        setattr(recbole.data, name, shim)  # ``from recbole.data import create_dataset``
+    dataset_module.Dataset.save = _save_dataset
+
+
+def _install_model_file_shims() -> None:
+    r"""Pre-trained checkpoints and LDiffRec's item embeddings (see the module docstring)."""
+    import importlib
+
+    for name in _PRETRAINED_LOADERS:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:  # a model's optional dependency: RecBole's get_model reports it
+            continue
+        module.torch = _torch_proxy()
+    try:
+        from recbole.model.general_recommender import ldiffrec
+    except ImportError:
+        return
+    ldiffrec.np = _module_proxy(np, load=_np_load_without_pickle)
 
 
 def restore_numpy_aliases() -> None:
@@ -205,6 +439,8 @@ def apply() -> None:
 
     trainer_module.Trainer._save_checkpoint = _save_checkpoint
     trainer_module.torch = _torch_proxy()
+    # RecBole 1.2.1 unpickles any dataset/dataloader cache it finds (see module docstring).
+    _install_cache_shims()
 
     # RecBole's SINE switches autograd anomaly mode on at import (see module docstring).
     anomaly = torch.is_anomaly_enabled(), torch.is_anomaly_check_nan_enabled()
@@ -214,4 +450,8 @@ def apply() -> None:
         pass
     finally:
         torch.autograd.set_detect_anomaly(anomaly[0], check_nan=anomaly[1])
+    # The RecBole models that torch.load a pre-trained checkpoint, and LDiffRec's np.load with
+    # allow_pickle=True (see module docstring). After the import above: S3Rec is a sequential
+    # model, and importing one imports sine.py.
+    _install_model_file_shims()
     _APPLIED = True

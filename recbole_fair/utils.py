@@ -17,7 +17,7 @@ import sysconfig
 from functools import lru_cache
 from logging import getLogger
 
-from recbole.data import create_dataset as recbole_create_dataset
+import recbole.data.utils as recbole_data_utils
 from recbole.utils import get_model as recbole_get_model
 from recbole.utils import get_trainer as recbole_get_trainer
 from recbole.utils import set_color
@@ -110,7 +110,8 @@ def create_dataset(config):
     module = importlib.import_module("recbole_fair.data")
     dataset_class = getattr(module, config["model"] + "Dataset", None)
     if dataset_class is None:
-        return recbole_create_dataset(config)
+        # looked up at call time: recbole_fair.compat replaces it (signed dataset caches)
+        return recbole_data_utils.create_dataset(config)
     dataset = dataset_class(config)
     getLogger().info(set_color("dataset class", "pink") + f": {dataset_class.__name__}")
     return dataset
