@@ -5,6 +5,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +18,9 @@ from recbole.data.dataset import SequentialDataset
 import recbole_fair  # noqa: F401  (compatibility shims)
 from recbole_fair.tokenizer.quantizer import (
     OPQProductQuantizer,
+    check_quantizer_args,
     default_threads,
+    min_training_items,
     quantize,
     random_codes,
     separate_collisions,
@@ -28,6 +34,7 @@ from recbole_fair.tokenizer.semantic_ids import (
 from recbole_fair.tokenizer.text import build_item_texts, field_texts, resolve_text_fields
 
 DIM = 32
+REPO = Path(__file__).resolve().parents[1]
 
 
 def fake_encoder(calls: list | None = None, dim: int = DIM):
@@ -224,6 +231,100 @@ def test_quantizer_errors(kwargs, pattern):
     x, mask = _data()
     with pytest.raises(ValueError, match=pattern):
         quantize(x, mask, **{"codebook_size": 16, **kwargs})
+
+
+def _run_isolated(code: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    r"""Run ``code`` in a fresh Python process: a faiss call that corrupts the heap (the bug the
+    checks below prevent) kills that process, never pytest."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=REPO,
+    )
+
+
+def test_too_few_training_items_for_the_opq_dimension_names_the_numbers_and_ways_out():
+    # 300 training items, 384 dimensions (MiniLM), 32 x 256 codes: faiss' OPQ writes past its
+    # buffer (exit 134/139 or a hang in free()); the check refuses first
+    with pytest.raises(ValueError) as err:
+        check_quantizer_args(384, 300, 32, 256)
+    message = str(err.value)
+    for part in ("300 items", "at least 384", "384-dimensional", "codebook_size [256]"):
+        assert part in message, part
+    assert "sid_pca_dim to at most 299" in message and "sid_pca_dim: 288" in message
+    assert "user_inter_num_interval" in message and "item_inter_num_interval" in message
+    # with too few items for the codebook too, both changes are asked for
+    with pytest.raises(ValueError, match=r"sid_pca_dim: 96 and use a smaller codebook_size"):
+        check_quantizer_args(384, 100, 32, 256)
+    assert min_training_items(384, 256) == 384 and min_training_items(64, 256) == 256
+
+
+def test_pca_to_at_most_the_allowed_dimension_passes_the_check():
+    assert check_quantizer_args(384, 300, 32, 256, pca_dim=288) == 288
+    assert check_quantizer_args(384, 257, 32, 256, pca_dim=256) == 256  # n = sid_pca_dim + 1
+    # n = sid_pca_dim: the last PCA component has eigenvalue ~0 (NaN when whitened)
+    with pytest.raises(ValueError, match=r"Only 256 items.*at least 257.*sid_pca_dim \[256\]"):
+        check_quantizer_args(384, 256, 32, 256, pca_dim=256)
+    with pytest.raises(ValueError, match=r"at least 321.*sid_pca_dim to at most 299"):
+        check_quantizer_args(384, 300, 32, 256, pca_dim=320)
+    # the early check of build_semantic_ids (dimension not known yet) knows the PCA's needs
+    assert check_quantizer_args(None, 300, 32, 256) is None
+    with pytest.raises(ValueError, match=r"at least 385"):
+        check_quantizer_args(None, 300, 32, 256, pca_dim=384)
+
+
+def test_the_fit_and_the_semantic_ids_refuse_too_few_items_before_faiss_runs(tmp_path):
+    # in a subprocess: without the check this would crash the process that runs it
+    out = _run_isolated(
+        f"""
+        import numpy as np
+        from recbole_fair.tokenizer.quantizer import OPQProductQuantizer
+        from recbole_fair.tokenizer.semantic_ids import SemanticIDSettings, build_semantic_ids
+
+        x = np.random.default_rng(0).standard_normal((300, 384)).astype("float32")
+        try:
+            OPQProductQuantizer(n_codes=32, codebook_size=256, opq_iterations=2).fit(x)
+        except ValueError as err:
+            print("fit:", err)
+        texts = [""] + [f"item {{i}}" for i in range(1, 41)]
+        settings = SemanticIDSettings(n_codes=8, codebook_size=16, sid_cache_dir={str(tmp_path)!r})
+        try:
+            build_semantic_ids(texts, np.ones(41, bool), settings, lambda t: x[: len(t), :64])
+        except ValueError as err:
+            print("build:", err)
+        """
+    )
+    assert out.returncode == 0, (out.returncode, out.stderr[-3000:])
+    fit = next(line for line in out.stdout.splitlines() if line.startswith("fit:"))
+    assert "Only 300 items" in fit and "at least 384" in fit and "sid_pca_dim: 288" in fit
+    build = next(line for line in out.stdout.splitlines() if line.startswith("build:"))
+    assert "Only 40 items" in build and "64-dimensional" in build and "sid_pca_dim: 32" in build
+
+
+def test_fits_at_the_smallest_allowed_number_of_items():
+    # exactly at the threshold (n = dimension; with PCA n = sid_pca_dim + 1), whitened PCA
+    # included: a clean fit and finite, in-range codes (in a subprocess, in case faiss crashes)
+    out = _run_isolated(
+        """
+        import numpy as np
+        from recbole_fair.tokenizer.quantizer import OPQProductQuantizer
+
+        rng = np.random.default_rng(0)
+        for n, dim, pca, whiten in [(384, 384, 0, False), (257, 384, 256, True)]:
+            x = rng.standard_normal((n, dim)).astype("float32")
+            q = OPQProductQuantizer(32, 256, pca_dim=pca, pca_whiten=whiten, opq_iterations=2)
+            codes = q.fit(x).encode(x)
+            assert codes.shape == (n, 32) and 0 <= codes.min() and codes.max() < 256
+            assert np.isfinite(q.transform(x)).all()
+            print("ok", n, dim, pca)
+        """
+    )
+    assert out.returncode == 0, (out.returncode, out.stderr[-3000:])
+    assert out.stdout.count("ok ") == 2
 
 
 # ----------------------------------------------------------------------- collision separation

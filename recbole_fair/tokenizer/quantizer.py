@@ -51,10 +51,93 @@ def codebook_bits(codebook_size: int) -> int:
     return size.bit_length() - 1
 
 
+# The fewest training items faiss can fit on, measured with faiss-cpu 1.15.1 (recorded here so
+# that a faiss upgrade can be checked against it):
+#
+# * ``OPQMatrix.train`` on ``n`` items of dimension ``d`` needs ``n >= d``. Below, it writes past
+#   a buffer of ``d * n`` floats (its ``X^T * reconstruction`` product is ``d * d``) and corrupts
+#   the heap: exit 139 (segfault), 134 ("double free or corruption", "free(): invalid size") or
+#   a hang in ``free()``, never a Python exception. Measured by a binary search on ``n`` of a
+#   plain faiss PCA/OPQ/PQ fit under valgrind memcheck (an invalid write in
+#   ``OPQMatrix::train``'s ``sgemm`` counts as a failure): smallest clean ``n`` = ``d`` for
+#   ``d`` = 48, 64, 96, 128 (``n = d - 1`` invalid every time) and for OPQ after a PCA 256 -> 32
+#   (``d`` = 32); without valgrind, 300 and 383 items of dimension 384 crash, 384 do not.
+# * ``PCAMatrix.train`` to ``d_out`` dimensions raises a RuntimeError ("PCA matrix cannot output
+#   ...") for ``n < d_out``; at ``n == d_out`` the last component has eigenvalue ~0 (the centred
+#   data have rank ``n - 1``), so whitening (``sid_pca_whiten``) gives NaN codes. ``n >= d_out + 1``
+#   fits (measured for 384 -> 32, 256, 384 and 64 -> 16, with and without whitening).
+# * The product quantizer's k-means needs ``n >= codebook_size`` (else a RuntimeError); it has
+#   no dimension limit (16 items of dimension 384 into 16 centroids: valgrind-clean).
+def min_training_items(dim: int | None, codebook_size: int, pca_dim: int | None = None) -> int:
+    r"""The fewest training items the PCA -> OPQ -> PQ fit can take: ``codebook_size``, the
+    dimension the OPQ rotates (``dim`` without PCA, ``pca_dim`` with it) and, with PCA,
+    ``pca_dim + 1`` (see the measurements above). ``dim`` None (not known yet): that term is
+    left out."""
+    needs = [int(codebook_size)]
+    if pca_dim:
+        needs.append(int(pca_dim) + 1)  # PCA; the OPQ then rotates pca_dim <= n - 1 dimensions
+    elif dim is not None:
+        needs.append(int(dim))  # OPQ
+    return max(needs)
+
+
+def _too_few_items_message(
+    dim: int | None, n_train: int, n_codes: int, codebook_size: int, pca_dim: int | None
+) -> str:
+    need = min_training_items(dim, codebook_size, pca_dim)
+    if pca_dim:
+        what = (
+            f"PCA to sid_pca_dim [{pca_dim}] dimensions (it needs sid_pca_dim + 1 items) and "
+            f"OPQ on them"
+        )
+    else:
+        what = f"OPQ on the {dim}-dimensional text embeddings (text_encoder)"
+    if pca_dim:
+        dim_short = n_train <= pca_dim
+    else:
+        dim_short = dim is not None and n_train < dim
+    changes = []  # settings that, all together, make the data enough
+    if dim_short:
+        best = (n_train - 1) // n_codes * n_codes  # PCA needs n > sid_pca_dim, a multiple of L
+        if best >= n_codes:
+            changes.append(
+                f"set sid_pca_dim to at most {n_train - 1} and a multiple of n_codes "
+                f"[{n_codes}], e.g. sid_pca_dim: {best}"
+            )
+        else:
+            changes.append(
+                f"lower n_codes [{n_codes}] and set sid_pca_dim to a multiple of it below {n_train}"
+            )
+    if n_train < codebook_size:
+        smaller = 1 << (max(n_train, 2).bit_length() - 1)
+        changes.append(f"use a smaller codebook_size (a power of two <= {n_train}, e.g. {smaller})")
+    ways = [" and ".join(changes)] if changes else []
+    ways.append(
+        "use more data (looser user_inter_num_interval / item_inter_num_interval filters, "
+        "or a larger dataset)"
+    )
+    return (
+        f"Only {n_train} items occur in the training split, but the semantic-ID quantizer "
+        f"needs at least {need}: codebook_size [{codebook_size}] centroids per sub-quantizer "
+        f"and {what}"
+        + (
+            " (faiss' OPQ corrupts memory, a crash or a hang, with fewer training items than "
+            "dimensions)"
+            if dim_short
+            else ""
+        )
+        + ". Ways out: "
+        + "; or ".join(ways)
+        + "."
+    )
+
+
 def check_quantizer_args(
     dim: int | None, n_train: int, n_codes: int, codebook_size: int, pca_dim: int | None = None
 ) -> int | None:
-    r"""Validate the settings before training.
+    r"""Validate the settings before training: every check that faiss needs is made here,
+    before faiss is called (some bad inputs crash faiss instead of raising, see
+    :func:`min_training_items`).
 
     Args:
         dim: text embedding dimension (``None``: not known yet, skip the checks needing it).
@@ -65,31 +148,19 @@ def check_quantizer_args(
         int or None: the dimension the product quantizer sees (after PCA).
 
     Raises:
-        ValueError: naming the config keys to change.
+        ValueError: naming the numbers and the config keys to change.
     """
     codebook_bits(codebook_size)
     if n_codes < 1:
         raise ValueError(f"n_codes must be >= 1, got [{n_codes}].")
-    if n_train < codebook_size:
+    if pca_dim and dim is not None and pca_dim > dim:
         raise ValueError(
-            f"Only {n_train} items occur in the training split, fewer than codebook_size "
-            f"[{codebook_size}]: the product quantizer cannot train {codebook_size} centroids "
-            f"per sub-quantizer. Lower codebook_size (a power of two <= {n_train}) or use more "
-            f"data (looser user/item_inter_num_interval filters)."
+            f"sid_pca_dim [{pca_dim}] is larger than the text embedding dimension [{dim}]; "
+            f"use a smaller sid_pca_dim or 0 (no PCA)."
         )
-    d = dim
-    if pca_dim:
-        if dim is not None and pca_dim > dim:
-            raise ValueError(
-                f"sid_pca_dim [{pca_dim}] is larger than the text embedding dimension [{dim}]; "
-                f"use a smaller sid_pca_dim or 0 (no PCA)."
-            )
-        if n_train <= pca_dim:
-            raise ValueError(
-                f"PCA to sid_pca_dim [{pca_dim}] needs more training items than dimensions, "
-                f"got {n_train} training items; lower sid_pca_dim or set it to 0."
-            )
-        d = int(pca_dim)
+    if n_train < min_training_items(dim, codebook_size, pca_dim):
+        raise ValueError(_too_few_items_message(dim, n_train, n_codes, codebook_size, pca_dim))
+    d = int(pca_dim) if pca_dim else dim
     if d is not None and d % n_codes:
         where = "sid_pca_dim" if pca_dim else "the text embedding dimension"
         divisors = [k for k in range(2, d + 1) if d % k == 0]
