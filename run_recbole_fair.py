@@ -96,12 +96,17 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, unknown: lis
             parser.error(
                 "--nproc/--world_size run a single model on one dataset, not a leaderboard"
             )
+        try:
+            leaderboard.check_arguments(args)
+        except ValueError as err:
+            parser.error(str(err))
         if args.leaderboard_only:  # no training
             leaderboard.cli(args, unknown)
             return 0
         out = leaderboard.cli(args, unknown, default_config_files=quick_start)
-        # a run stopped by its STOP file is unfinished: a non-zero status ends scripts chaining it
-        return leaderboard.STOPPED_EXIT_CODE if out.get("stopped") else 0
+        # non-zero ends scripts chaining runs: STOPPED_EXIT_CODE (75) for a run stopped by its
+        # STOP file (unfinished), FAILED_EXIT_CODE (1) when a cell of this run failed
+        return leaderboard.exit_status(out)
 
     config_files = args.config_files.strip().split(" ") if args.config_files else []
     run_args = dict(

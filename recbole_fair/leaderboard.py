@@ -13,7 +13,9 @@ Leaderboards: every (model, dataset, seed) *cell* trained and evaluated with the
   resumed cell continues from the epoch after it with RecBole's ``Trainer.resume_checkpoint``.
 * **Crash-tolerant.** An exception in a cell is recorded with its traceback and the next cell
   runs. By default each cell runs in its own process (``isolate=True``): a hard crash (out of
-  memory, segfault) is recorded too, and the peak RSS reported is that cell's own.
+  memory, segfault) is recorded too, and the peak RSS reported is that cell's own; with a
+  ``cell_timeout``, a cell's process running longer is killed and recorded as failed too (a
+  hang in native code no longer blocks the leaderboard).
 * **Significance.** Against a reference model (SASRec by default when present): a paired test
   (Wilcoxon signed-rank or t-test) on per-user NDCG@10, averaged over seeds, when every cell kept
   its per-user values on the same users; else a paired t-test across seeds.
@@ -55,6 +57,10 @@ RESULTS_FILE = "results.jsonl"
 STOP_FILE = "STOP"
 # exit status of a cell's process, and of the CLI, that stopped on that request (EX_TEMPFAIL)
 STOPPED_EXIT_CODE = 75
+# exit status of the CLI when a cell of this run failed (recorded with status 'error')
+FAILED_EXIT_CODE = 1
+# seconds a cell's process gets to exit after SIGTERM (past its time limit) before SIGKILL
+KILL_GRACE_SECONDS = 10.0
 
 
 class StopRequested(KeyboardInterrupt):
@@ -571,12 +577,56 @@ def _cell_worker(
         conn.close()
 
 
+def _seconds_text(seconds: float) -> str:
+    return f"{seconds:g}"
+
+
+def _failure_record(
+    spec: CellSpec, start: float, error_type: str, message: str, **error: Any
+) -> dict[str, Any]:
+    r"""The 'error' record of a cell whose process gave no record of its own."""
+    return {
+        "record": "cell",
+        "cell": spec.key,
+        "model": spec.model,
+        "dataset": spec.dataset,
+        "seed": spec.seed,
+        "config_hash": spec.config_hash,
+        "spec": _jsonable(asdict(spec)),
+        "status": "error",
+        "error": {"type": error_type, "message": message, "traceback": "", **error},
+        "wall_seconds": time.time() - start,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "versions": versions(),
+        "git_commit": git_commit(),
+    }
+
+
+def _end_process(process: Any, grace: float) -> None:
+    r"""SIGTERM, then SIGKILL if the process is still there after ``grace`` seconds (a process
+    stuck in native code never runs a Python SIGTERM handler, nor exits through one)."""
+    process.terminate()
+    process.join(grace)
+    if process.is_alive():
+        process.kill()
+        process.join()
+
+
 def execute_cell_isolated(
-    spec: CellSpec, checkpoint_dir: str, stop_file: str | None = None
+    spec: CellSpec,
+    checkpoint_dir: str,
+    stop_file: str | None = None,
+    time_limit: float | None = None,
 ) -> dict[str, Any]:
     r"""Run one cell in a fresh (spawned) process; a process that dies without a record (out of
     memory, segfault) gives an 'error' record; one that stopped on ``stop_file`` raises
-    :class:`StopRequested` here."""
+    :class:`StopRequested` here.
+
+    ``time_limit`` (seconds, None: none): a process still running after it is killed (SIGTERM,
+    SIGKILL :data:`KILL_GRACE_SECONDS` later) and the cell gets an 'error' record of type
+    ``CellTimeout``, "exceeded the cell time limit of N s". Its last-epoch checkpoint stays, so
+    that ``--resume`` continues from it.
+    """
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
@@ -585,12 +635,15 @@ def execute_cell_isolated(
         target=_cell_worker, args=(asdict(spec), checkpoint_dir, sender, os.getpid(), stop_file)
     )
     start = time.time()
+    deadline = None if time_limit is None else start + float(time_limit)
     process.start()
     sender.close()
     record = None
+    timed_out = False
     try:
         while True:
-            if receiver.poll(0.5):
+            wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.time()))
+            if receiver.poll(wait):
                 try:
                     record = receiver.recv()
                 except EOFError:
@@ -598,34 +651,36 @@ def execute_cell_isolated(
                 break
             if not process.is_alive() and not receiver.poll(0.1):
                 break
+            if deadline is not None and time.time() >= deadline:
+                timed_out = True
+                _end_process(process, KILL_GRACE_SECONDS)
+                break
         process.join()
     except KeyboardInterrupt:
         process.terminate()
         process.join()
         raise
+    if timed_out:
+        limit = _seconds_text(float(time_limit))
+        return _failure_record(
+            spec,
+            start,
+            "CellTimeout",
+            f"exceeded the cell time limit of {limit} s (--cell_timeout): its process was "
+            f"killed (exit code {process.exitcode})",
+            time_limit_seconds=float(time_limit),
+        )
     if process.exitcode == STOPPED_EXIT_CODE:
         raise StopRequested(f"{stop_file} exists: the cell stopped after an epoch")
     if process.exitcode == 130:
         raise KeyboardInterrupt
     if record is None:
-        record = {
-            "record": "cell",
-            "cell": spec.key,
-            "model": spec.model,
-            "dataset": spec.dataset,
-            "seed": spec.seed,
-            "config_hash": spec.config_hash,
-            "spec": _jsonable(asdict(spec)),
-            "status": "error",
-            "error": {
-                "type": "ProcessDied",
-                "message": f"the cell's process exited with code {process.exitcode} without a result",
-                "traceback": "",
-            },
-            "wall_seconds": time.time() - start,
-            "versions": versions(),
-            "git_commit": git_commit(),
-        }
+        record = _failure_record(
+            spec,
+            start,
+            "ProcessDied",
+            f"the cell's process exited with code {process.exitcode} without a result",
+        )
     return record
 
 
@@ -699,6 +754,7 @@ def run_leaderboard(
     reference: str | None = None,
     significance: str = "wilcoxon",
     isolate: bool = True,
+    cell_timeout: float | None = None,
     epoch_callback: Callable[[CellSpec, int], None] | None = None,
     verbose: bool = True,
     **cell_settings: Any,
@@ -713,6 +769,12 @@ def run_leaderboard(
             a cell interrupted during training resumes from its last-epoch checkpoint.
         reference, significance: see :func:`render`.
         isolate: run each cell in its own process (per-cell peak memory, hard crashes recorded).
+        cell_timeout: seconds a cell may run (None: no limit); a cell's process running longer
+            is killed and the cell recorded as failed (``CellTimeout``), then the next cell
+            runs. Only with ``isolate=True``: a cell running in this process cannot be stopped
+            safely (a Python signal handler does not run while native code, e.g. faiss, hangs,
+            and an exception raised at any point of training leaves the process in an unknown
+            state), so it raises ``ValueError`` with ``isolate=False``.
         epoch_callback: in-process only (``isolate=False``), called as ``(cell, epoch)`` after
             each epoch's checkpoint.
         **cell_settings: the keyword arguments of :func:`build_cells` that every cell shares:
@@ -728,11 +790,12 @@ def run_leaderboard(
 
     Returns:
         dict: ``dir``, ``results``, ``markdown``, ``csv``, ``png`` paths, ``table`` (Markdown
-        text), ``rows``, ``ran`` (keys of the cells run now) and ``stopped`` (the key of the cell
-        a ``STOP`` file interrupted, or of the next one; else None). A stopped run renders the
-        cells finished so far (with none, only ``dir``, ``results``, ``ran`` and ``stopped``
-        are set).
+        text), ``rows``, ``ran`` (keys of the cells run now), ``failed`` (those of them recorded
+        as failed) and ``stopped`` (the key of the cell a ``STOP`` file interrupted, or of the
+        next one; else None). A stopped run renders the cells finished so far (with none, only
+        ``dir``, ``results``, ``ran``, ``failed`` and ``stopped`` are set).
     """
+    check_cell_timeout(cell_timeout, isolate)
     cells = build_cells(models, datasets, seeds, **cell_settings)
     if leaderboard_dir is None:
         leaderboard_dir = os.path.join("leaderboards", time.strftime("%Y%m%d-%H%M%S"))
@@ -749,7 +812,7 @@ def run_leaderboard(
         os.remove(stop_file)
         _say(verbose, f"removed a stale {stop_file} (it stops a running leaderboard)")
     done = finished_cells(results_path) if resume else set()
-    ran, stopped = [], None
+    ran, failed, stopped = [], [], None
     for index, spec in enumerate(cells, 1):
         if spec.key in done:
             _say(verbose, f"[{index}/{len(cells)}] {spec.key}: finished, skipped")
@@ -761,7 +824,7 @@ def run_leaderboard(
             if not resume:
                 CellHook(*checkpoint_paths(spec, checkpoint_dir)).discard()
             if isolate:
-                record = execute_cell_isolated(spec, checkpoint_dir, stop_file)
+                record = execute_cell_isolated(spec, checkpoint_dir, stop_file, cell_timeout)
             else:
                 callback = (lambda e, s=spec: epoch_callback(s, e)) if epoch_callback else None
                 record = execute_cell(spec, checkpoint_dir, callback, stop_file)
@@ -782,6 +845,7 @@ def run_leaderboard(
             CellHook(*checkpoint_paths(spec, checkpoint_dir)).discard()
         ran.append(spec.key)
         if record.get("status") != "ok":
+            failed.append(spec.key)
             error = record.get("error") or {}
             message = (str(error.get("message", "")).splitlines() or [""])[0]
             _say(
@@ -791,10 +855,43 @@ def run_leaderboard(
     if stopped is not None and not (
         os.path.isfile(results_path) and os.path.getsize(results_path) > 0
     ):  # stopped before any cell finished: nothing to render
-        return {"dir": leaderboard_dir, "results": results_path, "ran": ran, "stopped": stopped}
+        return {
+            "dir": leaderboard_dir,
+            "results": results_path,
+            "ran": ran,
+            "failed": failed,
+            "stopped": stopped,
+        }
     out = render_file(results_path, leaderboard_dir, reference=reference, significance=significance)
-    out["ran"], out["stopped"] = ran, stopped
+    out["ran"], out["failed"], out["stopped"] = ran, failed, stopped
     return out
+
+
+def check_cell_timeout(cell_timeout: float | None, isolate: bool = True) -> None:
+    r"""``ValueError`` unless ``cell_timeout`` is None or a positive number of seconds for cells
+    run in their own process (see :func:`run_leaderboard`)."""
+    if cell_timeout is None:
+        return
+    if not (isinstance(cell_timeout, (int, float)) and math.isfinite(cell_timeout)) or (
+        cell_timeout <= 0
+    ):
+        raise ValueError(f"--cell_timeout must be a positive number of seconds, got {cell_timeout}")
+    if not isolate:
+        raise ValueError(
+            "--cell_timeout applies to cells run in their own process: a cell run with "
+            "--in_process (isolate=False) cannot be stopped safely, drop one of the two"
+        )
+
+
+def exit_status(out: dict[str, Any]) -> int:
+    r"""Exit status of the CLI after :func:`run_leaderboard`: :data:`STOPPED_EXIT_CODE` (75) for a
+    run stopped by its ``STOP`` file (unfinished: ``--resume`` continues it), else
+    :data:`FAILED_EXIT_CODE` (1) when a cell of this run failed, else 0."""
+    if out.get("stopped"):
+        return STOPPED_EXIT_CODE
+    if out.get("failed"):
+        return FAILED_EXIT_CODE
+    return 0
 
 
 def _say(verbose: bool, message: str) -> None:
@@ -1560,6 +1657,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run the cells in this process instead of one process per cell",
     )
+    group.add_argument(
+        "--cell_timeout",
+        type=_positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="kill a cell's process that runs longer than SECONDS, record the cell as failed "
+        "and go on with the next one (one process per cell only: a cell run with --in_process "
+        "cannot be stopped, the two flags together are refused)",
+    )
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"a positive number of seconds, got {text!r}")
+    return value
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    r"""``ValueError`` for leaderboard flags that cannot go together (a usage error)."""
+    check_cell_timeout(getattr(args, "cell_timeout", None), not args.in_process)
 
 
 def wants_leaderboard(args: argparse.Namespace) -> bool:
@@ -1572,6 +1693,7 @@ def wants_leaderboard(args: argparse.Namespace) -> bool:
         args.model_config,
         args.reference,
         args.significance,
+        args.cell_timeout,
     )
     return lists or args.resume or args.in_process or any(f is not None for f in flags)
 
@@ -1616,6 +1738,7 @@ def cli(
     leaderboard's flags nor the model/dataset lists.
     """
     significance = args.significance or "wilcoxon"
+    check_arguments(args)
     if args.leaderboard_only:
         out = render_file(args.leaderboard_only, args.leaderboard_dir, args.reference, significance)
         print(out["table"])
@@ -1646,11 +1769,21 @@ def cli(
         reference=args.reference,
         significance=significance,
         isolate=not args.in_process,
+        cell_timeout=args.cell_timeout,
     )
     if out.get("stopped"):
         print(f"leaderboard: stopped at {out['stopped']} (results so far: {out['results']})")
-        if "table" not in out:
-            return out
-    print(out["table"])
-    print(f"leaderboard: {out['markdown']}, {out['csv']}, {out['png']} (results: {out['results']})")
+    if "table" in out:
+        print(out["table"])
+        print(
+            f"leaderboard: {out['markdown']}, {out['csv']}, {out['png']} "
+            f"(results: {out['results']})"
+        )
+    if out.get("failed"):  # last, where a script's log ends
+        print(
+            f"leaderboard: {len(out['failed'])} cell(s) of this run failed (see "
+            f"{out['results']}): " + ", ".join(out["failed"]),
+            file=sys.stderr,
+            flush=True,
+        )
     return out

@@ -544,7 +544,13 @@ def test_cli_flags_are_kept_from_recbole_config():
     args, _ = parser.parse_known_args(["--model=SASRec", "--seeds=1,2"])
     assert lb.wants_leaderboard(args)
     # every flag of the leaderboard group starts a leaderboard (none is silently ignored)
-    for flag in ("--significance=ttest", "--in_process", "--reference=SASRec", "--resume"):
+    for flag in (
+        "--significance=ttest",
+        "--in_process",
+        "--reference=SASRec",
+        "--resume",
+        "--cell_timeout=60",
+    ):
         args, unknown = parser.parse_known_args(["--model=SASRec", flag])
         assert lb.wants_leaderboard(args) and unknown == [], flag
 
@@ -614,6 +620,91 @@ def test_isolated_cells_run_in_their_own_process(in_tmp_dir, toy_config):
         and record["per_user"]["n_users"] == N_USERS
     )
     assert len(out["rows"]) == 1
+
+
+def test_a_cell_over_its_time_limit_is_killed_recorded_failed_and_the_next_runs(
+    in_tmp_dir, toy_config, monkeypatch
+):
+    """A hung cell process (SIGTERM ignored: SIGKILL after the grace period) is killed at the
+    limit, recorded as failed with the reason, listed under the table; the next cell runs."""
+    import leaderboard_cells
+
+    monkeypatch.setattr(lb, "_cell_worker", leaderboard_cells.hanging_or_quick_cell)
+    monkeypatch.setattr(lb, "KILL_GRACE_SECONDS", 0.5)
+    directory = in_tmp_dir / "lb"
+    started = time.time()
+    out = _run(["Hang", "Pop"], [1], toy_config, directory, isolate=True, cell_timeout=6)
+    assert time.time() - started < 60
+    hang, pop = _records(directory)
+    assert [hang["model"], pop["model"]] == ["Hang", "Pop"] and pop["status"] == "ok"
+    assert pop["cell"] == out["ran"][1]  # the stand-in's record is keyed as CellSpec.key
+    assert hang["status"] == "error" and hang["error"]["type"] == "CellTimeout"
+    assert hang["error"]["message"].startswith("exceeded the cell time limit of 6 s")
+    assert hang["error"]["time_limit_seconds"] == 6 and 6 <= hang["wall_seconds"] < 30
+    assert out["failed"] == [hang["cell"]] and out["ran"] == [hang["cell"], pop["cell"]]
+    assert "Failed cells" in out["table"]
+    assert "CellTimeout: exceeded the cell time limit of 6 s" in out["table"]
+    pid = int(next((directory / "checkpoints").glob("hang.pid")).read_text())
+    with pytest.raises(ProcessLookupError):  # killed (SIGTERM was ignored) and reaped
+        os.kill(pid, 0)
+
+
+def test_cell_timeout_is_refused_in_process_and_must_be_positive(in_tmp_dir, toy_config):
+    with pytest.raises(ValueError, match=r"--cell_timeout.*--in_process"):
+        _run(["Pop"], [1], toy_config, in_tmp_dir / "lb", cell_timeout=5)  # isolate=False
+    with pytest.raises(ValueError, match=r"positive number of seconds"):
+        _run(["Pop"], [1], toy_config, in_tmp_dir / "lb", isolate=True, cell_timeout=0)
+    assert not (in_tmp_dir / "lb").exists()  # refused before anything ran
+    parser = argparse.ArgumentParser(allow_abbrev=False)
+    parser.add_argument("--model")
+    parser.add_argument("--dataset")
+    parser.add_argument("--config_files")
+    lb.add_arguments(parser)
+    args = parser.parse_args(["--model=Pop", "--cell_timeout=2.5"])
+    assert args.cell_timeout == 2.5 and lb.wants_leaderboard(args)
+    lb.check_arguments(args)
+    with pytest.raises(ValueError, match=r"--in_process"):
+        lb.check_arguments(parser.parse_args(["--cell_timeout=5", "--in_process"]))
+    for bad in ("0", "-3", "soon", "nan"):
+        with pytest.raises(SystemExit):
+            parser.parse_args([f"--cell_timeout={bad}"])
+
+
+def test_exit_status_stopped_failed_or_ok():
+    assert lb.exit_status({"stopped": "a", "failed": ["b"]}) == lb.STOPPED_EXIT_CODE == 75
+    assert lb.exit_status({"stopped": None, "failed": ["b"]}) == lb.FAILED_EXIT_CODE == 1
+    assert lb.exit_status({"stopped": None, "failed": []}) == 0
+
+
+def test_the_cli_exits_non_zero_when_a_cell_failed(in_tmp_dir, toy_data, monkeypatch, capsys):
+    """run_recbole_fair.py's __main__ (run here, with --in_process cells): status 1 and the failed
+    cells named when a cell failed; --cell_timeout with --in_process is a usage error (2)."""
+    import runpy
+
+    (in_tmp_dir / "toy.yaml").write_text(
+        f"data_path: {toy_data}\nload_col: {{inter: [user_id, item_id, timestamp]}}\n"
+        "show_progress: False\n"
+    )
+
+    def cli(*args) -> int:
+        monkeypatch.setattr(sys, "argv", ["run_recbole_fair.py", *args])
+        with pytest.raises(SystemExit) as stop:
+            runpy.run_path(str(REPO / "run_recbole_fair.py"), run_name="__main__")
+        return stop.value.code
+
+    common = ["--dataset=toy", "--seeds=1", "--config_files=toy.yaml", "--in_process"]
+    assert cli("--model=NoSuchModel,Pop", *common, "--leaderboard_dir=lb") == 1
+    out = capsys.readouterr()
+    assert "1 cell(s) of this run failed" in out.err and "NoSuchModel|toy|seed=1|" in out.err
+    assert "Failed cells" in out.out and "| Pop | toy | 1 |" in out.out
+    assert [r["status"] for r in _records(in_tmp_dir / "lb")] == ["error", "ok"]
+    # --resume reruns the failed cell only: it fails again, so the status stays 1
+    assert cli("--model=NoSuchModel,Pop", *common, "--leaderboard_dir=lb", "--resume") == 1
+    assert [r["status"] for r in _records(in_tmp_dir / "lb")] == ["error", "ok", "error"]
+    assert cli("--model=Pop", *common, "--leaderboard_dir=lb", "--resume") == 0  # all finished
+    capsys.readouterr()
+    assert cli("--model=Pop", *common, "--cell_timeout=5", "--leaderboard_dir=lb2") == 2
+    assert "--cell_timeout" in capsys.readouterr().err and not (in_tmp_dir / "lb2").exists()
 
 
 def test_a_cell_process_notices_when_its_leaderboard_is_gone():
