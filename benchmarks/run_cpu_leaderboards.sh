@@ -30,6 +30,7 @@
 # cells into the next session.
 # `touch $OUT/<dataset>-e<EPOCHS>-<lane>/STOP` stops a lane after its current epoch (nothing
 # trained is lost; the leaderboard exits with status 75, which ends the lane); re-run to continue.
+# A leaderboard in which a cell failed exits with status 1: the lane goes on with the next dataset.
 # Each lane runs single-threaded by default (OMP_NUM_THREADS=1): two lanes fill a 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,6 +51,16 @@ if [[ -f $TCMALLOC && -z ${LD_PRELOAD:-} ]]; then export LD_PRELOAD=$TCMALLOC; f
 seeds_of() { [[ $1 == ml-100k ]] && echo 2020,2021,2022 || echo 2020; }
 data_args() { [[ $1 == ml-100k ]] || echo "--data_path=$(realpath "$DATA_PATH")"; }
 
+lane_status() {  # exit status of a leaderboard, its log
+    # 1: a cell failed (recorded in results.jsonl, named at the end of the log; --resume runs it
+    # again): the lane goes on. 75 (a STOP file) or any other failure ends the lane.
+    if (($1 == 1)); then
+        echo "   failed cells: see the end of $2"
+    elif (($1 != 0)); then
+        exit "$1"
+    fi
+}
+
 run_lane() {  # lane models [extra flags]
     local name=$1 models=$2 extra=${3:-} dataset
     for dataset in $DATASETS; do
@@ -64,11 +75,13 @@ run_lane() {  # lane models [extra flags]
             echo "   $dir/results.jsonl seeded from $committed"
         fi
         echo "== $(date -u +%FT%TZ) $name lane: $models on $dataset -> $dir (log: $dir.log)"
+        local status=0
         # shellcheck disable=SC2046
         $PYTHON run_recbole_fair.py --model="$models" --dataset="$dataset" $(data_args "$dataset") \
             --seeds="$(seeds_of "$dataset")" --epochs="$EPOCHS" $extra \
             --model_config=docs/leaderboards/cpu_budget.yaml \
-            --leaderboard_dir="$dir" --resume >>"$dir.log" 2>&1
+            --leaderboard_dir="$dir" --resume >>"$dir.log" 2>&1 || status=$?
+        lane_status "$status" "$dir.log"
     done
 }
 

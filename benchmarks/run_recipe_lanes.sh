@@ -34,7 +34,7 @@ TCMALLOC=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
 if [[ -f $TCMALLOC && -z ${LD_PRELOAD:-} ]]; then export LD_PRELOAD=$TCMALLOC; fi
 
 run() {  # width learning_rate
-    local d=$1 lr=$2
+    local d=$1 lr=$2 status=0
     local dir=$OUT/recipe-e$EPOCHS-d$d-lr$lr
     mkdir -p "$dir"
     echo "== $(date -u +%FT%TZ) FAIR d=$d lr=$lr on $DATASET -> $dir (log: $dir.log)"
@@ -42,7 +42,14 @@ run() {  # width learning_rate
         --data_path="$(realpath "$DATA_PATH")" --sid_cache_dir="$(realpath "$SID_CACHE")" \
         --seeds=2020 --epochs="$EPOCHS" --hidden_size="$d" --inner_size=$((2 * d)) \
         --learning_rate="$lr" --warmup_steps=0 --warmup_epochs="$WARMUP" \
-        --leaderboard_dir="$dir" --resume >>"$dir.log" 2>&1
+        --leaderboard_dir="$dir" --resume >>"$dir.log" 2>&1 || status=$?
+    # 1: the cell failed (recorded, named at the end of the log): the lane goes on; 75 (a STOP
+    # file) or any other failure ends it
+    if ((status == 1)); then
+        echo "   failed: see the end of $dir.log"
+    elif ((status != 0)); then
+        exit "$status"
+    fi
 }
 
 case $lane in

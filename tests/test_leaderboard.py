@@ -959,6 +959,27 @@ def test_cpu_lane_script_merges_every_run_folder_and_seeds_a_new_checkout(tmp_pa
     assert run.returncode == 2 and b"unknown lane" in run.stderr
 
 
+@pytest.mark.parametrize("status, calls", [(1, 2), (75, 1), (3, 1)])
+def test_cpu_lane_goes_on_after_failed_cells_and_ends_on_a_stop(tmp_path, status, calls):
+    """A leaderboard exiting 1 (a cell failed, recorded) lets the lane run the next dataset;
+    75 (STOP file) or another failure ends the lane with that status."""
+    fake = tmp_path / "fake_python"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "calls"}\nexit {status}\n')
+    fake.chmod(0o755)
+    env = {
+        **os.environ,
+        "OUT": str(tmp_path / "out"),
+        "DOCS": str(tmp_path / "docs"),
+        "DATASETS": "one two",
+        "DATA_PATH": str(tmp_path),
+        "PYTHON": str(fake),
+    }
+    script = str(REPO / "benchmarks" / "run_cpu_leaderboards.sh")
+    run = subprocess.run(["bash", script, "seq"], env=env, capture_output=True)
+    assert run.returncode == (0 if status == 1 else status), run.stderr
+    assert len((tmp_path / "calls").read_text().splitlines()) == calls
+
+
 def test_the_cli_reports_a_stopped_run_without_a_table(monkeypatch, capsys):
     parser = argparse.ArgumentParser()
     parser.add_argument("--model")
