@@ -90,12 +90,18 @@ def _too_few_items_message(
             f"PCA to sid_pca_dim [{pca_dim}] dimensions (it needs sid_pca_dim + 1 items) and "
             f"OPQ on them"
         )
+        dim_short = n_train <= pca_dim
+        why = (
+            " (faiss' PCA fails with fewer items than output dimensions and is degenerate, NaN "
+            "when whitened, with as many)"
+        )
     else:
         what = f"OPQ on the {dim}-dimensional text embeddings (text_encoder)"
-    if pca_dim:
-        dim_short = n_train <= pca_dim
-    else:
         dim_short = dim is not None and n_train < dim
+        why = (
+            " (faiss' OPQ corrupts memory, a crash or a hang, with fewer training items than "
+            "dimensions)"
+        )
     changes = []  # settings that, all together, make the data enough
     if dim_short:
         best = (n_train - 1) // n_codes * n_codes  # PCA needs n > sid_pca_dim, a multiple of L
@@ -119,16 +125,7 @@ def _too_few_items_message(
     return (
         f"Only {n_train} items occur in the training split, but the semantic-ID quantizer "
         f"needs at least {need}: codebook_size [{codebook_size}] centroids per sub-quantizer "
-        f"and {what}"
-        + (
-            " (faiss' OPQ corrupts memory, a crash or a hang, with fewer training items than "
-            "dimensions)"
-            if dim_short
-            else ""
-        )
-        + ". Ways out: "
-        + "; or ".join(ways)
-        + "."
+        f"and {what}" + (why if dim_short else "") + ". Ways out: " + "; or ".join(ways) + "."
     )
 
 
