@@ -105,7 +105,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, unknown: lis
             return 0
         out = leaderboard.cli(args, unknown, default_config_files=quick_start)
         # non-zero ends scripts chaining runs: STOPPED_EXIT_CODE (75) for a run stopped by its
-        # STOP file (unfinished), FAILED_EXIT_CODE (1) when a cell of this run failed
+        # STOP file (unfinished), FAILED_EXIT_CODE (3) when a cell of this run failed
         return leaderboard.exit_status(out)
 
     config_files = args.config_files.strip().split(" ") if args.config_files else []

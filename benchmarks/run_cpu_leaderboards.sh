@@ -30,7 +30,7 @@
 # cells into the next session.
 # `touch $OUT/<dataset>-e<EPOCHS>-<lane>/STOP` stops a lane after its current epoch (nothing
 # trained is lost; the leaderboard exits with status 75, which ends the lane); re-run to continue.
-# A leaderboard in which a cell failed exits with status 1: the lane goes on with the next dataset.
+# A leaderboard in which a cell failed exits with status 3: the lane goes on with the next dataset.
 # Each lane runs single-threaded by default (OMP_NUM_THREADS=1): two lanes fill a 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,9 +52,10 @@ seeds_of() { [[ $1 == ml-100k ]] && echo 2020,2021,2022 || echo 2020; }
 data_args() { [[ $1 == ml-100k ]] || echo "--data_path=$(realpath "$DATA_PATH")"; }
 
 lane_status() {  # exit status of a leaderboard, its log
-    # 1: a cell failed (recorded in results.jsonl, named at the end of the log; --resume runs it
-    # again): the lane goes on. 75 (a STOP file) or any other failure ends the lane.
-    if (($1 == 1)); then
+    # 3: a cell failed (recorded in results.jsonl, named at the end of the log; --resume runs it
+    # again): the lane goes on. 75 (a STOP file) or any other failure (1: the command failed)
+    # ends the lane.
+    if (($1 == 3)); then
         echo "   failed cells: see the end of $2"
     elif (($1 != 0)); then
         exit "$1"

@@ -43,9 +43,9 @@ run() {  # width learning_rate
         --seeds=2020 --epochs="$EPOCHS" --hidden_size="$d" --inner_size=$((2 * d)) \
         --learning_rate="$lr" --warmup_steps=0 --warmup_epochs="$WARMUP" \
         --leaderboard_dir="$dir" --resume >>"$dir.log" 2>&1 || status=$?
-    # 1: the cell failed (recorded, named at the end of the log): the lane goes on; 75 (a STOP
-    # file) or any other failure ends it
-    if ((status == 1)); then
+    # 3: the cell failed (recorded, named at the end of the log): the lane goes on; 75 (a STOP
+    # file) or any other failure (1: the command failed) ends it
+    if ((status == 3)); then
         echo "   failed: see the end of $dir.log"
     elif ((status != 0)); then
         exit "$status"

@@ -57,8 +57,9 @@ RESULTS_FILE = "results.jsonl"
 STOP_FILE = "STOP"
 # exit status of a cell's process, and of the CLI, that stopped on that request (EX_TEMPFAIL)
 STOPPED_EXIT_CODE = 75
-# exit status of the CLI when a cell of this run failed (recorded with status 'error')
-FAILED_EXIT_CODE = 1
+# exit status of the CLI when a cell of this run failed (recorded with status 'error'); distinct
+# from 1 (the command itself failed, e.g. a bad flag value) and 2 (usage error)
+FAILED_EXIT_CODE = 3
 # seconds a cell's process gets to exit after SIGTERM (past its time limit) before SIGKILL
 KILL_GRACE_SECONDS = 10.0
 
@@ -886,7 +887,7 @@ def check_cell_timeout(cell_timeout: float | None, isolate: bool = True) -> None
 def exit_status(out: dict[str, Any]) -> int:
     r"""Exit status of the CLI after :func:`run_leaderboard`: :data:`STOPPED_EXIT_CODE` (75) for a
     run stopped by its ``STOP`` file (unfinished: ``--resume`` continues it), else
-    :data:`FAILED_EXIT_CODE` (1) when a cell of this run failed, else 0."""
+    :data:`FAILED_EXIT_CODE` (3) when a cell of this run failed, else 0."""
     if out.get("stopped"):
         return STOPPED_EXIT_CODE
     if out.get("failed"):

@@ -672,12 +672,12 @@ def test_cell_timeout_is_refused_in_process_and_must_be_positive(in_tmp_dir, toy
 
 def test_exit_status_stopped_failed_or_ok():
     assert lb.exit_status({"stopped": "a", "failed": ["b"]}) == lb.STOPPED_EXIT_CODE == 75
-    assert lb.exit_status({"stopped": None, "failed": ["b"]}) == lb.FAILED_EXIT_CODE == 1
+    assert lb.exit_status({"stopped": None, "failed": ["b"]}) == lb.FAILED_EXIT_CODE == 3
     assert lb.exit_status({"stopped": None, "failed": []}) == 0
 
 
 def test_the_cli_exits_non_zero_when_a_cell_failed(in_tmp_dir, toy_data, monkeypatch, capsys):
-    """run_recbole_fair.py's __main__ (run here, with --in_process cells): status 1 and the failed
+    """run_recbole_fair.py's __main__ (run here, with --in_process cells): status 3 and the failed
     cells named when a cell failed; --cell_timeout with --in_process is a usage error (2)."""
     import runpy
 
@@ -693,13 +693,13 @@ def test_the_cli_exits_non_zero_when_a_cell_failed(in_tmp_dir, toy_data, monkeyp
         return stop.value.code
 
     common = ["--dataset=toy", "--seeds=1", "--config_files=toy.yaml", "--in_process"]
-    assert cli("--model=NoSuchModel,Pop", *common, "--leaderboard_dir=lb") == 1
+    assert cli("--model=NoSuchModel,Pop", *common, "--leaderboard_dir=lb") == 3
     out = capsys.readouterr()
     assert "1 cell(s) of this run failed" in out.err and "NoSuchModel|toy|seed=1|" in out.err
     assert "Failed cells" in out.out and "| Pop | toy | 1 |" in out.out
     assert [r["status"] for r in _records(in_tmp_dir / "lb")] == ["error", "ok"]
-    # --resume reruns the failed cell only: it fails again, so the status stays 1
-    assert cli("--model=NoSuchModel,Pop", *common, "--leaderboard_dir=lb", "--resume") == 1
+    # --resume reruns the failed cell only: it fails again, so the status stays 3
+    assert cli("--model=NoSuchModel,Pop", *common, "--leaderboard_dir=lb", "--resume") == 3
     assert [r["status"] for r in _records(in_tmp_dir / "lb")] == ["error", "ok", "error"]
     assert cli("--model=Pop", *common, "--leaderboard_dir=lb", "--resume") == 0  # all finished
     capsys.readouterr()
@@ -959,10 +959,10 @@ def test_cpu_lane_script_merges_every_run_folder_and_seeds_a_new_checkout(tmp_pa
     assert run.returncode == 2 and b"unknown lane" in run.stderr
 
 
-@pytest.mark.parametrize("status, calls", [(1, 2), (75, 1), (3, 1)])
+@pytest.mark.parametrize("status, calls", [(3, 2), (75, 1), (1, 1)])
 def test_cpu_lane_goes_on_after_failed_cells_and_ends_on_a_stop(tmp_path, status, calls):
-    """A leaderboard exiting 1 (a cell failed, recorded) lets the lane run the next dataset;
-    75 (STOP file) or another failure ends the lane with that status."""
+    """A leaderboard exiting 3 (a cell failed, recorded) lets the lane run the next dataset;
+    75 (STOP file) or another failure (1: the command failed) ends the lane with that status."""
     fake = tmp_path / "fake_python"
     fake.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "calls"}\nexit {status}\n')
     fake.chmod(0o755)
@@ -976,7 +976,7 @@ def test_cpu_lane_goes_on_after_failed_cells_and_ends_on_a_stop(tmp_path, status
     }
     script = str(REPO / "benchmarks" / "run_cpu_leaderboards.sh")
     run = subprocess.run(["bash", script, "seq"], env=env, capture_output=True)
-    assert run.returncode == (0 if status == 1 else status), run.stderr
+    assert run.returncode == (0 if status == 3 else status), run.stderr
     assert len((tmp_path / "calls").read_text().splitlines()) == calls
 
 
