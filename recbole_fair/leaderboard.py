@@ -1008,6 +1008,9 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         sids = [r["semantic_ids"] for r in ok if isinstance(r.get("semantic_ids"), dict)]
         keys = sorted({str(s.get("cache_key")) for s in sids if s.get("cache_key")})
         row["sid_cache_key"] = ",".join(keys) or None
+        # the codes themselves: one cache key can name different codes built on two machines
+        prints = sorted({str(s["codes_fingerprint"]) for s in sids if s.get("codes_fingerprint")})
+        row["sid_codes"] = ",".join(prints) or None
         row["collision_rate"] = _mean([s.get("collision_rate") for s in sids])
         published = published_number(model, dataset)
         row["published"] = None
@@ -1140,6 +1143,7 @@ _COLUMNS = [
     ("device", "device", None),
     ("max_len", "max len", None),
     ("sid_cache_key", "SID cache key", None),
+    ("sid_codes", "SID codes", None),
     ("collision_rate", "SID collisions", "min"),
     ("published", "published", None),
     ("published_gap", "gap to published", None),
@@ -1147,6 +1151,7 @@ _COLUMNS = [
 _OPTIONAL = {
     "peak_cuda_mb",
     "sid_cache_key",
+    "sid_codes",
     "collision_rate",
     "published",
     "published_gap",
@@ -1227,7 +1232,7 @@ def cell_text(row: dict[str, Any], key: str) -> str:
         return "" if value is None else f"{value:,}"
     if key == "collision_rate":
         return "" if value is None else f"{100 * value:.2f}%"
-    if key == "sid_cache_key":
+    if key in ("sid_cache_key", "sid_codes"):
         return "" if not value else f"`{value}`"
     if key == "published":
         if not value:
@@ -1328,6 +1333,7 @@ def to_csv(rows: list[dict[str, Any]], reference: str | None) -> str:
         "device",
         "max_item_list_length",
         "sid_cache_key",
+        "sid_codes_fingerprint",
         "sid_collision_rate",
         "published_metric",
         "published_value",
@@ -1367,6 +1373,7 @@ def to_csv(rows: list[dict[str, Any]], reference: str | None) -> str:
             row["device"],
             row["max_len"] or "",
             row["sid_cache_key"] or "",
+            row.get("sid_codes") or "",
             _csv(row["collision_rate"]),
             published.get("metric", ""),
             _csv(published.get("value")),

@@ -341,6 +341,7 @@ def load_cached_semantic_ids(
     if cached is None:
         return None
     report = json.loads(str(cached["report"]))
+    report["codes_fingerprint"] = codes_fingerprint(cached["codes"])  # older caches lack it
     report["cold_build_seconds"] = report.get("build_seconds")
     report.update(cache_hit=True, build_seconds=time.time() - start)
     log(report)
@@ -397,6 +398,17 @@ def quality_report(codes: np.ndarray, codebook_size: int) -> dict:
     }
 
 
+def codes_fingerprint(codes: np.ndarray) -> str:
+    r"""12 hex digits identifying a code matrix itself (its shape and every code, row 0
+    included), unlike the cache key, which names the inputs: the same key rebuilt on another
+    machine (another faiss thread count or BLAS) can give other codes, and a different
+    fingerprint says so."""
+    array = np.ascontiguousarray(codes, dtype=np.int64)
+    digest = hashlib.sha256(str(array.shape).encode())
+    digest.update(array.tobytes())
+    return digest.hexdigest()[:12]
+
+
 def duplicate_text_items(texts: Sequence[str]) -> int:
     r"""Real items (1..) whose non-empty text another item also has: they get identical
     embeddings, hence identical codes, whatever the quantiser."""
@@ -417,7 +429,9 @@ def log_report(report: dict) -> None:
         f"items, {report['items_without_text']} items without text, "
         + set_color("cache", "blue")
         + f" [{report['cache_key']}] {'hit' if report['cache_hit'] else 'built'} in "
-        f"{report['build_seconds']:.2f}s"
+        f"{report['build_seconds']:.2f}s, "
+        + set_color("codes", "blue")
+        + f" [{report.get('codes_fingerprint')}]"
     )
     logger.info(
         set_color("semantic ID quality", "pink")
@@ -596,6 +610,7 @@ def build_semantic_ids(
         "n_duplicate_text_items": duplicate_text_items(texts),
         **quality_report(codes, K),
         "cache_key": key,
+        "codes_fingerprint": codes_fingerprint(codes),
         "embedding_cache_hit": embedding_hit,
         "encode_seconds": encode_seconds,
         "build_seconds": time.time() - start,
@@ -611,6 +626,7 @@ __all__ = [
     "SemanticIDSettings",
     "SemanticIDs",
     "build_semantic_ids",
+    "codes_fingerprint",
     "embedding_cache_key",
     "semantic_id_cache_key",
     "quality_report",
