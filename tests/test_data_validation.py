@@ -348,7 +348,7 @@ def check(tmp_path, content: bytes | str, **kwargs):
         (b"\xef\xbb\xbfuser_id:token\titem_id:token\nu1\ti1\n", 1, "byte-order mark"),
         (b"user_id:token\titem_id:token\nu1\ti1\nu\xe9\ti2\n", 3, "not valid utf-8"),
         ("user_id:token\titem_id:token\nu1\ti1\t\nu2\ti2\n", 2, "shift every column"),
-        ("user_id:token\titem_id:token\nu1\ti1\nu2\ti2\tx\n", 3, "silently drop the extra"),
+        ("user_id:token\titem_id:token\nu1\ti1\nu2\ti2\tx\n", 3, "misreads rows with extra fields"),
         ('user_id:token\titem_id:token\nu1\t"i1\nu2\ti2\n', 2, "not closed on the same line"),
         ('user_id:token\titem_id:token\nu1\t"i1" x\n', 2, "followed by other characters"),
         ("user_id:token\tr:float\nu1\t1.5\nu2\t1,5\n", 3, "'1,5' is not a number"),
@@ -367,7 +367,7 @@ def test_what_pandas_reads_is_accepted(tmp_path):
         'u1\ti1\t 1.5\t"quoted, with a ""quote"" and a \ttab"\r\n'
         "\r\n"  # blank line: skipped by pandas
         'u2\ti2\tNA\ta 12" ruler\r\n'  # missing value; a quote inside a value is literal
-        "u3\t\t1e3\t\t\r\n"  # an empty id is counted by the drop accounting, not an error here
+        "u3\t\t1e3\t\r\n"  # an empty id is counted by the drop accounting, not an error here
         "u4\ti4\n"  # a short row: the rest is missing
     )
     found = check(tmp_path, content)

@@ -21,11 +21,15 @@ What is checked, per file RecBole will read (``.inter`` or the ``benchmark_filen
   when the dataset is sequential (RecBole orders each user's history by it) or
   ``eval_args.order`` is ``TO``. ``load_col`` fields that a file lacks are only warned about:
   RecBole's own default ``load_col`` names ``rating``, which many files do not have;
-* the rows, as ``pandas.read_csv`` (RecBole's reader) will see them: no row with more
-  non-empty fields than the header (pandas would silently drop the extra ones), no field
-  starting with a double quote that does not close as CSV quoting requires (pandas would merge
-  lines or fail without a line number), and every value of a loaded ``float`` column parses
-  as a number (each space-separated value of a ``float_seq`` column).
+* the rows, as ``pandas.read_csv`` (RecBole's reader, python engine) will see them: no row
+  with more fields than the header, even empty ones (on the first row pandas takes the first
+  column as the index and shifts every column; on later rows it can empty or lose whole rows),
+  no field starting with a double quote that does not close as CSV quoting requires (pandas
+  would merge lines or fail without a line number), and every value of a loaded ``float``
+  column parses as a number (``float(value)``, as pandas converts it; each space-separated
+  value of a ``float_seq`` column). Blank lines are skipped, as pandas skips them; shorter rows
+  are allowed (the missing values are empty). ``tests/test_data_fuzz.py`` checks that a file
+  these checks accept is read by RecBole's reader with the number of rows counted here.
 
 Empty user or item ids are not errors here: RecBole drops those rows, and the drop accounting of
 :mod:`recbole_fair.data.checked` counts them. The checks read each file once, as text
@@ -485,8 +489,6 @@ def validate_atomic_file(
     row_lines: list[int] = []
     regex = re.compile(separator) if len(separator) > 1 else None
     for lineno, line in enumerate(lines[1:], start=2):
-        if separator not in line and not line.strip():
-            continue  # pandas skips blank lines
         cells = regex.split(line) if regex is not None else line.split(separator)
         if regex is None and '"' in line and any(c.startswith('"') for c in cells):
             try:
@@ -504,13 +506,19 @@ def validate_atomic_file(
                     column=name,
                     value=line,
                 ) from None
-        if len(cells) > n_columns and (not row_lines or any(c.strip() for c in cells[n_columns:])):
+        if len(cells) == 1 and not cells[0].strip():
+            continue  # pandas skips blank lines (one field, nothing but white space)
+        if len(cells) > n_columns:
+            # pandas' python engine does not just ignore extra fields, even empty ones: on the
+            # first row they become the row index (every column shifts), on later rows whole
+            # rows can come out empty or go missing
+            extra = "" if any(c.strip() for c in cells[n_columns:]) else " empty"
             effect = (
                 "pandas would take the first column as the row index and shift every column "
-                "of the file by one (the first row decides)"
+                "of the file by one"
                 if not row_lines
-                else "pandas would silently drop the extra ones, shifting the values after a "
-                f"stray {_sep_name(separator)}"
+                else f"pandas misreads rows with{extra} extra fields (it can drop the extra "
+                f"values, or empty or lose whole rows)"
             )
             raise DataError(
                 f"[{path}] line {lineno} has {len(cells)} fields but the header has "
