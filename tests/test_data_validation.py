@@ -158,7 +158,10 @@ def test_empty_ids_over_the_limit_stop_the_run(tmp_path):
     rows = walk_rows(n_users=20, per_user=10, n_items=50)
     rows += [("NA", "i1", 11), ("u2", "", 12), ("u3", "null", 13)]  # read as missing by pandas
     write(tmp_path, "na", rows, [(f"i{j}", f"P {j}") for j in range(50)])
-    with pytest.raises(DataError, match=r"(?s)3 of the 203 interactions .* lines 202, 203, 204"):
+    path = tmp_path / "na" / "na.inter"  # two blank lines: the line numbers still hold
+    lines = path.read_text().split("\n")
+    path.write_text("\n".join(lines[:10] + ["", ""] + lines[10:]))
+    with pytest.raises(DataError, match=r"(?s)3 of the 203 interactions .* lines 204, 205, 206"):
         create_dataset(config(tmp_path, "na"))
 
 

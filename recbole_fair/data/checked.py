@@ -108,6 +108,15 @@ class CheckedDatasetMixin:
         self._rows_read = len(self.inter_feat)
         super()._data_filtering()
 
+    def _file_line(self, label: int) -> int:
+        r"""The ``.inter`` file line of a row label of the loaded ``inter_feat`` (RecBole's
+        label + 2 when the checks did not record the lines, e.g. with blank lines it is off)."""
+        found = (self.atomic_files or {}).get("inter")
+        rows = getattr(found, "row_lines", None)
+        if rows is not None and 0 <= int(label) < len(rows):
+            return int(rows[int(label)])
+        return int(label) + 2
+
     def _note(self, reason: str, dropped: pd.Index, detail: str, data_problem: bool) -> None:
         if len(dropped):
             self._drops.append(
@@ -144,7 +153,7 @@ class CheckedDatasetMixin:
                     )
                     self.inter_feat.drop(missing, inplace=True)
         dropped = before.difference(self.inter_feat.index)
-        lines = [str(i + 2) for i in dropped[:_EXAMPLES]]  # RecBole's numbering: header = 1
+        lines = [str(self._file_line(i)) for i in dropped[:_EXAMPLES]]
         more = ", ..." if len(dropped) > _EXAMPLES else ""
         self._note(
             "missing_id",
@@ -225,6 +234,8 @@ class CheckedDatasetMixin:
     def _finish_drop_accounting(self) -> None:
         drops, rows_read = self._drops, self._rows_read
         self._drops = None
+        for found in (self.atomic_files or {}).values():
+            found.row_lines = None  # only needed for the line numbers above
         kept = len(self.inter_feat)
         other = rows_read - kept - sum(d["count"] for d in drops)
         if other:

@@ -125,6 +125,8 @@ class AtomicFile:
         loaded (list of str): the columns RecBole loads (``load_col`` / ``unload_col``).
         n_rows (int): data rows as ``pandas.read_csv`` counts them (blank lines skipped).
         seconds (float): time the checks took.
+        row_lines (numpy.ndarray): int64 ``[n_rows]``, the file line (1-based, header = 1) of
+            each data row, i.e. of each row label of the ``DataFrame`` RecBole reads.
     """
 
     path: str
@@ -132,6 +134,7 @@ class AtomicFile:
     loaded: list
     n_rows: int
     seconds: float = 0.0
+    row_lines: np.ndarray | None = None
 
     @property
     def fields(self) -> list[str]:
@@ -591,7 +594,14 @@ def validate_atomic_file(
                 column=column,
                 value=column_values[bad],
             )
-    return AtomicFile(path, columns, loaded, len(row_lines), time.perf_counter() - start)
+    return AtomicFile(
+        path,
+        columns,
+        loaded,
+        len(row_lines),
+        time.perf_counter() - start,
+        np.asarray(row_lines, dtype=np.int64),
+    )
 
 
 # ------------------------------------------------------------------------------ a dataset
