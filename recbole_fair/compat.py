@@ -255,7 +255,7 @@ def _np_load_without_pickle(file: Any, *args: Any, **kwargs: Any) -> Any:
     return _ORIGINAL_NP_LOAD(file, *args, **kwargs)
 
 
-def _warn_untrusted_cache(path: Any, what: str, option: str) -> None:
+def warn_untrusted_cache(path: Any, what: str, option: str) -> None:
     getLogger().warning(
         f"RecBole {what} cache [{path}] is not signed by this installation's key "
         f"({_key_path()}): it was not unpickled (unpickling a file can run arbitrary code) and "
@@ -286,7 +286,7 @@ def _create_dataset(config: Any) -> Any:
     try:
         return _UPSTREAM["create_dataset"](config)
     except UntrustedFileError as err:
-        _warn_untrusted_cache(err.path, "filtered dataset", "save_dataset")
+        warn_untrusted_cache(err.path, "filtered dataset", "save_dataset")
     dataset = _recbole_dataset_class(config)(config)
     if config["save_dataset"]:
         dataset.save()
@@ -299,7 +299,7 @@ def _load_split_dataloaders(config: Any) -> Any:
     try:
         return _UPSTREAM["load_split_dataloaders"](config)
     except UntrustedFileError as err:
-        _warn_untrusted_cache(err.path, "split dataloaders", "save_dataloaders")
+        warn_untrusted_cache(err.path, "split dataloaders", "save_dataloaders")
         return None
 
 

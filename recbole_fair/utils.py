@@ -17,7 +17,6 @@ import sysconfig
 from functools import lru_cache
 from logging import getLogger
 
-import recbole.data.utils as recbole_data_utils
 from recbole.utils import get_model as recbole_get_model
 from recbole.utils import get_trainer as recbole_get_trainer
 from recbole.utils import set_color
@@ -106,12 +105,20 @@ def get_model(model_name: str) -> type:
 
 
 def create_dataset(config):
-    r"""``recbole_fair.data.<Model>Dataset`` when it exists, else RecBole's ``create_dataset``."""
+    r"""``recbole_fair.data.<Model>Dataset`` when it exists, else the class RecBole's
+    ``create_dataset`` would pick, with recbole-fair's file checks and drop accounting
+    (:mod:`recbole_fair.data.checked`).
+
+    Raises:
+        recbole_fair.errors.DataError: a problem in the atomic files, or too many interactions
+            dropped because of one (``max_dropped_interactions``).
+    """
     module = importlib.import_module("recbole_fair.data")
     dataset_class = getattr(module, config["model"] + "Dataset", None)
     if dataset_class is None:
-        # looked up at call time: recbole_fair.compat replaces it (signed dataset caches)
-        return recbole_data_utils.create_dataset(config)
+        from recbole_fair.data.checked import create_recbole_dataset
+
+        return create_recbole_dataset(config)
     dataset = dataset_class(config)
     getLogger().info(set_color("dataset class", "pink") + f": {dataset_class.__name__}")
     return dataset

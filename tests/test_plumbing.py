@@ -110,7 +110,12 @@ def test_dataset_lookup():
     config = Config(model="SASRec", dataset="ml-100k", config_dict=TINY)
     from recbole.data.dataset import SequentialDataset
 
-    assert type(utils.create_dataset(config)) is SequentialDataset
+    from recbole_fair.data import checked
+
+    # RecBole's class, with recbole-fair's file checks and drop accounting
+    dataset = utils.create_dataset(config)
+    assert type(dataset) is checked.SequentialDataset and isinstance(dataset, SequentialDataset)
+    assert dataset.drop_report["rows_kept"] == dataset.drop_report["rows_read"]
     assert utils.create_dataset.__module__ == "recbole_fair.utils"
     assert issubclass(FAIRDataset, SequentialDataset)
 

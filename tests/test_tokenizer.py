@@ -16,6 +16,7 @@ from recbole.config import Config
 from recbole.data.dataset import SequentialDataset
 
 import recbole_fair  # noqa: F401  (compatibility shims)
+from recbole_fair.errors import DataError
 from recbole_fair.tokenizer.quantizer import (
     OPQProductQuantizer,
     check_quantizer_args,
@@ -146,12 +147,15 @@ def test_build_item_texts_templates(syn_dataset):
     a1 = ds.token2id(ds.iid_field, "a1")
     assert texts[a1] == "Red Matte Lipstick Acme 12.5"
     assert n_empty == 1 and texts[ds.token2id(ds.iid_field, "a4")] == ""
-    texts, _ = build_item_texts(ds, ["title", "brand", "missing_field"], "field_value")
+    texts, _ = build_item_texts(ds, ["title", "brand"], "field_value")
     assert texts[a1] == "title: Red Matte Lipstick; brand: Acme"
     a2 = ds.token2id(ds.iid_field, "a2")
     assert texts[a2] == "title: Hydrating Face Cream 50ml"  # empty brand skipped
     with pytest.raises(ValueError, match="text_template"):
         build_item_texts(ds, ["title"], "bogus")
+    # a chosen text field that the .item file lacks is an error, not silently skipped
+    with pytest.raises(DataError, match=r"names \['missing_field'\].*syn.item\] has no such"):
+        build_item_texts(ds, ["title", "brand", "missing_field"], "field_value")
 
 
 def test_no_text_field_errors(tmp_path):

@@ -35,9 +35,10 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from recbole.data.dataset import SequentialDataset
 from recbole.data.interaction import Interaction
 from recbole.utils import FeatureSource, FeatureType, set_color
+
+from recbole_fair.data.checked import SequentialDataset
 
 _OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
     ">=": operator.ge,

@@ -25,10 +25,11 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from recbole.data.dataset import SequentialDataset
 from recbole.utils import FeatureSource, set_color
 
+from recbole_fair.data.checked import SequentialDataset
 from recbole_fair.distributed import build_once
+from recbole_fair.errors import DataError
 from recbole_fair.model.calibration import recent_prior_size, recent_target_counts
 from recbole_fair.model.graph_decoding import count_items
 from recbole_fair.tokenizer.semantic_ids import (
@@ -36,7 +37,12 @@ from recbole_fair.tokenizer.semantic_ids import (
     SemanticIDSettings,
     build_semantic_ids,
 )
-from recbole_fair.tokenizer.text import build_item_texts, resolve_text_fields
+from recbole_fair.tokenizer.text import (
+    build_item_texts,
+    item_file_fields,
+    item_file_path,
+    resolve_text_fields,
+)
 
 TRAIN_MODES = ("all_positions", "prefix")
 
@@ -89,6 +95,9 @@ class SemanticIDDataset(SequentialDataset):
             ``monkeypatch.setattr(SemanticIDDataset, "encoder_fn", fake)``).
         item_texts (list of str): one text per internal item id (index 0 = padding item).
         items_without_text (int): real items with empty text.
+        items_without_item_row (int), interactions_without_item_row (int): items of the
+            ``.inter`` file that have no ``.item`` row, and their interactions, which RecBole
+            dropped (``drop_report``; also in ``semantic_id_report``).
         text_fields (list of str): the text fields in use.
         item_codes (torch.LongTensor): ``[item_num, n_codes]`` after :meth:`build`.
         item_text_embeddings (torch.FloatTensor): ``[item_num, d]`` after :meth:`build`.
@@ -112,11 +121,22 @@ class SemanticIDDataset(SequentialDataset):
         self.item_texts, self.items_without_text = build_item_texts(
             self, self.text_fields, self.sid_settings.text_template
         )
+        drops = self.drop_report or {}
+        self.items_without_item_row = int(drops.get("items_without_item_row", 0))
+        self.interactions_without_item_row = int(drops.get("interactions_without_item_row", 0))
+        no_row = (
+            f"; {self.items_without_item_row} more items of the .inter file have no row in "
+            f"[{item_file_path(self)}]: they and their {self.interactions_without_item_row} "
+            f"interactions were dropped"
+            if self.items_without_item_row
+            else ""
+        )
         self.logger.info(
             set_color("item texts", "pink")
             + f": {self.item_num - 1} items from fields {self.text_fields} "
-            f"({self.items_without_text} without text)"
+            f"({self.items_without_text} without text{no_row})"
         )
+        self._check_some_text()
         if config["sid_drop_text_fields"] is not False:
             # RecBole joins every item feature into every batch; the texts are kept above.
             for field in self.text_fields:
@@ -128,6 +148,28 @@ class SemanticIDDataset(SequentialDataset):
         self.semantic_id_cache_path: str | None = None
 
     # ----------------------------------------------------------------------------- helpers
+    def _check_some_text(self) -> None:
+        r"""Stop when no item has any text: every item would get the embedding of the empty
+        string, hence the same codes (``sid_method: random`` draws codes without the text, so
+        there it is only the warning of the semantic-ID report)."""
+        n_items = self.item_num - 1
+        if n_items <= 0 or self.items_without_text < n_items:
+            return
+        if self.sid_settings.sid_method == "random":
+            self.logger.warning(
+                f"None of the {n_items} items has text in {self.text_fields}; sid_method "
+                f"random does not use it."
+            )
+            return
+        path = item_file_path(self)
+        raise DataError(
+            f"None of the {n_items} items has any text in the text fields {self.text_fields} "
+            f"of [{path}] (columns: {item_file_fields(self)}): every item would get the "
+            f"embedding of the empty string, hence the same semantic ID. Fill these columns, "
+            f"or name the columns that hold the item text in text_fields and load_col['item'].",
+            path=path,
+        )
+
     def _item_list_field(self) -> str:
         return getattr(
             self, f"{self.iid_field}_list_field", self.iid_field + self.config["LIST_SUFFIX"]
@@ -211,6 +253,17 @@ class SemanticIDDataset(SequentialDataset):
         sids = build_once(lambda: self.build_item_semantic_ids(train_item_mask))
         item_codes = torch.from_numpy(sids.codes)  # [item_num, n_codes]
         embeddings = torch.from_numpy(sids.embeddings)  # [item_num, d]
+        # items of the .inter file without a .item row were dropped before the build (the
+        # cached report cannot know them): counted here, for this dataset
+        report = dict(sids.report)
+        report["items_without_item_row"] = self.items_without_item_row
+        report["interactions_without_item_row"] = self.interactions_without_item_row
+        if self.items_without_item_row:
+            self.logger.warning(
+                f"semantic IDs: {self.items_without_item_row} items of the .inter file have no "
+                f"row (so no text) in [{item_file_path(self)}]; they were dropped with their "
+                f"{self.interactions_without_item_row} interactions before the build."
+            )
         for dataset in [self, *datasets]:
             dataset.item_codes = item_codes
             dataset.item_text_embeddings = embeddings
@@ -218,7 +271,7 @@ class SemanticIDDataset(SequentialDataset):
             dataset.train_target_counts = train_target_counts
             dataset.train_recent_target_counts = train_recent_target_counts
             dataset.train_recent_prior_size = recent  # what the counts were built for
-            dataset.semantic_id_report = sids.report
+            dataset.semantic_id_report = report
             dataset.semantic_id_cache_key = sids.cache_key
             dataset.semantic_id_cache_path = sids.cache_path
         return datasets

@@ -23,6 +23,8 @@ import pandas as pd
 import torch
 from recbole.utils import FeatureType
 
+from recbole_fair.errors import DataError
+
 DEFAULT_TEXT_FIELDS = ["title", "price", "brand", "feature", "categories", "description"]
 TEXT_TEMPLATES = ("join", "field_value")
 #: separator of the field values in the ``join`` template (RPG style: raw values, no labels).
@@ -65,7 +67,15 @@ def resolve_text_fields(dataset: Any, text_fields: Sequence[str] | None = None) 
     Returns:
         list of str: the loaded text fields.
 
+    :data:`DEFAULT_TEXT_FIELDS` is a list of candidates: those the file has are used. Any other
+    list is the user's choice, so a field of it that the ``.item`` file does not have is an
+    error, as is a field of ``text_fields`` that ``load_col['item']`` names but the file lacks
+    (RecBole would skip it without a word, and the semantic IDs would silently be built from the
+    other fields).
+
     Raises:
+        DataError: a chosen text field is not a column of the ``.item`` file; the message names
+            the file, the field and the file's columns.
         ValueError: none of ``text_fields`` is loaded; the message names the fields looked for,
             the ``.item`` file and its fields, and the ``load_col`` entry to change.
     """
@@ -78,6 +88,19 @@ def resolve_text_fields(dataset: Any, text_fields: Sequence[str] | None = None) 
     not_loaded = [f for f in wanted if f not in loaded and f in in_file]
     path = item_file_path(dataset)
     load_col = dataset.config["load_col"]
+    item_load_col = load_col.get("item") if isinstance(load_col, dict) else None
+    listed = item_load_col if isinstance(item_load_col, (list, tuple)) else []
+    chosen = wanted != list(DEFAULT_TEXT_FIELDS)
+    absent = [f for f in wanted if f not in loaded and f not in in_file and (chosen or f in listed)]
+    if absent and os.path.isfile(path):
+        raise DataError(
+            f"text_fields={wanted} names {absent}, but the item file [{path}] has no such "
+            f"column (its columns: {in_file}). Remove {absent} from text_fields"
+            + (" and load_col['item']" if any(f in listed for f in absent) else "")
+            + ", or add the column to the file.",
+            path=path,
+            column=absent[0],
+        )
     if present and not_loaded:
         getLogger().warning(
             f"text_fields {not_loaded} are in [{path}] but not loaded, so they are not part of "
