@@ -234,6 +234,8 @@ def run_recbole_fair(
         "best_valid_result": best_valid_result,
         "test_result": test_result,
         "semantic_ids": semantic_ids,
+        # interactions read, kept and dropped with their reasons (recbole_fair.data.checked)
+        "data": getattr(dataset_obj, "drop_report", None),
         # generation guards of beam-search models (TIGER): invalid rate, beam-vs-exact overlap
         "generation": getattr(model_obj, "generation_report", None),
         "costs": costs,
