@@ -8,8 +8,8 @@ sub-categories and brands; the next item is, with the given probabilities, from 
 item's sub-category, the previous item's brand, the user's preferred sub-categories, or the
 catalogue's popularity. A sequential recommender can learn this; a popularity ranking can not.
 
-    python benchmarks/make_short_text_dataset.py --out_dir /tmp/data --name ShortText
-    python run_recbole_fair.py --model=FAIR --dataset=ShortText --data_path=/tmp/data \
+    python benchmarks/make_short_text_dataset.py --out_dir saved/data --name ShortText
+    python run_recbole_fair.py --model=FAIR --dataset=ShortText --data_path=saved/data \
         --config_files=benchmarks/short_text.yaml
 
 writes ``<out_dir>/<name>/<name>.inter`` and ``<name>.item`` (RecBole atomic files: user_id,

@@ -22,8 +22,8 @@
 # model of the significance test, default SASRec when present), THREADS (torch threads per lane,
 # default 1; THREADS=2 for a single lane alone on the machine, e.g. the last long cell).
 # The command lines are part of each cell's config hash (what --resume matches): keep them. They
-# hold absolute paths (--data_path, --sid_cache_dir): the committed results were run from
-# /work/main with the data in /work/shared/datasets, and a checkout elsewhere gets new hashes
+# hold absolute paths (--data_path, --sid_cache_dir): the committed results were run from the
+# project's main checkout with its shared data folder, and a checkout elsewhere gets new hashes
 # (its --resume re-runs those cells; `merge` then shows them as separate rows).
 # A lane folder missing its results.jsonl (a new checkout) starts from the committed
 # docs/leaderboards/<dataset>-e<EPOCHS>/results.jsonl: commit `merge`'s output to carry finished

@@ -1,7 +1,7 @@
 r"""Sweep the prior-correction weight of a trained FAIR or RPG checkpoint (no retraining).
 
 FAIR ranks by a sum of 32 independently predicted digit log-probabilities, which counts the
-codes' prior 32 times and favours the head of the catalogue (docs/leaderboards/README.md).
+codes' prior 32 times and favours the head of the catalogue (docs/notes/investigation.md).
 ``score_prior_correction = γ`` adds ``γ · (log q(i) − Σ_l log q_l(c_l(i)))`` to every item's score
 (:mod:`recbole_fair.model.calibration`; γ = 1 is the naive-Bayes combination of the digits).
 

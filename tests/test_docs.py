@@ -5,6 +5,7 @@ repository.
   number of the committed leaderboard (docs/leaderboards/<dataset>-e40/leaderboard.csv) to the
   precision printed.
 * docs/configuration.md is what ``python -m recbole_fair.docs_config`` renders now.
+* No hand-written doc names a machine path or links outside the repository.
 """
 
 from __future__ import annotations
@@ -288,3 +289,28 @@ def test_configuration_parser_reads_blocks_and_rejects_undocumented_keys():
     ]
     with pytest.raises(ValueError, match=r"x.yaml:2: key 'b' needs"):
         docs_config.parse_yaml_comments("a: 1  # (int) One.\nb: 2  # no type\n", "x.yaml")
+
+
+def hand_written_docs() -> list[Path]:
+    """README.md and docs/**/*.md, except the generated files of the leaderboard folders."""
+    docs = [REPO / "README.md"] + sorted((REPO / "docs").rglob("*.md"))
+    return [p for p in docs if p.parent.parent != LEADERBOARDS]
+
+
+def test_docs_name_no_machine_paths_and_link_inside_the_repository():
+    problems = []
+    for path in hand_written_docs():
+        text = path.read_text(encoding="utf-8")
+        name = path.relative_to(REPO)
+        for pattern in ("/work/", "/tmp/", "../shared/design"):
+            if pattern in text:
+                problems.append(f"{name}: contains {pattern!r}")
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue
+            resolved = (path.parent / target.split("#")[0]).resolve()
+            if REPO not in resolved.parents and resolved != REPO:
+                problems.append(f"{name}: links outside the repository: {target}")
+            elif not resolved.exists():
+                problems.append(f"{name}: broken link: {target}")
+    assert not problems, "\n".join(problems)

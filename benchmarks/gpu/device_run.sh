@@ -12,7 +12,7 @@
 # that RUNS names (default: fair512 fair512id sasrec200 ddp), seed 2020, each cut at TMAIN
 # seconds (default 430; ddp: TDDP, 240). Results, logs and GPU utilisation come back as
 # $OUT/results.tar.gz, with versions and exit codes in $OUT/summary.txt. Measured on an H200
-# (docs/leaderboards/README.md, section 0e): fair512 alone 188 s for 40 epochs; the three side
+# (docs/notes/investigation.md, section 0e): fair512 alone 188 s for 40 epochs; the three side
 # by side reach ~35 / 31 / 60 epochs in 430 s.
 T0=$(date +%s)
 R=$PWD

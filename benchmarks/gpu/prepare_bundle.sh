@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prepare what a GPU run on the lent device machine needs (docs/leaderboards/README.md, section 0e).
+# Prepare what a GPU run on the lent device machine needs (docs/notes/investigation.md, section 0e).
 # Run here, on the CPU machine, from the repository root:
 #
 #   bash benchmarks/gpu/prepare_bundle.sh          # -> .whl/, .devrun/datasets/, .devrun/sid/

@@ -5,7 +5,7 @@ independently predicted digit distributions. Each ``p_l`` carries the prior of i
 often any item sharing code ``c`` at digit ``l`` is a target), so the sum counts a prior ``L``
 times, and items whose codes are shared with popular items rank high whatever their own
 popularity (measured on Amazon_Beauty: FAIR's top-10 lists cover 33% of the catalogue, SASRec's
-95%; docs/leaderboards/README.md).
+95%; docs/notes/investigation.md).
 
 The naive-Bayes combination of the digit predictions counts the item prior once:
 
@@ -21,7 +21,7 @@ training split only, so it is computed once, at model construction.
 each user's ``N`` most recent training targets only (:func:`recent_target_counts`): a
 recency-weighted popularity, closer in time to the held-out targets. That is no longer the
 naive-Bayes prior but an empirical choice: on Amazon_Scientific it is the prior that validation
-selects (docs/leaderboards/README.md, section 0c).
+selects (docs/notes/investigation.md, section 0c).
 """
 
 from __future__ import annotations
