@@ -114,12 +114,17 @@ def leaderboard(dataset: str) -> dict[str, dict[str, str]]:
 
 
 def markdown_tables(text: str) -> list[dict]:
-    """Every pipe table of a Markdown text: its header cells, its rows (dicts by header) and
-    the last heading above it."""
+    """Every pipe table of a Markdown text (outside code blocks): its header cells, its rows
+    (dicts by header) and the last heading above it."""
     tables, heading, lines = [], "", text.splitlines()
-    i = 0
+    i, in_code = 0, False
     while i < len(lines):
         line = lines[i].strip()
+        if line.startswith("```"):
+            in_code = not in_code
+        if in_code:
+            i += 1
+            continue
         if line.startswith("#"):
             heading = line
         if (
