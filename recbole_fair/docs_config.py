@@ -161,7 +161,10 @@ TIGER) < `properties/model/<Model>.yaml` < `properties/dataset/<dataset>.yaml` <
 `--config_files` < `config_dict` < `--key=value`. `properties/quick_start.yaml` applies only to
 `python run_recbole_fair.py` run with neither `--model` nor `--dataset`. An unknown key is
 reported with the closest known one (`strict_config: True` makes it an error). RecBole's own
-keys not listed here keep RecBole's defaults (see RecBole's documentation).
+keys not listed here keep RecBole's defaults (see RecBole's documentation). Brackets and
+parentheses in a description say where a value comes from: the paper, RPG's code or recipe, or
+a reconstruction (our choice where the paper is silent); FAIR.md and BENCHMARK.md are the
+project's design and benchmark notes, kept outside this repository.
 """
 
 OUTRO = """\

@@ -2,8 +2,8 @@ r"""recbole_fair.published
 #######################
 
 Published test numbers (leave-one-out, full ranking over all items) that a leaderboard row can be
-compared with, as collected in the project's benchmark notes (``../shared/design/BENCHMARK.md``
-beside the repository, "Published numbers on Amazon Beauty"); each entry names its source. Only
+compared with, as collected in the project's benchmark notes (BENCHMARK.md, kept outside the
+repository, "Published numbers on Amazon Beauty"); each entry names its source. Only
 Amazon_Beauty has published numbers under our protocol.
 
 ``PUBLISHED[dataset][model]`` is a list of entries, the first being the one the leaderboard shows
