@@ -915,9 +915,24 @@ def _mean(values: list[Any]) -> float | None:
     return _mean_std(values)[0]
 
 
+# Settings that say where files are, not what was trained: never part of a row label (a label
+# shows what sets a variant apart, and a machine's paths are not that).
+LOCATION_KEYS = frozenset(
+    {
+        "data_path",
+        "sid_cache_dir",
+        "checkpoint_dir",
+        "leaderboard_dir",
+        "dataset_save_path",
+        "dataloaders_save_path",
+    }
+)
+
+
 def _cell_settings(record: dict[str, Any]) -> set[str]:
     r"""A cell's user settings as ``key=value`` strings: its command-line overrides and its
-    config dict (per-model overrides), without the seed."""
+    config dict (per-model overrides), without the seed and the file locations
+    (:data:`LOCATION_KEYS`)."""
     spec = record.get("spec") or {}
     settings = {a[2:] for a in (spec.get("argv") or [])[1:] if a.startswith("--")}
     settings |= {
@@ -925,7 +940,7 @@ def _cell_settings(record: dict[str, Any]) -> set[str]:
         for k, v in (spec.get("config_dict") or {}).items()
         if k != "seed"
     }
-    return settings
+    return {s for s in settings if s.split("=", 1)[0] not in LOCATION_KEYS}
 
 
 def variant_labels(groups: dict[tuple[str, str, str], list[dict[str, Any]]]) -> dict:

@@ -469,6 +469,12 @@ def test_variants_of_one_model_are_labelled_by_their_settings():
     # two variants, one with an extra setting: the other is the plain model
     labels = {r["config_hash"]: r["label"] for r in lb.summarise(records[:3])}
     assert labels == {"a": "FAIR", "b": "FAIR [score_prior_correction=1.0]"}
+    # where the files were is no setting: a variant run from another checkout, with another
+    # data path and cache folder, is labelled by what it trained, never by a machine's paths
+    moved = ["--epochs=40", "--data_path=/elsewhere/data", "--sid_cache_dir=/elsewhere/sid"]
+    records = [records[0], variant("e", [*moved, "--item_loss_weight=1.0"], {"hidden_size": 128})]
+    labels = {r["config_hash"]: r["label"] for r in lb.summarise(records)}
+    assert labels == {"a": "FAIR", "e": "FAIR [item_loss_weight=1.0]"}
 
 
 def test_reference_among_variants_is_the_plain_row_or_a_named_label(tmp_path, caplog):
