@@ -12,14 +12,17 @@ leaderboard instead (``recbole_fair.leaderboard``, see docs/leaderboard.md), e.g
 ``--model=FAIR,SASRec --dataset=ml-100k --seeds=2020,2021,2022``.
 """
 
+from __future__ import annotations
+
 import argparse
+import logging
 import os
 import sys
 import traceback
 
 from recbole_fair import leaderboard
-from recbole_fair.config import ConfigError
 from recbole_fair.distributed import check_gpus, run_distributed
+from recbole_fair.errors import UserInputError
 from recbole_fair.quick_start import run_recbole_fair
 from recbole_fair.utils import get_properties_dir
 
@@ -27,27 +30,41 @@ from recbole_fair.utils import get_properties_dir
 DEBUG_ENV = "RECBOLE_FAIR_DEBUG"
 
 # Errors a user can fix from the message alone: printed as one paragraph, no traceback.
-USER_ERRORS = (ConfigError, FileNotFoundError, ValueError, KeyError)
+# ValueError: recbole-fair's and RecBole's checks of settings raise it with a message that says
+# what to change; RecBole reports a malformed command line (e.g. a key given twice) as a
+# SyntaxError.
+USER_ERRORS = (UserInputError, FileNotFoundError, PermissionError, IsADirectoryError, ValueError)
+
+
+def _is_user_error(err: BaseException) -> bool:
+    if isinstance(err, USER_ERRORS):
+        return True
+    return isinstance(err, SyntaxError) and "commend arg" in str(err)  # RecBole's wording
 
 
 def _print_error(err: BaseException, debug: bool) -> int:
+    # into the run's log file too (when one is open), with the traceback; never to the console
+    root = logging.getLogger()
+    record = root.makeRecord(
+        root.name, logging.ERROR, __file__, 0, f"{type(err).__name__}: {err}", (), None
+    )
+    record.exc_info = (type(err), err, err.__traceback__)
+    for handler in root.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
     if debug:
-        traceback.print_exception(err)
-    message = err.args[0] if isinstance(err, KeyError) and err.args else err
-    if isinstance(err, USER_ERRORS):
-        print(f"error: {message}", file=sys.stderr)
+        traceback.print_exception(type(err), err, err.__traceback__)
+    if _is_user_error(err):
+        print(f"error: {err}", file=sys.stderr)
     else:
         print(
-            f"error: {type(err).__name__}: {message}\n"
+            f"error: {type(err).__name__}: {err}\n"
             "This looks like a bug rather than a problem with your data or settings: please "
-            "report it with the log file (log/<model>/), rerun with --debug for the traceback.",
+            "report it with the run's log file (log/<model>/) and the traceback (--debug).",
             file=sys.stderr,
         )
     if not debug:
-        print(
-            f"(--debug or {DEBUG_ENV}=1 shows the traceback)",
-            file=sys.stderr,
-        )
+        print(f"(--debug or {DEBUG_ENV}=1 shows the traceback)", file=sys.stderr)
     return 1
 
 

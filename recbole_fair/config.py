@@ -27,11 +27,8 @@ from recbole.utils import (
     training_arguments,
 )
 
+from recbole_fair.errors import ConfigError
 from recbole_fair.utils import get_model, get_properties_dir
-
-
-class ConfigError(ValueError):
-    r"""A setting the user gave cannot work: the message names the key, the value and the fix."""
 
 
 # Settings checked once the configuration is final: key -> (test, what a valid value is). A key
@@ -42,6 +39,14 @@ def _positive_int(value: Any) -> bool:
 
 def _positive_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def _non_negative_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _share(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
 
 
 def _probability(value: Any) -> bool:
@@ -56,13 +61,21 @@ _SETTING_RULES: dict[str, tuple[Any, str]] = {
         _positive_int,
         "an integer >= 1 (how many earlier items of a user's history the model sees)",
     ),
-    "stopping_step": (_positive_int, "an integer >= 1 (early-stopping patience, in evaluations)"),
+    # 0 is RecBole's "stop at the first evaluation that does not improve"
+    "stopping_step": (
+        _non_negative_int,
+        "an integer >= 0 (early-stopping patience, in evaluations)",
+    ),
     "learning_rate": (_positive_number, "a number > 0"),
     "hidden_size": (_positive_int, "an integer >= 1"),
-    "n_layers": (_positive_int, "an integer >= 1"),
+    "n_layers": (_non_negative_int, "an integer >= 0"),  # LightGCN with 0 layers is MF
     "n_heads": (_positive_int, "an integer >= 1"),
     "hidden_dropout_prob": (_probability, "a probability in [0, 1)"),
     "attn_dropout_prob": (_probability, "a probability in [0, 1)"),
+    "max_dropped_interactions": (
+        _share,
+        "a share in [0, 1] (of the interactions a run may lose to data problems; 1 = no check)",
+    ),
 }
 
 # Environment variable giving the default data_path (the folder holding one folder per dataset).
@@ -119,6 +132,11 @@ class Config(RecBoleConfig):
     def _load_config_files(self, file_list):
         file_config_dict: dict = {}
         for file in file_list or []:
+            if not os.path.isfile(file):
+                raise ConfigError(
+                    f"Config file {file} does not exist (looked for {os.path.abspath(file)}); "
+                    "check the path given to --config_files / config_file_list."
+                )
             try:
                 with open(file, encoding="utf-8") as f:
                     content = yaml.load(f.read(), Loader=self.yaml_loader)

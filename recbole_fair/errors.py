@@ -23,6 +23,11 @@ class UserInputError(ValueError):
     says what is wrong and how to fix it."""
 
 
+class ConfigError(UserInputError):
+    r"""A setting the user gave cannot work (a value out of range, a config file that is not
+    YAML, an unknown key under ``strict_config``): the message names the key or file and the fix."""
+
+
 class DataError(UserInputError):
     r"""A RecBole atomic file (``.inter``, ``.item``, ``.user``, ...) that cannot be used as it is.
 
@@ -49,4 +54,4 @@ class DataError(UserInputError):
         self.value = value
 
 
-__all__ = ["UserInputError", "DataError"]
+__all__ = ["UserInputError", "ConfigError", "DataError"]

@@ -656,7 +656,12 @@ def execute_cell_isolated(
                 timed_out = True
                 _end_process(process, KILL_GRACE_SECONDS)
                 break
-        process.join()
+        # the record arrived (or the process died): a process that then hangs at exit (native
+        # threads, atexit handlers) gets the rest of the time limit, then the same end
+        rest = None if deadline is None else max(deadline - time.time(), KILL_GRACE_SECONDS)
+        process.join(rest)
+        if process.is_alive():
+            _end_process(process, KILL_GRACE_SECONDS)
     except KeyboardInterrupt:
         process.terminate()
         process.join()

@@ -285,7 +285,14 @@ def _count_eval_users(eval_data: Any) -> int:
 
 
 def _total_loss(loss: Any) -> float:
-    return float(sum(loss)) if isinstance(loss, tuple) else float(loss)
+    r"""An epoch's training loss as one number: trainers return a float or a tuple of losses,
+    which may nest (KGAT); anything else is recorded as NaN rather than failing the run."""
+    if isinstance(loss, (tuple, list)):
+        return float(sum(_total_loss(part) for part in loss))
+    try:
+        return float(loss)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def _instrument(trainer: Any) -> dict[str, list[float]]:

@@ -77,6 +77,8 @@ def test_python_entry_point_returns_recbole_result(in_tmp_dir, sid_cache_dir):
     # checkpoint written, signed and reloaded for the test evaluation
     checkpoint = Path(result["paths"]["checkpoint"])
     assert checkpoint.is_file() and Path(str(checkpoint) + ".sig").is_file()
+    # a name no other run picks, even one started in the same second
+    assert re.fullmatch(r"FAIR-ml-100k-.*-[0-9a-f]{6}\.pth", checkpoint.name)
     # semantic-ID report travels with the result
     report = result["semantic_ids"]
     assert report["cache_key"] and 0.0 <= report["collision_rate"] <= 1.0

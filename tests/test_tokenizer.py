@@ -16,7 +16,7 @@ from recbole.config import Config
 from recbole.data.dataset import SequentialDataset
 
 import recbole_fair  # noqa: F401  (compatibility shims)
-from recbole_fair.errors import DataError
+from recbole_fair.errors import DataError, UserInputError
 from recbole_fair.tokenizer.quantizer import (
     OPQProductQuantizer,
     check_quantizer_args,
@@ -279,6 +279,13 @@ def test_pca_to_at_most_the_allowed_dimension_passes_the_check():
     assert check_quantizer_args(None, 300, 32, 256) is None
     with pytest.raises(ValueError, match=r"at least 385"):
         check_quantizer_args(None, 300, 32, 256, pca_dim=384)
+    # too few for the codebook, dimension not known yet: the message says what OPQ will need
+    # once it is (no "None-dimensional")
+    with pytest.raises(UserInputError) as err:
+        check_quantizer_args(None, 100, 32, 256)
+    assert "None" not in str(err.value) and "as many training items as their dimension" in str(
+        err.value
+    )
 
 
 def test_the_fit_and_the_semantic_ids_refuse_too_few_items_before_faiss_runs(tmp_path):

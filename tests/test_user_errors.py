@@ -38,9 +38,11 @@ def _cli(args, cwd, env_extra=None):
         ("MAX_ITEM_LIST_LENGTH", 0),
         ("train_batch_size", 0),
         ("learning_rate", -0.1),
-        ("stopping_step", 0),
+        ("stopping_step", -1),
         ("hidden_dropout_prob", 1.5),
         ("eval_batch_size", 2.5),
+        ("max_dropped_interactions", 1.5),
+        ("n_layers", -1),
     ],
 )
 def test_invalid_settings_are_refused_naming_the_key(key, value):
@@ -55,6 +57,20 @@ def test_valid_settings_pass():
         config_dict={"epochs": 1, "MAX_ITEM_LIST_LENGTH": 1, "topk": [1, 5], "learning_rate": 1},
     )
     assert config["epochs"] == 1 and config["MAX_ITEM_LIST_LENGTH"] == 1
+    # RecBole's own edge values stay valid: no patience, a 0-layer LightGCN (plain MF)
+    assert Config(model="SASRec", dataset="ml-100k", config_dict={"stopping_step": 0})
+    assert Config(model="LightGCN", dataset="ml-100k", config_dict={"n_layers": 0})
+
+
+def test_a_missing_config_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"Config file nope\.yaml does not exist"):
+        Config(model="SASRec", dataset="ml-100k", config_file_list=["nope.yaml"])
+
+
+def test_config_errors_are_user_input_errors():
+    from recbole_fair.errors import UserInputError
+
+    assert issubclass(ConfigError, UserInputError) and issubclass(ConfigError, ValueError)
 
 
 @pytest.mark.parametrize(
@@ -115,6 +131,24 @@ def test_debug_shows_the_traceback(tmp_path, how):
     assert "error: Setting 'MAX_ITEM_LIST_LENGTH' is 0" in out.stderr
 
 
+def test_a_malformed_command_line_is_the_users_error(tmp_path):
+    out = _cli(["--model=SASRec", "--dataset=ml-100k", "--epochs=1", "--epochs=2"], tmp_path)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "duplicate" in out.stderr and "looks like a bug" not in out.stderr
+
+
+def test_an_unexpected_error_is_reported_as_a_bug(tmp_path, monkeypatch, capsys):
+    import runpy
+
+    cli = runpy.run_path(str(REPO / "run_recbole_fair.py"))
+    assert cli["_print_error"](KeyError("x"), debug=False) == 1
+    err = capsys.readouterr().err
+    assert "error: KeyError: 'x'" in err and "looks like a bug" in err and "Traceback" not in err
+    assert cli["_print_error"](ConfigError("bad key"), debug=False) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: bad key\n") and "looks like a bug" not in err
+
+
 def test_missing_data_is_a_clean_error(tmp_path):
     out = _cli(
         ["--model=SASRec", "--dataset=Amazon_Beauty", f"--data_path={tmp_path / 'nowhere'}"],
@@ -137,6 +171,15 @@ def test_results_are_a_table_of_plain_numbers():
     assert lines[3].split() == ["ndcg@10", "0.0500", "0.0400"]
     assert lines[4] == "log file: /x/run.log" and len(lines) == 5  # no line for a missing path
     assert "np.float64" not in text and "OrderedDict" not in text
+
+
+def test_learning_curve_losses_of_any_trainer():
+    from recbole_fair.quick_start import _total_loss
+
+    assert _total_loss(2.5) == 2.5
+    assert _total_loss((1.0, 2.0)) == 3.0
+    assert _total_loss(((1.0, 2.0), 0.5)) == 3.5  # KGAT: (rs_loss, kg_loss), rs_loss a tuple
+    assert _total_loss(None) != _total_loss(None)  # NaN, not a crash
 
 
 def test_checkpoint_names_differ_within_one_second(tmp_path):

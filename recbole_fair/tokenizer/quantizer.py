@@ -21,6 +21,8 @@ from typing import Callable, Iterator
 import faiss
 import numpy as np
 
+from recbole_fair.errors import UserInputError
+
 
 def default_threads() -> int:
     r"""Half the cores (at most 16): faiss' OpenMP threads busy-wait, and on a machine shared
@@ -44,7 +46,7 @@ def codebook_bits(codebook_size: int) -> int:
     r"""``log2(codebook_size)``; raises ``ValueError`` unless it is a power of two in [2, 2^16]."""
     size = int(codebook_size)
     if size < 2 or size & (size - 1) or size > 1 << 16:
-        raise ValueError(
+        raise UserInputError(
             f"codebook_size must be a power of two between 2 and 65536 (faiss PQ uses "
             f"log2(codebook_size) bits per code), got [{codebook_size}]."
         )
@@ -96,7 +98,13 @@ def _too_few_items_message(
             "when whitened, with as many)"
         )
     else:
-        what = f"OPQ on the {dim}-dimensional text embeddings (text_encoder)"
+        what = (
+            f"OPQ on the {dim}-dimensional text embeddings (text_encoder)"
+            if dim is not None
+            else "OPQ on the text embeddings, which needs at least as many training items as "
+            "their dimension (e.g. 384 for all-MiniLM-L6-v2) unless sid_pca_dim is below the "
+            "number of training items"
+        )
         dim_short = dim is not None and n_train < dim
         why = (
             " (faiss' OPQ corrupts memory, a crash or a hang, with fewer training items than "
@@ -149,19 +157,19 @@ def check_quantizer_args(
     """
     codebook_bits(codebook_size)
     if n_codes < 1:
-        raise ValueError(f"n_codes must be >= 1, got [{n_codes}].")
+        raise UserInputError(f"n_codes must be >= 1, got [{n_codes}].")
     if pca_dim and dim is not None and pca_dim > dim:
-        raise ValueError(
+        raise UserInputError(
             f"sid_pca_dim [{pca_dim}] is larger than the text embedding dimension [{dim}]; "
             f"use a smaller sid_pca_dim or 0 (no PCA)."
         )
     if n_train < min_training_items(dim, codebook_size, pca_dim):
-        raise ValueError(_too_few_items_message(dim, n_train, n_codes, codebook_size, pca_dim))
+        raise UserInputError(_too_few_items_message(dim, n_train, n_codes, codebook_size, pca_dim))
     d = int(pca_dim) if pca_dim else dim
     if d is not None and d % n_codes:
         where = "sid_pca_dim" if pca_dim else "the text embedding dimension"
         divisors = [k for k in range(2, d + 1) if d % k == 0]
-        raise ValueError(
+        raise UserInputError(
             f"The embedding dimension after PCA [{d}] ({where}) is not divisible by "
             f"n_codes [{n_codes}]: each of the n_codes sub-quantizers takes d / n_codes "
             f"dimensions. Change n_codes (divisors of {d}: {divisors[:12]}) or sid_pca_dim "
@@ -326,7 +334,7 @@ SID_METHODS = ("opq", "random")
 
 def _check_choice(key: str, value: str, choices: tuple[str, ...], where: str) -> str:
     if value not in choices:
-        raise ValueError(f"{key} must be one of {list(choices)}, got [{value}]{where}.")
+        raise UserInputError(f"{key} must be one of {list(choices)}, got [{value}]{where}.")
     return value
 
 
