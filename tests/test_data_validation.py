@@ -214,6 +214,23 @@ def test_a_saved_dataset_is_checked_against_the_loading_runs_limit(
     assert dataset.drop_report["rows_kept"] == 2700
 
 
+def test_item_file_without_any_item_id_is_a_data_error(tmp_path):
+    # RecBole drops every row and then stops with "Some feat is empty" (a bare ValueError)
+    write(tmp_path, "noid", walk_rows(20, 6, 30), [("", "a"), ("NA", "b")])
+    with pytest.raises(DataError, match=r"No row of \[.*noid.item\] has an id in item_id"):
+        create_dataset(config(tmp_path, "noid", max_dropped_interactions=1.0))
+
+
+def test_item_file_emptied_by_the_item_filter_is_a_data_error(tmp_path):
+    rows = walk_rows(20, 6, 30) + [("u0", "rare", 99)]
+    write(tmp_path, "kc", rows, [("rare", "only one interaction")])
+    cfg = config(
+        tmp_path, "kc", filter_inter_by_user_or_item=False, item_inter_num_interval="[2,inf)"
+    )
+    with pytest.raises(DataError, match=r"kc.item\] is left .*item_inter_num_interval"):
+        create_dataset(cfg)
+
+
 def test_bad_max_dropped_interactions_is_a_user_error(missing_items):
     with pytest.raises(UserInputError, match="max_dropped_interactions must be a share"):
         create_dataset(config(missing_items, "miss", max_dropped_interactions=5))

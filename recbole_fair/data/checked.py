@@ -143,6 +143,16 @@ class CheckedDatasetMixin:
                         f"they will be removed."
                     )
                     feat.drop(missing, inplace=True)
+                if feat.empty:  # RecBole would stop with "Some feat is empty" after filtering
+                    path = os.path.join(self.dataset_path, f"{self.dataset_name}.{name}")
+                    raise DataError(
+                        f"No row of [{path}] has an id in {field}: it is empty or a value "
+                        f"pandas reads as missing (NA, null, None, nan, N/A, ...) on every "
+                        f"line, so RecBole would drop the whole file. Give each row its {name} "
+                        f"id, or remove the file (or leave '{name}' out of load_col).",
+                        path=path,
+                        column=field,
+                    )
             if field is not None and field in self.inter_feat:
                 missing = self.inter_feat.index[self.inter_feat[field].isnull()]
                 if len(missing):
@@ -227,7 +237,18 @@ class CheckedDatasetMixin:
 
     def _reset_index(self) -> None:
         if getattr(self, "_drops", None) is not None:
-            self._finish_drop_accounting()
+            self._finish_drop_accounting()  # stops the run when no interaction is left
+        for source in ("user", "item"):
+            feat = getattr(self, f"{source}_feat", None)
+            if feat is not None and feat.empty:  # RecBole: a bare "Some feat is empty"
+                key = f"{source}_inter_num_interval"
+                path = os.path.join(self.dataset_path, f"{self.dataset_name}.{source}")
+                raise DataError(
+                    f"No row of [{path}] is left after RecBole's filtering: {key} "
+                    f"({self.config[key]}) dropped every {source} of the file (one without "
+                    f"interactions has 0). Relax {key} or fix the data.",
+                    path=path,
+                )
         super()._reset_index()
 
     def _finish_drop_accounting(self) -> None:
