@@ -42,11 +42,18 @@ What is shimmed:
   The same signing rule applies: ``Dataset.save`` and ``save_split_dataloaders`` write to a
   temporary file, sign it and rename both into place; the ``pickle`` module RecBole's data utils
   see only unpickles signed bytes (:class:`UntrustedFileError` otherwise), and
-  ``create_dataset``/``load_split_dataloaders`` turn that refusal into a warning naming the
-  file and a rebuild from the atomic files (the cache is only an optimisation). They are
-  replaced in ``recbole.data.utils`` (where ``data_preparation`` and
-  :func:`recbole_fair.utils.create_dataset` look them up at call time) and in ``recbole.data``'s
-  re-exports. Can go when RecBole verifies its caches or stops pickling them.
+  ``load_split_dataloaders`` turns that refusal into a warning naming the file and a rebuild
+  from the atomic files (the cache is only an optimisation). ``create_dataset`` is RecBole's
+  rule rewritten on two helpers that recbole-fair's own dataset factory
+  (:func:`recbole_fair.data.checked.create_recbole_dataset`, called by
+  :func:`recbole_fair.utils.create_dataset`) uses too: :func:`recbole_dataset_class_name`
+  (which class) and :func:`load_dataset_cache` (a signed cache of that class built with the
+  same dataset arguments, else a warning and a rebuild; a signed cache that no longer
+  unpickles, e.g. written by another version, is rebuilt too). The three functions are replaced
+  in ``recbole.data.utils`` (where ``data_preparation`` looks them up at call time) and in
+  ``recbole.data``'s re-exports (``from recbole.data import create_dataset``, as RecBole's own
+  quick start and scripts written for RecBole do). Can go when RecBole verifies its caches or
+  stops pickling them.
 * LDiffRec reads ``<dataset>/item_emb.npy`` with ``np.load(allow_pickle=True)``: an object
   array there would be unpickled. Item embeddings are a float matrix, so its ``np.load`` runs
   with ``allow_pickle=False``. Can go when RecBole drops ``allow_pickle=True``.
@@ -97,7 +104,7 @@ _ORIGINAL_TORCH_LOAD = torch.load
 _ORIGINAL_NP_LOAD = np.load
 # The functions that replace RecBole's cache readers and writers, by their RecBole name.
 _CACHE_SHIMS: dict[str, Callable[..., Any]] = {}
-# RecBole's own cache readers, called by those shims.
+# RecBole's own dataloader cache reader, called by its shim.
 _UPSTREAM: dict[str, Callable[..., Any]] = {}
 
 
@@ -265,31 +272,95 @@ def warn_untrusted_cache(path: Any, what: str, option: str) -> None:
     )
 
 
-def _recbole_dataset_class(config: Any) -> type:
-    r"""The class RecBole 1.2.1's ``create_dataset`` builds for ``config`` (the same rule)."""
+def recbole_dataset_class_name(config: Any) -> str:
+    r"""The name of the class of ``recbole.data.dataset`` that RecBole 1.2.1's
+    ``create_dataset`` builds for ``config``: ``<model>Dataset`` when RecBole has one, else the
+    class of the model's ``MODEL_TYPE`` (``SequentialDataset``, ``KnowledgeBasedDataset`` or
+    ``Dataset``). A ``MODEL_TYPE`` that is not one of RecBole's (a third-party model's), on
+    which RecBole fails with a ``KeyError``, gets ``Dataset``, as it gets RecBole's generic
+    ``Trainer`` from ``get_trainer``."""
     from recbole.data import dataset as dataset_module
     from recbole.utils import ModelType
 
-    specific = getattr(dataset_module, config["model"] + "Dataset", None)
-    if specific is not None:
-        return specific
-    by_type = {
+    name = f"{config['model']}Dataset"
+    if hasattr(dataset_module, name):
+        return name
+    by_type = {  # RecBole 1.2.1's table; GENERAL, CONTEXT, TRADITIONAL, DECISIONTREE: Dataset
         ModelType.SEQUENTIAL: "SequentialDataset",
         ModelType.KNOWLEDGE: "KnowledgeBasedDataset",
     }
-    return getattr(dataset_module, by_type.get(config["MODEL_TYPE"], "Dataset"))
+    return by_type.get(config["MODEL_TYPE"], "Dataset")
+
+
+def dataset_cache_file(config: Any, class_name: str) -> str:
+    r"""Where RecBole 1.2.1 saves and looks for the filtered dataset of ``config``:
+    ``dataset_save_path``, else ``<checkpoint_dir>/<dataset>-<class_name>.pth``."""
+    default = os.path.join(config["checkpoint_dir"], f"{config['dataset']}-{class_name}.pth")
+    return config["dataset_save_path"] or default
+
+
+def load_dataset_cache(config: Any, dataset_class: type) -> Any:
+    r"""The filtered dataset that ``save_dataset`` saved for ``config``, or None (rebuild it).
+
+    RecBole 1.2.1's rule, signed: the file (:func:`dataset_cache_file`, named after
+    ``dataset_class``) is used when this installation signed it, it unpickles to a
+    ``dataset_class``, and it was built with the same dataset arguments
+    (``recbole.utils.dataset_arguments``, ``seed``, ``repeatable``). Otherwise a warning says
+    why and None is returned: an unsigned file is not unpickled (:func:`warn_untrusted_cache`);
+    a signed one that does not unpickle (e.g. written by another version whose classes moved),
+    holds another class or was built with other arguments is ignored. No file: None, silently.
+    """
+    from recbole.utils import dataset_arguments, set_color
+
+    file = dataset_cache_file(config, dataset_class.__name__)
+    if not os.path.isfile(file):
+        return None
+    data = read_trusted_bytes(file)
+    if data is None:
+        warn_untrusted_cache(file, "filtered dataset", "save_dataset")
+        return None
+    logger = getLogger()
+    ignored = (
+        f"RecBole filtered dataset cache [{file}] is ignored and the dataset rebuilt from the "
+        "atomic files"
+    )
+    try:
+        dataset = pickle.loads(data)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure: the cache is only a cache
+        logger.warning(
+            f"{ignored}: it does not unpickle here ({type(err).__name__}: {err}; written by "
+            "another version of RecBole or recbole-fair?). Delete it, or re-create it with "
+            "save_dataset=True."
+        )
+        return None
+    if not isinstance(dataset, dataset_class):
+        logger.warning(
+            f"{ignored}: it holds a {type(dataset).__module__}.{type(dataset).__qualname__}, "
+            f"not a {dataset_class.__module__}.{dataset_class.__qualname__}."
+        )
+        return None
+    for arg in [*dataset_arguments, "seed", "repeatable"]:
+        if config[arg] != dataset.config[arg]:
+            logger.warning(
+                f"{ignored}: it was built with other dataset arguments ({arg}: "
+                f"{dataset.config[arg]!r} there, {config[arg]!r} now)."
+            )
+            return None
+    logger.info(set_color("Load filtered dataset from", "pink") + f": [{file}]")
+    return dataset
 
 
 def _create_dataset(config: Any) -> Any:
-    r"""RecBole's ``create_dataset``; an unsigned dataset cache is ignored with a warning (its
-    ``pickle.load`` refused, see :func:`_guarded_pickle_load`) and the dataset rebuilt."""
-    try:
-        return _UPSTREAM["create_dataset"](config)
-    except UntrustedFileError as err:
-        warn_untrusted_cache(err.path, "filtered dataset", "save_dataset")
-    dataset = _recbole_dataset_class(config)(config)
-    if config["save_dataset"]:
-        dataset.save()
+    r"""RecBole 1.2.1's ``create_dataset``, reading only a signed cache
+    (:func:`load_dataset_cache`)."""
+    from recbole.data import dataset as dataset_module
+
+    dataset_class = getattr(dataset_module, recbole_dataset_class_name(config))
+    dataset = load_dataset_cache(config, dataset_class)
+    if dataset is None:
+        dataset = dataset_class(config)
+        if config["save_dataset"]:
+            dataset.save()
     return dataset
 
 
@@ -350,7 +421,6 @@ def _install_cache_shims() -> None:
     import recbole.data.dataset.dataset as dataset_module
     import recbole.data.utils as data_utils
 
-    _UPSTREAM["create_dataset"] = data_utils.create_dataset
     _UPSTREAM["load_split_dataloaders"] = data_utils.load_split_dataloaders
     # What RecBole's data utils unpickle with, whoever holds a reference to their functions.
     data_utils.pickle = _module_proxy(pickle, load=_guarded_pickle_load)
@@ -360,7 +430,7 @@ def _install_cache_shims() -> None:
         save_split_dataloaders=_save_split_dataloaders,
     )
     for name, shim in _CACHE_SHIMS.items():
-        setattr(data_utils, name, shim)  # data_preparation and recbole_fair.utils look up here
+        setattr(data_utils, name, shim)  # data_preparation looks them up here
         setattr(recbole.data, name, shim)  # ``from recbole.data import create_dataset``
     dataset_module.Dataset.save = _save_dataset
 

@@ -20,8 +20,9 @@ import torch
 from recbole.data import data_preparation
 from recbole.utils import init_logger, init_seed
 
-from recbole_fair.config import DATA_PATH_ENV, Config
-from recbole_fair.data.download import download_dataset, recbole_url, report_downloaded
+from recbole_fair.config import Config
+from recbole_fair.data.download import download_dataset, report_downloaded
+from recbole_fair.data.validate import missing_dataset_message
 from recbole_fair.utils import create_dataset, get_model, get_trainer
 
 
@@ -76,21 +77,7 @@ def check_data_files(config: Config) -> None:
             f"Downloaded [{dataset}] into {data_path}, but {inter} is not there: the archive "
             f"holds other files ({sorted(os.listdir(data_path))})."
         )
-    url = recbole_url(dataset)
-    hint = (
-        f" Or pass --download=True to fetch RecBole's own copy ({url}): not the papers' split, "
-        "see docs/prepare_amazon.md."
-        if url
-        else ""
-    )
-    raise FileNotFoundError(
-        f"Dataset [{dataset}] not found: looked for {inter}. Point --data_path (or the "
-        f"environment variable {DATA_PATH_ENV}) at the folder that contains a '{dataset}/' "
-        f"folder of RecBole atomic files ({dataset}.inter, {dataset}.item with item text), "
-        "e.g. --data_path=../shared/datasets for the prepared Amazon benchmarks, or prepare "
-        "them from the raw Amazon review downloads with python -m "
-        "recbole_fair.data.prepare_amazon (docs/prepare_amazon.md)." + hint
-    )
+    raise FileNotFoundError(missing_dataset_message(dataset, inter))
 
 
 def unique_checkpoint_file(directory: str, model: str, dataset: str) -> str:

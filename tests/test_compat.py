@@ -188,6 +188,46 @@ def test_pandas_fillna_fills_missing_values(tmp_path):
     assert not dataset.inter_feat["score"].isna().any()
 
 
+@pytest.mark.parametrize(
+    "model,model_type,expected",
+    [
+        ("KSR", "SEQUENTIAL", "KSRDataset"),  # RecBole's <model>Dataset first
+        ("GRU4RecKG", "SEQUENTIAL", "GRU4RecKGDataset"),
+        ("SASRec", "SEQUENTIAL", "SequentialDataset"),
+        ("CKE", "KNOWLEDGE", "KnowledgeBasedDataset"),
+        ("BPR", "GENERAL", "Dataset"),
+        ("DeepFM", "CONTEXT", "Dataset"),
+        ("Pop", "TRADITIONAL", "Dataset"),
+        ("LightGBM", "DECISIONTREE", "Dataset"),
+        ("Plugin", "not a RecBole type", "Dataset"),  # RecBole: KeyError
+    ],
+)
+def test_dataset_class_is_recboles_choice(model, model_type, expected):
+    """One rule for RecBole's create_dataset (compat) and recbole-fair's (checked)."""
+    from recbole.data import dataset as recbole_datasets
+    from recbole.utils import ModelType
+
+    from recbole_fair.data import checked
+
+    config = {"model": model, "MODEL_TYPE": getattr(ModelType, model_type, model_type)}
+    assert compat.recbole_dataset_class_name(config) == expected
+    cls = checked.recbole_dataset_class(config)
+    assert cls is checked.CHECKED_CLASSES[expected]
+    assert cls.__name__ == expected and issubclass(cls, getattr(recbole_datasets, expected))
+
+
+def test_every_recbole_dataset_class_has_a_checked_one():
+    from recbole.data import dataset as recbole_datasets
+
+    from recbole_fair.data import checked
+
+    base = recbole_datasets.Dataset
+    names = {
+        n for n, c in vars(recbole_datasets).items() if isinstance(c, type) and issubclass(c, base)
+    }
+    assert names == set(checked.CHECKED_CLASSES)
+
+
 _ANOMALY_PROBE = """
 import torch
 {before}

@@ -186,6 +186,51 @@ def test_rows_with_missing_ids_are_the_rows_dropped(tmp_path):
     assert kept == expected and len(expected) == 198
 
 
+def test_a_saved_dataset_is_checked_against_the_loading_runs_limit(
+    missing_items, monkeypatch, caplog
+):
+    """A dataset saved by a run that allowed its drops (save_dataset) is reused by a later run
+    only within that run's max_dropped_interactions: the same error as a rebuild."""
+    from recbole_fair.data import checked
+
+    monkeypatch.setenv("RECBOLE_FAIR_KEY_DIR", str(missing_items / "keys"))
+    saving = {"checkpoint_dir": str(missing_items / "saved"), "save_dataset": True}
+    create_dataset(config(missing_items, "miss", max_dropped_interactions=1.0, **saving))
+    assert (missing_items / "saved" / "miss-SequentialDataset.pth.sig").is_file()
+    with pytest.raises(DataError) as rebuilt:  # no cache there: built from the files
+        create_dataset(config(missing_items, "miss", checkpoint_dir=str(missing_items / "x")))
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("the saved dataset was rebuilt instead of loaded")
+
+    monkeypatch.setattr(checked.SequentialDataset, "__init__", no_rebuild)
+    caplog.clear()
+    with caplog.at_level(logging.INFO), pytest.raises(DataError) as loaded:
+        create_dataset(config(missing_items, "miss", checkpoint_dir=saving["checkpoint_dir"]))
+    assert "Load filtered dataset from" in caplog.text
+    assert str(loaded.value) == str(rebuilt.value) and "900 of the 3,600" in str(loaded.value)
+    dataset = create_dataset(config(missing_items, "miss", max_dropped_interactions=0.3, **saving))
+    assert dataset.drop_report["max_dropped_interactions"] == 0.3
+    assert dataset.drop_report["rows_kept"] == 2700
+
+
+def test_item_file_without_any_item_id_is_a_data_error(tmp_path):
+    # RecBole drops every row and then stops with "Some feat is empty" (a bare ValueError)
+    write(tmp_path, "noid", walk_rows(20, 6, 30), [("", "a"), ("NA", "b")])
+    with pytest.raises(DataError, match=r"No row of \[.*noid.item\] has an id in item_id"):
+        create_dataset(config(tmp_path, "noid", max_dropped_interactions=1.0))
+
+
+def test_item_file_emptied_by_the_item_filter_is_a_data_error(tmp_path):
+    rows = walk_rows(20, 6, 30) + [("u0", "rare", 99)]
+    write(tmp_path, "kc", rows, [("rare", "only one interaction")])
+    cfg = config(
+        tmp_path, "kc", filter_inter_by_user_or_item=False, item_inter_num_interval="[2,inf)"
+    )
+    with pytest.raises(DataError, match=r"kc.item\] is left .*item_inter_num_interval"):
+        create_dataset(cfg)
+
+
 def test_bad_max_dropped_interactions_is_a_user_error(missing_items):
     with pytest.raises(UserInputError, match="max_dropped_interactions must be a share"):
         create_dataset(config(missing_items, "miss", max_dropped_interactions=5))
@@ -292,6 +337,27 @@ def test_non_numeric_timestamp_names_line_and_value(tmp_path):
     assert err.line == 9 and err.column == "timestamp:float" and err.value == "2014-01-07"
     assert "badtime.inter] line 9, column timestamp:float: '2014-01-07' is not a number" in str(err)
     assert "Unix time" in str(err)
+
+
+def test_missing_interaction_file_has_one_message(tmp_path):
+    """A dataset created without run_recbole_fair's check_data_files (which runs first) gets
+    the same message for a missing .inter file."""
+    from recbole_fair.quick_start import check_data_files
+
+    (tmp_path / "noint").mkdir()
+    (tmp_path / "noint" / "noint.item").write_text("item_id:token\ttitle:token_seq\ni1\ta\n")
+    cfg = config(tmp_path, "noint")
+    with pytest.raises(FileNotFoundError) as before_run:
+        check_data_files(cfg)
+    with pytest.raises(DataError) as direct:
+        create_dataset(cfg)
+    inter = os.path.join(str(tmp_path), "noint", "noint.inter")
+    assert str(direct.value) == str(before_run.value) and direct.value.path == inter
+    assert str(direct.value).startswith(f"Dataset [noint] not found: looked for {inter}.")
+    assert "--data_path" in str(direct.value)
+    cfg = config(tmp_path, "noint", benchmark_filename=["train", "valid", "test"])
+    with pytest.raises(DataError, match=r"noint.train.inter\] does not exist, but "):
+        validate_dataset_files(cfg)
 
 
 def test_uid_instead_of_user_id(tmp_path):

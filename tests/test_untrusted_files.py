@@ -148,29 +148,156 @@ def test_signed_caches_are_reused_and_tampered_ones_refused(
     assert third["test_result"] == first["test_result"]
 
 
-def test_a_run_uses_the_guarded_loaders():
-    """recbole_fair's create_dataset and RecBole's data_preparation look the patched functions
-    up at call time, whatever name they were imported under."""
+def _tiny_dataset(root, name="tiny"):
+    """``<root>/<name>/<name>.inter``: 40 users with 6 interactions each over 30 items."""
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["user_id:token\titem_id:token\ttimestamp:float"]
+    rows += [f"u{u}\ti{(u + k) % 30}\t{k}" for u in range(40) for k in range(6)]
+    (folder / f"{name}.inter").write_text("\n".join(rows) + "\n")
+
+
+def _config(root, model="SASRec", name="tiny", **extra):
+    from recbole_fair.config import Config
+
+    config_dict = {
+        "data_path": str(root),
+        "checkpoint_dir": str(root / "saved"),
+        "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+        "show_progress": False,
+        **extra,
+    }
+    return Config(model=model, dataset=name, config_dict=config_dict)
+
+
+def _no_rebuild(*args, **kwargs):
+    raise AssertionError("a usable cache was rebuilt instead of loaded")
+
+
+def test_a_run_uses_the_guarded_loaders(tmp_path, monkeypatch, caplog):
+    """A run creates RecBole models' datasets with recbole_fair.utils.create_dataset, i.e.
+    checked.create_recbole_dataset: it never unpickles an unsigned cache, and RecBole's
+    data_preparation looks the dataloader-cache shims up at call time."""
     import recbole.data
     import recbole.data.utils as data_utils
 
-    import recbole_fair.utils
+    from recbole_fair.data import checked
+    from recbole_fair.utils import create_dataset
 
     for name in ("create_dataset", "load_split_dataloaders", "save_split_dataloaders"):
         assert getattr(data_utils, name) is compat._CACHE_SHIMS[name]
         assert getattr(recbole.data, name) is compat._CACHE_SHIMS[name]
-    assert recbole_fair.utils.recbole_data_utils is data_utils
-
-
-def test_recbole_fair_create_dataset_calls_the_patched_function(monkeypatch):
-    import recbole.data.utils as data_utils
-
-    import recbole_fair.utils
 
     calls = []
-    monkeypatch.setattr(data_utils, "create_dataset", lambda config: calls.append(config) or 7)
-    assert recbole_fair.utils.create_dataset({"model": "SASRec"}) == 7
-    assert calls == [{"model": "SASRec"}]
+    real = checked.create_recbole_dataset
+    monkeypatch.setattr(
+        checked, "create_recbole_dataset", lambda config: calls.append(config) or real(config)
+    )
+    _tiny_dataset(tmp_path)
+    config = _config(tmp_path)
+    cache = tmp_path / "saved" / "tiny-SequentialDataset.pth"
+    marker = tmp_path / "PWNED"
+    _plant(cache, marker)
+    with caplog.at_level(logging.INFO):
+        dataset = create_dataset(config)
+    assert calls == [config]
+    assert not marker.exists()
+    (message,) = _warned_about(caplog, cache)
+    _assert_refusal_message(message, "save_dataset")
+    assert type(dataset) is checked.SequentialDataset and dataset.drop_report["rows_kept"] == 240
+
+
+def test_recbole_fair_create_dataset_reuses_only_its_own_signed_caches(
+    tmp_path, monkeypatch, caplog
+):
+    from recbole.data import create_dataset as recbole_create_dataset
+
+    from recbole_fair.data import checked
+    from recbole_fair.utils import create_dataset
+
+    _tiny_dataset(tmp_path)
+    cache = tmp_path / "saved" / "tiny-SequentialDataset.pth"
+    # RecBole's own create_dataset writes (and signs) a cache of RecBole's unchecked class under
+    # the same name: it is not what recbole-fair's factory builds, so it is rebuilt.
+    recbole_create_dataset(_config(tmp_path, save_dataset=True))
+    assert cache.is_file() and Path(f"{cache}.sig").is_file()
+    _new_process()
+    with caplog.at_level(logging.INFO):
+        dataset = create_dataset(_config(tmp_path, save_dataset=True))
+    (message,) = _warned_about(caplog, cache)
+    assert "recbole.data.dataset.sequential_dataset.SequentialDataset" in message
+    assert type(dataset) is checked.SequentialDataset
+
+    # The checked dataset it saved instead is reused by the next run, without a warning.
+    _new_process()
+    monkeypatch.setattr(checked.SequentialDataset, "__init__", _no_rebuild)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        loaded = create_dataset(_config(tmp_path))
+    assert type(loaded) is checked.SequentialDataset
+    assert loaded.drop_report == dataset.drop_report
+    assert "Load filtered dataset from" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_recboles_own_create_dataset_is_guarded_too(tmp_path, caplog):
+    """``from recbole.data import create_dataset`` (RecBole's quick start, scripts written for
+    RecBole) reaches the same signed-cache loader, with RecBole's own classes."""
+    import recbole.data
+    from recbole.data.dataset import SequentialDataset
+
+    from recbole_fair.data import checked
+
+    _tiny_dataset(tmp_path)
+    cache = tmp_path / "saved" / "tiny-SequentialDataset.pth"
+    marker = tmp_path / "PWNED"
+    _plant(cache, marker)
+    with caplog.at_level(logging.INFO):
+        dataset = recbole.data.create_dataset(_config(tmp_path))
+    assert not marker.exists()
+    (message,) = _warned_about(caplog, cache)
+    _assert_refusal_message(message, "save_dataset")
+    assert type(dataset) is SequentialDataset and not isinstance(dataset, checked.Dataset)
+
+
+def test_signed_dataset_cache_that_does_not_unpickle_is_rebuilt(tmp_path, caplog):
+    """A signed cache whose classes are gone (written by another version): a warning, no
+    traceback, and the dataset rebuilt."""
+    from recbole_fair.data import checked
+    from recbole_fair.utils import create_dataset
+
+    _tiny_dataset(tmp_path)
+    cache = tmp_path / "saved" / "tiny-SequentialDataset.pth"
+    cache.parent.mkdir()
+    # GLOBAL recbole_fair_gone.Moved, EMPTY_TUPLE, NEWOBJ, STOP
+    compat.write_signed(cache, lambda f: f.write(b"crecbole_fair_gone\nMoved\n)\x81."))
+    _new_process()
+    with caplog.at_level(logging.INFO):
+        dataset = create_dataset(_config(tmp_path))
+    (message,) = _warned_about(caplog, cache)
+    assert "does not unpickle" in message and "ModuleNotFoundError" in message
+    assert "rebuilt" in message
+    assert not [r for r in caplog.records if r.exc_info]
+    assert type(dataset) is checked.SequentialDataset and dataset.drop_report["rows_kept"] == 240
+
+
+def test_dataset_cache_built_with_other_arguments_is_rebuilt(tmp_path, monkeypatch, caplog):
+    from recbole_fair.data import checked
+    from recbole_fair.utils import create_dataset
+
+    _tiny_dataset(tmp_path)
+    cache = tmp_path / "saved" / "tiny-SequentialDataset.pth"
+    create_dataset(_config(tmp_path, save_dataset=True))
+    _new_process()
+    with caplog.at_level(logging.INFO):
+        dataset = create_dataset(_config(tmp_path, rm_dup_inter="first"))
+    (message,) = _warned_about(caplog, cache)
+    assert "other dataset arguments (rm_dup_inter: None there, 'first' now)" in message
+    assert "Load filtered dataset from" not in caplog.text
+    assert dataset.config["rm_dup_inter"] == "first"
+    # the same arguments: loaded
+    monkeypatch.setattr(checked.SequentialDataset, "__init__", _no_rebuild)
+    assert create_dataset(_config(tmp_path)).drop_report["rows_kept"] == 240
 
 
 def test_upstream_functions_held_elsewhere_still_refuse(tmp_path):

@@ -22,28 +22,26 @@ RecBole's dataset classes with two additions, shared by every dataset recbole-fa
   count). When the data problems remove more than ``max_dropped_interactions`` (a share of the
   interactions read, default 0.01; 1.0 disables the check) of the ``.inter`` file, or when no
   interaction is left, the run stops with a :class:`~recbole_fair.errors.DataError` listing
-  the reasons.
+  the reasons. A dataset loaded from a ``save_dataset`` cache is checked again against the
+  ``max_dropped_interactions`` of the run that loads it.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 from logging import getLogger
 from typing import Any
 
 import pandas as pd
 from recbole.data import dataset as recbole_datasets
-from recbole.utils import ModelType, dataset_arguments, set_color
+from recbole.utils import set_color
 
-from recbole_fair.compat import read_trusted_bytes, warn_untrusted_cache
+from recbole_fair.compat import load_dataset_cache, recbole_dataset_class_name
 from recbole_fair.data.validate import validate_dataset_files
 from recbole_fair.errors import DataError, UserInputError
 
 #: default of the ``max_dropped_interactions`` key (``properties/overall.yaml``).
 DEFAULT_MAX_DROPPED = 0.01
-#: reasons counted against ``max_dropped_interactions``.
-DATA_PROBLEMS = ("missing_id", "no_item_row", "no_user_row")
 _EXAMPLES = 5
 
 
@@ -145,6 +143,16 @@ class CheckedDatasetMixin:
                         f"they will be removed."
                     )
                     feat.drop(missing, inplace=True)
+                if feat.empty:  # RecBole would stop with "Some feat is empty" after filtering
+                    path = os.path.join(self.dataset_path, f"{self.dataset_name}.{name}")
+                    raise DataError(
+                        f"No row of [{path}] has an id in {field}: it is empty or a value "
+                        f"pandas reads as missing (NA, null, None, nan, N/A, ...) on every "
+                        f"line, so RecBole would drop the whole file. Give each row its {name} "
+                        f"id, or remove the file (or leave '{name}' out of load_col).",
+                        path=path,
+                        column=field,
+                    )
             if field is not None and field in self.inter_feat:
                 missing = self.inter_feat.index[self.inter_feat[field].isnull()]
                 if len(missing):
@@ -229,7 +237,18 @@ class CheckedDatasetMixin:
 
     def _reset_index(self) -> None:
         if getattr(self, "_drops", None) is not None:
-            self._finish_drop_accounting()
+            self._finish_drop_accounting()  # stops the run when no interaction is left
+        for source in ("user", "item"):
+            feat = getattr(self, f"{source}_feat", None)
+            if feat is not None and feat.empty:  # RecBole: a bare "Some feat is empty"
+                key = f"{source}_inter_num_interval"
+                path = os.path.join(self.dataset_path, f"{self.dataset_name}.{source}")
+                raise DataError(
+                    f"No row of [{path}] is left after RecBole's filtering: {key} "
+                    f"({self.config[key]}) dropped every {source} of the file (one without "
+                    f"interactions has 0). Relax {key} or fix the data.",
+                    path=path,
+                )
         super()._reset_index()
 
     def _finish_drop_accounting(self) -> None:
@@ -250,7 +269,6 @@ class CheckedDatasetMixin:
             )
         data_rows = sum(d["count"] for d in drops if d["data_problem"])
         no_item = next((d for d in drops if d["reason"] == "no_item_row"), None)
-        share = max_dropped_share(self.config)
         inter_file = os.path.join(self.dataset_path, f"{self.dataset_name}.inter")
         self.drop_report = {
             "inter_file": inter_file,
@@ -258,51 +276,67 @@ class CheckedDatasetMixin:
             "rows_kept": int(kept),
             "drops": drops,
             "data_problem_rows": int(data_rows),
-            "max_dropped_interactions": share,
+            "max_dropped_interactions": max_dropped_share(self.config),
             "items_without_item_row": no_item["ids"] if no_item else 0,
             "interactions_without_item_row": no_item["count"] if no_item else 0,
         }
-        logger = getLogger()
         listing = "; ".join(f"{d['count']:,} dropped: {d['detail']}" for d in drops)
-        logger.info(
+        getLogger().info(
             set_color("interactions", "pink")
             + f": {rows_read:,} read from [{inter_file}], {kept:,} kept"
             + (f" ({listing})" if drops else "")
         )
-        reasons = "\n".join(
-            f"  - {d['count']:,}: {d['detail']}" for d in drops if d["data_problem"]
+        check_drop_report(self.drop_report)
+
+
+def check_drop_report(report: dict) -> None:
+    r"""Stop the run when a ``drop_report`` (see :class:`CheckedDatasetMixin`) is over its
+    ``max_dropped_interactions`` or keeps no interaction; warn about the interactions dropped
+    because of problems in the data within it.
+
+    Run when the filtering ends, and again on a dataset loaded from a ``save_dataset`` cache
+    (:func:`create_recbole_dataset`), whose report then holds the current
+    ``max_dropped_interactions``: the cache may have been built under another one.
+
+    Raises:
+        DataError: more interactions dropped by problems in the data than
+            ``max_dropped_interactions`` allows, or none left.
+    """
+    drops, rows_read, kept = report["drops"], report["rows_read"], report["rows_kept"]
+    data_rows, share = report["data_problem_rows"], report["max_dropped_interactions"]
+    inter_file = report["inter_file"]
+    reasons = "\n".join(f"  - {d['count']:,}: {d['detail']}" for d in drops if d["data_problem"])
+    if rows_read and data_rows / rows_read > share:
+        fix = "Fix the data"
+        if report["interactions_without_item_row"]:
+            fix += (
+                " (add rows for the missing items to the .item file, or set "
+                "filter_inter_by_user_or_item: False to keep their interactions, the items "
+                "then having no features or text)"
+            )
+        raise DataError(
+            f"{data_rows:,} of the {rows_read:,} interactions in [{inter_file}] "
+            f"({data_rows / rows_read:.1%}) would be dropped because of problems in the "
+            f"data:\n{reasons}\nThat is more than max_dropped_interactions = {share:g} "
+            f"allows. {fix}, or set max_dropped_interactions: "
+            f"{min(1.0, data_rows / rows_read + 0.005):.2f} to drop them knowingly (1.0 "
+            f"disables this check).",
+            path=inter_file,
         )
-        if rows_read and data_rows / rows_read > share:
-            fix = "Fix the data"
-            if no_item:
-                fix += (
-                    " (add rows for the missing items to the .item file, or set "
-                    "filter_inter_by_user_or_item: False to keep their interactions, the items "
-                    "then having no features or text)"
-                )
-            raise DataError(
-                f"{data_rows:,} of the {rows_read:,} interactions in [{inter_file}] "
-                f"({data_rows / rows_read:.1%}) would be dropped because of problems in the "
-                f"data:\n{reasons}\nThat is more than max_dropped_interactions = {share:g} "
-                f"allows. {fix}, or set max_dropped_interactions: "
-                f"{min(1.0, data_rows / rows_read + 0.005):.2f} to drop them knowingly (1.0 "
-                f"disables this check).",
-                path=inter_file,
-            )
-        if data_rows:
-            logger.warning(
-                f"{data_rows:,} of the {rows_read:,} interactions in [{inter_file}] "
-                f"({data_rows / rows_read:.2%}) were dropped because of problems in the data "
-                f"(within max_dropped_interactions = {share:g}):\n{reasons}"
-            )
-        if kept == 0:
-            everything = "\n".join(f"  - {d['count']:,}: {d['detail']}" for d in drops)
-            raise DataError(
-                f"No interaction of [{inter_file}] is left after RecBole's filtering "
-                f"({rows_read:,} read):\n{everything}\nRelax these filters (e.g. "
-                f"user_inter_num_interval / item_inter_num_interval) or fix the data.",
-                path=inter_file,
-            )
+    if data_rows:
+        getLogger().warning(
+            f"{data_rows:,} of the {rows_read:,} interactions in [{inter_file}] "
+            f"({data_rows / rows_read:.2%}) were dropped because of problems in the data "
+            f"(within max_dropped_interactions = {share:g}):\n{reasons}"
+        )
+    if kept == 0:
+        everything = "\n".join(f"  - {d['count']:,}: {d['detail']}" for d in drops)
+        raise DataError(
+            f"No interaction of [{inter_file}] is left after RecBole's filtering "
+            f"({rows_read:,} read):\n{everything}\nRelax these filters (e.g. "
+            f"user_inter_num_interval / item_inter_num_interval) or fix the data.",
+            path=inter_file,
+        )
 
 
 # --------------------------------------------------------------------- RecBole's classes
@@ -351,48 +385,36 @@ CHECKED_CLASSES = {
         DIENDataset,
     )
 }
-_TYPE_TO_CLASS = {
-    ModelType.GENERAL: "Dataset",
-    ModelType.SEQUENTIAL: "SequentialDataset",
-    ModelType.CONTEXT: "Dataset",
-    ModelType.KNOWLEDGE: "KnowledgeBasedDataset",
-    ModelType.TRADITIONAL: "Dataset",
-    ModelType.DECISIONTREE: "Dataset",
-}
 
 
 def recbole_dataset_class(config: Any) -> type:
-    r"""The class RecBole's ``create_dataset`` picks for ``config`` (``<Model>Dataset`` of
-    ``recbole.data.dataset``, else by ``MODEL_TYPE``), as its checked subclass here (RecBole's
-    own class for one this module does not know)."""
-    name = config["model"] + "Dataset"
-    if not hasattr(recbole_datasets, name):
-        name = _TYPE_TO_CLASS[config["MODEL_TYPE"]]
+    r"""The class RecBole's ``create_dataset`` picks for ``config``
+    (:func:`recbole_fair.compat.recbole_dataset_class_name`), as its checked subclass here
+    (RecBole's own class for one this module does not know)."""
+    name = recbole_dataset_class_name(config)
     return CHECKED_CLASSES.get(name) or getattr(recbole_datasets, name)
 
 
 def create_recbole_dataset(config: Any) -> Any:
     r"""RecBole's ``create_dataset`` (1.2.1) with the checked classes: a dataset saved by
-    ``save_dataset`` is loaded when its dataset arguments are unchanged."""
+    ``save_dataset`` is loaded when this installation signed it and its dataset arguments are
+    unchanged (:func:`recbole_fair.compat.load_dataset_cache`), and its ``drop_report`` is
+    checked against the current ``max_dropped_interactions`` (:func:`check_drop_report`), as
+    a rebuilt one would be.
+
+    Raises:
+        recbole_fair.errors.DataError: see :class:`CheckedDatasetMixin`.
+        recbole_fair.errors.UserInputError: a bad ``max_dropped_interactions``.
+    """
     dataset_class = recbole_dataset_class(config)
-    default_file = os.path.join(
-        config["checkpoint_dir"], f"{config['dataset']}-{dataset_class.__name__}.pth"
-    )
-    file = config["dataset_save_path"] or default_file
-    if os.path.exists(file):
-        # only a cache this user's key signed is unpickled (recbole_fair.compat); another is
-        # ignored with a warning and the dataset rebuilt
-        data = read_trusted_bytes(file)
-        if data is None:
-            warn_untrusted_cache(file, "filtered dataset", "save_dataset")
-            dataset = None
-        else:
-            dataset = pickle.loads(data)
-        if dataset is not None and all(
-            config[arg] == dataset.config[arg] for arg in dataset_arguments + ["seed", "repeatable"]
-        ):
-            getLogger().info(set_color("Load filtered dataset from", "pink") + f": [{file}]")
-            return dataset
+    share = max_dropped_share(config)
+    dataset = load_dataset_cache(config, dataset_class)
+    if dataset is not None:
+        report = getattr(dataset, "drop_report", None)
+        if report is not None:
+            report["max_dropped_interactions"] = share
+            check_drop_report(report)
+        return dataset
     dataset = dataset_class(config)
     if config["save_dataset"]:
         dataset.save()
@@ -401,9 +423,9 @@ def create_recbole_dataset(config: Any) -> Any:
 
 __all__ = [
     "DEFAULT_MAX_DROPPED",
-    "DATA_PROBLEMS",
     "CheckedDatasetMixin",
     "CHECKED_CLASSES",
+    "check_drop_report",
     "max_dropped_share",
     "recbole_dataset_class",
     "create_recbole_dataset",

@@ -735,13 +735,20 @@ def format_summary(stats: dict[str, Any]) -> str:
 
 
 def check_recbole_load(out: str, name: str) -> dict[str, int]:
-    r"""Load the output with RecBole 1.2.1 (SASRec config); return its user/item/interaction counts.
+    r"""Load the output with RecBole 1.2.1 (SASRec config) as a run would, through
+    :func:`recbole_fair.utils.create_dataset` (RecBole's reader and filtering, with recbole-fair's
+    file checks and drop accounting); return its user/item/interaction counts.
 
     RecBole's counts include the ``[PAD]`` user and item.
+
+    Raises:
+        recbole_fair.errors.DataError: a file RecBole would misread, or interactions dropped
+            because of problems in the data (an item without a ``.item`` row, ...).
     """
     # recbole_fair (this package) is imported already: its compatibility shims are installed.
     from recbole.config import Config
-    from recbole.data import create_dataset
+
+    from recbole_fair.utils import create_dataset
 
     argv, sys.argv = sys.argv, sys.argv[:1]  # RecBole's Config also parses the command line
     try:
@@ -812,7 +819,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if args.check:
-        counts = check_recbole_load(args.out, args.name)
+        from recbole_fair.errors import DataError
+
+        try:
+            counts = check_recbole_load(args.out, args.name)
+        except DataError as err:
+            print(f"error: RecBole's check of the written files failed: {err}", file=sys.stderr)
+            return 1
         print(
             f"RecBole loads it: {counts['users']:,} users, {counts['items']:,} items "
             f"(both with [PAD]), {counts['interactions']:,} interactions"

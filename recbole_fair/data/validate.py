@@ -124,7 +124,6 @@ class AtomicFile:
         columns (list of tuple): ``(name, type)`` per header column, in order.
         loaded (list of str): the columns RecBole loads (``load_col`` / ``unload_col``).
         n_rows (int): data rows as ``pandas.read_csv`` counts them (blank lines skipped).
-        seconds (float): time the checks took.
         row_lines (numpy.ndarray): int64 ``[n_rows]``, the file line (1-based, header = 1) of
             each data row, i.e. of each row label of the ``DataFrame`` RecBole reads.
     """
@@ -133,15 +132,11 @@ class AtomicFile:
     columns: list
     loaded: list
     n_rows: int
-    seconds: float = 0.0
     row_lines: np.ndarray | None = None
 
     @property
     def fields(self) -> list[str]:
         return [name for name, _ in self.columns]
-
-    def header_of(self, field: str) -> str:
-        return next(f"{n}:{t}" for n, t in self.columns if n == field)
 
 
 # ------------------------------------------------------------------------------------ reading
@@ -471,7 +466,6 @@ def validate_atomic_file(
     Raises:
         DataError: the first problem found, with the file, the line, the column and the fix.
     """
-    start = time.perf_counter()
     if not os.path.isfile(path):
         raise DataError(f"The atomic file [{path}] does not exist.", path=path)
     lines = _lines(_read_text(path, encoding, f".{source} file"))
@@ -599,7 +593,6 @@ def validate_atomic_file(
         columns,
         loaded,
         len(row_lines),
-        time.perf_counter() - start,
         np.asarray(row_lines, dtype=np.int64),
     )
 
@@ -635,6 +628,32 @@ def time_field_reason(config: Any, sequential: bool) -> str | None:
             "for a random order with a non-sequential model)"
         )
     return " and ".join(reasons) or None
+
+
+def missing_dataset_message(dataset: str, inter_path: str) -> str:
+    r"""What to say when the dataset's ``.inter`` file ``inter_path`` is missing: where we
+    looked, how to point ``--data_path`` at the files, how to prepare or download them. Raised
+    by :func:`recbole_fair.quick_start.check_data_files` before a run and by
+    :func:`validate_dataset_files` for a dataset created without it."""
+    # imported here: recbole_fair.config and recbole_fair.data import this module's package
+    from recbole_fair.config import DATA_PATH_ENV
+    from recbole_fair.data.download import recbole_url
+
+    url = recbole_url(dataset)
+    hint = (
+        f" Or pass --download=True to fetch RecBole's own copy ({url}): not the papers' split, "
+        "see docs/prepare_amazon.md."
+        if url
+        else ""
+    )
+    return (
+        f"Dataset [{dataset}] not found: looked for {os.path.abspath(inter_path)}. Point "
+        f"--data_path (or the environment variable {DATA_PATH_ENV}) at the folder that contains "
+        f"a '{dataset}/' folder of RecBole atomic files ({dataset}.inter, {dataset}.item with "
+        "item text), e.g. --data_path=../shared/datasets for the prepared Amazon benchmarks, or "
+        "prepare them from the raw Amazon review downloads with python -m "
+        "recbole_fair.data.prepare_amazon (docs/prepare_amazon.md)." + hint
+    )
 
 
 def validate_dataset_files(
@@ -699,11 +718,16 @@ def validate_dataset_files(
         inter_files = {"inter": os.path.join(dataset_path, f"{token}.inter")}
     load, unload = load_and_unload(config, "inter")
     for key, path in inter_files.items():
+        if not os.path.isfile(path) and not benchmark:
+            # a run checked this first (quick_start.check_data_files): the same message for a
+            # dataset created without it
+            raise DataError(missing_dataset_message(token, path), path=path)
         if not os.path.isfile(path):
             raise DataError(
-                f"The interaction file [{path}] does not exist. Put the dataset's atomic files "
-                f"in [{dataset_path}] ({token}.inter, and {token}.item for item features and "
-                f"text), or point data_path at the folder holding the '{token}/' folder.",
+                f"The interaction file [{path}] does not exist, but benchmark_filename "
+                f"{list(benchmark)} names it. Put the split files "
+                f"({', '.join(f'{token}.{b}.inter' for b in benchmark)}) in [{dataset_path}], "
+                f"or fix benchmark_filename.",
                 path=path,
             )
         checked[key] = validate_atomic_file(
@@ -751,6 +775,7 @@ __all__ = [
     "AtomicFile",
     "Requirement",
     "load_and_unload",
+    "missing_dataset_message",
     "parse_header",
     "read_header",
     "split_quoted",
