@@ -44,7 +44,8 @@ def build(n_items: int, n_users: int, mean_length: float, seed: int) -> tuple[li
         title = f"brand{brand[i]} {ADJECTIVES[adjective[i]]} thing{sub}x{noun[i]}"
         categories = f"Store, Top{sub // n_sub}, Sub{sub}"
         items.append((i, title, categories))
-    popularity = rng.zipf(1.6, n_items).astype(float)
+    # a long tail, not a few hits: popularity alone must not rank well
+    popularity = 1.0 / (1.0 + rng.permutation(n_items)) ** 0.6
     popularity /= popularity.sum()
     by_sub = [np.flatnonzero(subcategory == s) for s in range(n_subcategories)]
     by_brand = [np.flatnonzero(brand == b) for b in range(n_brands)]

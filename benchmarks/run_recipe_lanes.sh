@@ -6,6 +6,7 @@
 #
 #   bash benchmarks/run_recipe_lanes.sh a        # lane a: d=512 at lr 0.0025, then 0.001
 #   bash benchmarks/run_recipe_lanes.sh b        # lane b: d=128 lr 0.01, d=512 lr 0.01, d=256 lr 0.005
+#   bash benchmarks/run_recipe_lanes.sh robust   # the d=512 recipe on short texts and ml-100k
 #   bash benchmarks/run_recipe_lanes.sh merge    # -> docs/leaderboards/Amazon_Scientific-recipe/
 #
 # Each run is a one-cell leaderboard in a folder of its own ($OUT/recipe-e<EPOCHS>-d<D>-lr<LR>), started
@@ -62,6 +63,34 @@ b)
     run 512 0.01
     run 256 0.005
     ;;
+robust)
+    # Does the recipe learn on data it was not tuned on? FAIR at d=512 with the width-scaled
+    # learning rate, a popularity ranking and SASRec-CE, ROBUST_EPOCHS each (default 5), on the
+    # synthetic short-text dataset (benchmarks/make_short_text_dataset.py, written to
+    # SHORT_DATA, default saved/data) and on ml-100k.
+    short=${SHORT_DATA:-saved/data}
+    [[ -s $short/ShortText/ShortText.inter ]] ||
+        $PYTHON benchmarks/make_short_text_dataset.py --out_dir "$short"
+    cap=${ROBUST_EPOCHS:-5}
+    fair=(--hidden_size=512 --inner_size=1024 --learning_rate=0.0025 --warmup_steps=0
+        --warmup_epochs="$WARMUP" "--sid_cache_dir=$(realpath "$SID_CACHE")")
+    for dataset in ShortText ml-100k; do
+        data=()
+        [[ $dataset == ShortText ]] &&
+            data=("--data_path=$(realpath "$short")" --config_files=benchmarks/short_text.yaml)
+        for model in Pop SASRec FAIR; do
+            extra=()
+            [[ $model == FAIR ]] && extra=("${fair[@]}")
+            [[ $model == SASRec ]] && extra=(--loss_type=CE)
+            dir=$OUT/robust-e$cap-$dataset-$model
+            mkdir -p "$dir"
+            echo "== $(date -u +%FT%TZ) $model on $dataset -> $dir (log: $dir.log)"
+            $PYTHON run_recbole_fair.py --model=$model --dataset=$dataset "${data[@]}" \
+                --seeds=2020 --epochs="$cap" "${extra[@]}" \
+                --leaderboard_dir="$dir" --resume >>"$dir.log" 2>&1 || [[ $? == 3 ]]
+        done
+    done
+    ;;
 merge)
     files=()
     for f in "$OUT"/recipe-e"$EPOCHS"-*/results.jsonl; do
@@ -72,7 +101,7 @@ merge)
         --leaderboard_dir="docs/leaderboards/$DATASET-recipe-e$EPOCHS"
     ;;
 *)
-    echo "unknown lane '$lane': a, b or merge" >&2
+    echo "unknown lane '$lane': a, b, robust or merge" >&2
     exit 2
     ;;
 esac
