@@ -26,6 +26,7 @@ texts and the tokenizer settings, not by the model), then launch the multi-GPU r
 
 from __future__ import annotations
 
+import secrets
 from logging import getLogger
 from typing import Any, Callable, TypeVar
 
@@ -142,5 +143,25 @@ def run_distributed(
         "saved": saved,
         "queue": queue,
     }
-    mp.spawn(_rank_main, args=(kwargs,), nprocs=nproc, join=True)
+    # one checkpoint name for every rank, unique to this run (RecBole's is unique to the second)
+    kwargs["run_id"] = secrets.token_hex(3)
+    try:
+        mp.spawn(_rank_main, args=(kwargs,), nprocs=nproc, join=True)
+    except mp.ProcessRaisedException as err:
+        raise _user_error_of(err) from err
     return None if queue.empty() else queue.get()
+
+
+def _user_error_of(err: Exception) -> Exception:
+    r"""A rank's error as the CLI should see it: a problem with the user's input raised in a
+    rank (its last traceback line names a :class:`~recbole_fair.errors.UserInputError`) becomes
+    one here, with its message alone; anything else stays ``err``."""
+    from recbole_fair.errors import UserInputError
+
+    lines = [line for line in str(err).strip().splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    name, _, message = last.partition(": ")
+    user_errors = ("UserInputError", "ConfigError", "DataError")
+    if name.startswith("recbole_fair.errors.") and name.rsplit(".", 1)[-1] in user_errors:
+        return UserInputError(message)
+    return err

@@ -80,9 +80,15 @@ def check_data_files(config: Config) -> None:
     raise FileNotFoundError(missing_dataset_message(dataset, inter))
 
 
-def unique_checkpoint_file(directory: str, model: str, dataset: str) -> str:
-    r"""``<directory>/<model>-<dataset>-<local time>-<6 random hex digits>.pth``, a name no
-    other run picks (RecBole's own is unique only to the second)."""
+def unique_checkpoint_file(
+    directory: str, model: str, dataset: str, run_id: str | None = None
+) -> str:
+    r"""A checkpoint name no other run picks (RecBole's own is unique only to the second):
+    ``<directory>/<model>-<dataset>-<local time>-<6 random hex digits>.pth``, or with ``run_id``
+    (the DDP launcher gives every rank the same) ``<model>-<dataset>-<run_id>.pth``, without the
+    time, which the ranks' clocks may disagree on."""
+    if run_id is not None:
+        return os.path.join(directory, f"{model}-{dataset}-{run_id}.pth")
     stamp = time.strftime("%b-%d-%Y_%H-%M-%S")
     return os.path.join(directory, f"{model}-{dataset}-{stamp}-{secrets.token_hex(3)}.pth")
 
@@ -106,6 +112,7 @@ def run_recbole_fair(
     saved: bool = True,
     queue: Any = None,
     trainer_hook: Callable[[Any, dict[str, list[float]]], None] | None = None,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
     r"""Train and evaluate one model on one dataset, RecBole style.
 
@@ -121,6 +128,8 @@ def run_recbole_fair(
             seconds lists behind ``costs``). The leaderboard uses it to resume a cell from its
             last-epoch checkpoint and to keep the per-user test metrics
             (:mod:`recbole_fair.leaderboard`).
+        run_id: suffix that makes the checkpoint name unique (default: a fresh random one;
+            the DDP launcher gives every rank the same).
 
     Returns:
         dict: RecBole's result keys (``best_valid_score``, ``valid_score_bigger``,
@@ -151,13 +160,12 @@ def run_recbole_fair(
     n_params = sum(p.numel() for p in model_obj.parameters() if p.requires_grad)
 
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model_obj)
-    if config["single_spec"]:
-        # RecBole names checkpoints <model>-<local time to the second>.pth: two runs started in
-        # the same second would overwrite each other's. (Under DDP every rank must agree on the
-        # name, so RecBole's stays.)
-        trainer.saved_model_file = unique_checkpoint_file(
-            config["checkpoint_dir"], config["model"], config["dataset"]
-        )
+    # RecBole names checkpoints <model>-<local time to the second>.pth: two runs started in the
+    # same second would overwrite each other's (under DDP every rank must agree on the name:
+    # the launcher passes one run_id to all)
+    trainer.saved_model_file = unique_checkpoint_file(
+        config["checkpoint_dir"], config["model"], config["dataset"], run_id
+    )
     timings = _instrument(trainer)
     if trainer_hook is not None:
         trainer_hook(trainer, timings)

@@ -201,3 +201,27 @@ def test_recbole_deprecation_warnings_are_filtered_only_from_recbole():
         warnings.warn_explicit("something else", FutureWarning, "x.py", 1, module="recbole.data")
     shown = [(str(w.message)[:14], w.filename) for w in caught]
     assert shown == [(message[:14], "mine.py"), ("something else", "x.py")]
+
+
+def test_ddp_checkpoint_names_are_shared_by_the_ranks(tmp_path):
+    a = unique_checkpoint_file(str(tmp_path), "FAIR", "ml-100k", run_id="abc123")
+    assert a == unique_checkpoint_file(str(tmp_path), "FAIR", "ml-100k", run_id="abc123")
+    assert Path(a).name == "FAIR-ml-100k-abc123.pth"
+
+
+def test_a_user_error_in_a_ddp_rank_reaches_the_cli_as_one():
+    import torch.multiprocessing as mp
+
+    from recbole_fair.distributed import _user_error_of
+    from recbole_fair.errors import UserInputError
+
+    text = (
+        "\n\n-- Process 0 terminated with the following error:\nTraceback (most recent call "
+        'last):\n  File "x.py", line 1, in f\nrecbole_fair.errors.DataError: [a.inter] line 3, '
+        "column timestamp:float: 'x' is not a number\n"
+    )
+    err = _user_error_of(mp.ProcessRaisedException(text, 0, 1234))
+    assert isinstance(err, UserInputError)
+    assert str(err) == "[a.inter] line 3, column timestamp:float: 'x' is not a number"
+    bug = mp.ProcessRaisedException(text.replace("recbole_fair.errors.DataError", "KeyError"), 0, 1)
+    assert _user_error_of(bug) is bug
