@@ -70,7 +70,7 @@ def to_markdown(curves: dict[str, dict[str, Any]], metric: str) -> str:
         best = f"{max(c['valid_scores']):.4f}" if c["valid_scores"] else ""
         test = "" if c["test_ndcg@10"] is None else f"{c['test_ndcg@10']:.4f}"
         if not c["finished"]:
-            test = f"(stopped after {len(c["valid_scores"])} epoch(s))"
+            test = f"(stopped after {len(c['valid_scores'])} epoch(s))"
         lines.append("| " + " | ".join([name, *scores, best, test]) + " |")
     return "\n".join(lines)
 
