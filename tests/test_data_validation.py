@@ -232,7 +232,7 @@ def test_item_file_emptied_by_the_item_filter_is_a_data_error(tmp_path):
 
 
 def test_bad_max_dropped_interactions_is_a_user_error(missing_items):
-    with pytest.raises(UserInputError, match="max_dropped_interactions must be a share"):
+    with pytest.raises(UserInputError, match="max_dropped_interactions.*share"):
         create_dataset(config(missing_items, "miss", max_dropped_interactions=5))
 
 
