@@ -469,16 +469,8 @@ def execute_cell(
     os.makedirs(checkpoint_dir, exist_ok=True)
     last_path, best_path = checkpoint_paths(spec, checkpoint_dir)
     hook = CellHook(last_path, best_path, epoch_callback, stop_file)
-    record: dict[str, Any] = {
-        "record": "cell",
-        "cell": spec.key,
-        "model": spec.model,
-        "dataset": spec.dataset,
-        "seed": spec.seed,
-        "config_hash": spec.config_hash,
-        "spec": _jsonable(asdict(spec)),
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
+    record: dict[str, Any] = _record_head(spec)
+    record["started_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     start = time.time()
     config_dict = dict(spec.config_dict)
     config_dict.setdefault("checkpoint_dir", checkpoint_dir)
@@ -582,10 +574,8 @@ def _seconds_text(seconds: float) -> str:
     return f"{seconds:g}"
 
 
-def _failure_record(
-    spec: CellSpec, start: float, error_type: str, message: str, **error: Any
-) -> dict[str, Any]:
-    r"""The 'error' record of a cell whose process gave no record of its own."""
+def _record_head(spec: CellSpec) -> dict[str, Any]:
+    r"""The fields every cell record starts with: what the cell is."""
     return {
         "record": "cell",
         "cell": spec.key,
@@ -594,6 +584,15 @@ def _failure_record(
         "seed": spec.seed,
         "config_hash": spec.config_hash,
         "spec": _jsonable(asdict(spec)),
+    }
+
+
+def _failure_record(
+    spec: CellSpec, start: float, error_type: str, message: str, **error: Any
+) -> dict[str, Any]:
+    r"""The 'error' record of a cell whose process gave no record of its own."""
+    return {
+        **_record_head(spec),
         "status": "error",
         "error": {"type": error_type, "message": message, "traceback": "", **error},
         "wall_seconds": time.time() - start,
