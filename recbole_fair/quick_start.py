@@ -159,7 +159,7 @@ def run_recbole_fair(
     logger.info(model_obj)
     n_params = sum(p.numel() for p in model_obj.parameters() if p.requires_grad)
 
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model_obj)
+    trainer = trainer_class(config)(config, model_obj)
     # RecBole names checkpoints <model>-<local time to the second>.pth: two runs started in the
     # same second would overwrite each other's (under DDP every rank must agree on the name:
     # the launcher passes one run_id to all)
@@ -201,6 +201,11 @@ def run_recbole_fair(
             torch.cuda.max_memory_allocated() / 2**20 if config["device"].type == "cuda" else None
         ),
         "device": str(config["device"]),
+        "device_name": _device_name(config["device"]),
+        # bfloat16 autocast of recbole-fair's trainers (recbole_fair.trainer.sync_free)
+        "autocast_dtype": str(getattr(trainer, "autocast_dtype", None) or "float32").replace(
+            "torch.", ""
+        ),
         # A debugging mode that roughly halves training speed: off unless the user turned it on
         # (RecBole's sine.py used to switch it on for the whole process; recbole_fair.compat).
         "autograd_anomaly_mode": torch.is_anomaly_enabled(),
@@ -247,6 +252,30 @@ def run_recbole_fair(
         if config["local_rank"] == 0 and queue is not None:
             queue.put(result)
     return result
+
+
+def trainer_class(config: Any) -> type:
+    r"""The trainer of ``config``'s model (:func:`recbole_fair.utils.get_trainer`); with
+    ``sync_free_train_loop: True``, a model trained by RecBole's own ``Trainer`` (SASRec...) gets
+    :class:`~recbole_fair.trainer.sync_free.SyncFreeTrainer` instead (the same updates without
+    host synchronisations inside an epoch)."""
+    from recbole.trainer import Trainer
+
+    from recbole_fair.trainer.sync_free import SyncFreeTrainer
+
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])
+    if config["sync_free_train_loop"] and trainer is Trainer:
+        return SyncFreeTrainer
+    return trainer
+
+
+def _device_name(device: Any) -> str | None:
+    try:
+        if torch.device(device).type == "cuda":
+            return torch.cuda.get_device_name(torch.device(device))
+    except Exception:  # noqa: BLE001 - a name for the record only
+        return None
+    return None
 
 
 def format_results(

@@ -44,6 +44,14 @@ ATTENTIONS = ("focused", "standard")
 HEAD_LOGITS = ("cosine", "dot")
 
 
+def full_precision(tensor: torch.Tensor) -> torch.autocast:
+    r"""A region where autocast (``autocast_dtype``, recbole_fair.trainer) is off on
+    ``tensor``'s device: what runs in it runs in the inputs' own dtype, so with float32 inputs
+    in float32. Used for the digit logits and the ranking scores, whose bfloat16 rounding
+    (8 bits of mantissa: +-0.1 on a cosine logit of 30 at tau 0.03) would blur the ranking."""
+    return torch.autocast(device_type=tensor.device.type, enabled=False)
+
+
 def _dropout(p: float) -> nn.Module:
     r"""``nn.Dropout(p)``, or an identity (no op at all) when ``p == 0``."""
     return nn.Dropout(p) if p > 0 else nn.Identity()
@@ -222,7 +230,8 @@ class FocusedAttention(nn.Module):
             out = lambda1 * o1 - lambda2 * o2  # [B, H, T, d_h]
 
         if self.head_norm is not None:
-            out = self.head_norm(out) * (1.0 - self.lambda_init)
+            # in the norm's dtype: under bfloat16 autocast, float32 (fused kernel, exact norm)
+            out = self.head_norm(out.to(self.head_norm.weight.dtype)) * (1.0 - self.lambda_init)
         out = out.transpose(1, 2).reshape(B, T, d)  # [B, T, d]
         return self.out_proj(out), maps
 
@@ -459,11 +468,15 @@ class DigitHeads(nn.Module):
             code_table (torch.Tensor): code embeddings per digit, shape ``[L, K, d]``.
 
         Returns:
-            torch.Tensor: logits, shape ``[N, L, K]``.
+            torch.Tensor: float32 logits, shape ``[N, L, K]`` (under autocast too: the heads'
+            residual transform runs in the autocast dtype, the normalised products in float32).
         """
         z = self.transform(h)  # [N, L, d]
-        if self.logits == "cosine":
-            z = F.normalize(z, dim=-1)
-            code_table = F.normalize(code_table, dim=-1)
-            return torch.einsum("nld,lkd->nlk", z, code_table) / self.temperature
-        return torch.einsum("nld,lkd->nlk", z, code_table)  # [N, L, K]
+        # the logits in float32 even under bfloat16 autocast (see full_precision)
+        with full_precision(z):
+            z, code_table = z.float(), code_table.float()
+            if self.logits == "cosine":
+                z = F.normalize(z, dim=-1)
+                code_table = F.normalize(code_table, dim=-1)
+                return torch.einsum("nld,lkd->nlk", z, code_table) / self.temperature
+            return torch.einsum("nld,lkd->nlk", z, code_table)  # [N, L, K]

@@ -4,7 +4,9 @@ r"""recbole_fair.trainer.semantic_trainer
 RecBole's :class:`~recbole.trainer.Trainer` plus a per-step learning-rate schedule: linear
 warm-up, then cosine decay to 0 at the last step of ``epochs`` (or a constant rate), as in RPG's
 training recipe. RecBole's trainer already builds AdamW (``learner: adamw``) and clips gradients
-(``clip_grad_norm``); it has no schedule.
+(``clip_grad_norm``); it has no schedule. The training loop is
+:class:`~recbole_fair.trainer.sync_free.SyncFreeTrainer`'s (no host synchronisation inside an
+epoch; ``autocast_dtype: bfloat16`` for bfloat16 autocast), the same updates as RecBole's.
 
 Config keys (``properties/model/RPG.yaml``; a missing key takes the default in brackets):
 
@@ -25,8 +27,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from recbole.trainer import Trainer
 from recbole.utils import set_color
+
+from recbole_fair.trainer.sync_free import SyncFreeTrainer
 
 LR_SCHEDULERS = ("cosine", "none")
 
@@ -53,7 +56,7 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, scheduler: str) ->
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-class SemanticIDTrainer(Trainer):
+class SemanticIDTrainer(SyncFreeTrainer):
     r"""RecBole's trainer with linear warm-up and cosine learning-rate decay (per step).
 
     Attributes:
@@ -127,3 +130,8 @@ class RPGTrainer(SemanticIDTrainer):
 
 class FAIRTrainer(SemanticIDTrainer):
     r"""The trainer of model FAIR: RPG's recipe (warm-up + cosine), see properties/model/FAIR.yaml."""
+
+
+class TIGERTrainer(SemanticIDTrainer):
+    r"""The trainer of model TIGER: RecBole's (TIGER.yaml sets no schedule: a constant rate) with
+    the sync-free loop and ``autocast_dtype``."""

@@ -37,6 +37,7 @@ from recbole_fair.model.graph_decoding import (
     popular_items,
     start_items,
 )
+from recbole_fair.model.host_batch import HostBatch, host_batch_of
 from recbole_fair.model.layers import (
     ATTENTIONS,
     FAM_LAMBDA1,
@@ -44,6 +45,7 @@ from recbole_fair.model.layers import (
     HEAD_LOGITS,
     DigitHeads,
     TransformerStack,
+    full_precision,
 )
 from recbole_fair.model.losses import (
     NRT_DISTANCES,
@@ -127,6 +129,9 @@ class FAIR(SequentialRecommender):
 
     # recbole_fair.config.Config loads properties/semantic_ids.yaml for models with this flag.
     uses_semantic_ids = True
+    # Digit logits and ranking scores stay float32 under autocast (autocast_dtype, see
+    # recbole_fair.trainer.sync_free and recbole_fair.model.layers.full_precision).
+    autocast_ranks_in_float32 = True
     # Optional keys read with a default when absent (not listed in FAIR.yaml, so that adding them
     # does not change the config hash of existing leaderboard cells): input_dropout_prob,
     # score_prior_correction (γ >= 0, default 0 = the paper's score; see
@@ -416,6 +421,33 @@ class FAIR(SequentialRecommender):
             )
         return item_seq[:, :longest]
 
+    def prepare_batch(self, interaction: Any) -> Any:
+        r"""Trim a training batch on the host, before its copy to the device, and attach what
+        :meth:`calculate_loss` would otherwise ask the device for (a host synchronisation
+        each): the longest history and the flat indices of the valid positions
+        (:mod:`recbole_fair.model.host_batch`). Called by recbole-fair's trainer; a batch
+        already on an accelerator is returned as is. Same batch, same loss.
+        """
+        item_seq_len = interaction[self.ITEM_SEQ_LEN]
+        if item_seq_len.device.type != "cpu":
+            return interaction
+        item_seq = self.trim(interaction[self.ITEM_SEQ], item_seq_len).contiguous()  # [B, T']
+        valid = self._valid_mask(item_seq_len, item_seq.size(1))  # [B, T']
+        valid_index = valid.reshape(-1).nonzero().squeeze(1)  # [N]
+        interaction.interaction[self.ITEM_SEQ] = item_seq
+        interaction.host_batch = HostBatch(item_seq.size(0), item_seq.size(1), valid_index)
+        return interaction
+
+    @staticmethod
+    def _select_valid(
+        x: torch.Tensor, valid: torch.Tensor | None, valid_index: torch.Tensor | None
+    ) -> torch.Tensor:
+        r"""``x[valid]`` for ``x`` of shape ``[B, T, ...]``: by the host's flat indices when
+        given (no host synchronisation), else by the boolean mask ``valid`` ``[B, T]``."""
+        if valid_index is not None:
+            return x.reshape(-1, *x.shape[2:]).index_select(0, valid_index)
+        return x[valid]
+
     def encode(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
         r"""Hidden states at every position of the trimmed batch, shape ``[B, T', d]``."""
         item_seq = self.trim(item_seq, item_seq_len)
@@ -471,16 +503,25 @@ class FAIR(SequentialRecommender):
         item_seq = interaction[self.ITEM_SEQ]
         item_seq_len = interaction[self.ITEM_SEQ_LEN]
         pos_items = interaction[self.POS_ITEM_ID]
-        item_seq = self.trim(item_seq, item_seq_len)  # [B, T]
+        # trimmed on the host by prepare_batch (recbole-fair's trainer), else here
+        host = host_batch_of(interaction, item_seq)
+        if host is None:
+            item_seq = self.trim(item_seq, item_seq_len)  # [B, T]
+        valid_index = host.valid_index if host is not None else None
         tokens = self.item_tokens(item_seq)  # [B, T, L]
         hidden, _ = self.encode_tokens(tokens, items=item_seq)  # [B, T, d]
 
         if self.train_mode == "all_positions":
             # position t predicts item_seq[t + 1]; the last valid position predicts the target.
-            valid = self._valid_mask(item_seq_len, item_seq.size(1))  # [B, T]
+            valid = (
+                None
+                if valid_index is not None
+                else self._valid_mask(item_seq_len, item_seq.size(1))
+            )
             targets = torch.cat([item_seq[:, 1:], item_seq.new_zeros(item_seq.size(0), 1)], 1)
             targets = targets.scatter(1, (item_seq_len - 1).unsqueeze(1), pos_items.unsqueeze(1))
-            h, targets = hidden[valid], targets[valid]  # [N, d], [N]
+            h = self._select_valid(hidden, valid, valid_index)  # [N, d]
+            targets = self._select_valid(targets, valid, valid_index)  # [N]
         else:
             h, targets = self.gather_indexes(hidden, item_seq_len - 1), pos_items  # [B, d], [B]
         logits = self.heads(h, self.code_table())  # [N, L, K]
@@ -496,7 +537,7 @@ class FAIR(SequentialRecommender):
         # one sequence (RecBole keeps a last partial batch) has none, so both terms are 0 there
         in_batch = item_seq.size(0) > 1
         loss_nrt = (
-            self.nrt_weight * self._nrt_loss(tokens, hidden, item_seq_len, item_seq)
+            self.nrt_weight * self._nrt_loss(tokens, hidden, item_seq_len, item_seq, valid_index)
             if self.nrt_weight > 0 and in_batch
             else zero
         )
@@ -524,6 +565,7 @@ class FAIR(SequentialRecommender):
         hidden: torch.Tensor,
         item_seq_len: torch.Tensor,
         item_seq: torch.Tensor,
+        valid_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
         r"""Noise-robustness triplet loss (unweighted).
 
@@ -543,9 +585,14 @@ class FAIR(SequentialRecommender):
         if self.nrt_positions == "last":
             anchor, positive = h_last, self.gather_indexes(hidden_noisy, last)
         else:
-            valid = self._valid_mask(item_seq_len, hidden.size(1))  # [B, T]
-            anchor, positive = hidden[valid], hidden_noisy[valid]  # [N, d]
-            negative = negative.unsqueeze(1).expand_as(hidden)[valid]  # [N, d]
+            valid = None
+            if valid_index is None:
+                valid = self._valid_mask(item_seq_len, hidden.size(1))  # [B, T]
+            anchor = self._select_valid(hidden, valid, valid_index)  # [N, d]
+            positive = self._select_valid(hidden_noisy, valid, valid_index)  # [N, d]
+            negative = self._select_valid(
+                negative.unsqueeze(1).expand_as(hidden), valid, valid_index
+            )  # [N, d]
         return nrt_triplet_loss(anchor, positive, negative, self.nrt_margin, self.nrt_distance)
 
     def _mim_loss(
@@ -610,6 +657,18 @@ class FAIR(SequentialRecommender):
         """
         item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
         log_probs, item_term = self._ranking_parts(item_seq, item_seq_len)  # [B, L, K]
+        # the scores (sums of float32 log-probabilities) in float32, also under autocast
+        with full_precision(log_probs):
+            return self._rank(item_seq, item_seq_len, log_probs, item_term)
+
+    def _rank(
+        self,
+        item_seq: torch.Tensor,
+        item_seq_len: torch.Tensor,
+        log_probs: torch.Tensor,
+        item_term: torch.Tensor | None,
+    ) -> torch.Tensor:
+        r"""The scores of :meth:`full_sort_predict` from the digit log-probabilities."""
         if self.decoding == "graph":
             settings = self.graph_settings
             start = start_items(
@@ -646,11 +705,12 @@ class FAIR(SequentialRecommender):
         sparse CSR products are not supported.
         """
         B = log_probs.size(0)
-        try:
-            codes = self._code_matrix(log_probs.device, log_probs.dtype)
-            return (codes @ log_probs.reshape(B, -1).T).T.contiguous()  # [B, n_items]
-        except (RuntimeError, NotImplementedError):
-            return self._exact_scores_gather(log_probs)
+        with full_precision(log_probs):  # a sparse product autocast would run in bfloat16
+            try:
+                codes = self._code_matrix(log_probs.device, log_probs.dtype)
+                return (codes @ log_probs.reshape(B, -1).T).T.contiguous()  # [B, n_items]
+            except (RuntimeError, NotImplementedError):
+                return self._exact_scores_gather(log_probs)
 
     def _exact_scores_gather(self, log_probs: torch.Tensor) -> torch.Tensor:
         scores = log_probs.new_zeros(log_probs.size(0), self.n_items)  # [B, n_items]

@@ -38,6 +38,8 @@ from recbole.utils import set_color
 from transformers import T5Config, T5ForConditionalGeneration
 
 from recbole_fair.model.beam_search import ItemTrie, constrained_beam_search, count_invalid
+from recbole_fair.model.host_batch import HostBatch, host_batch_of
+from recbole_fair.model.layers import full_precision
 
 FEED_FORWARD = ("relu", "gelu", "gated-gelu", "gated-silu")
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
@@ -71,6 +73,9 @@ class TIGER(SequentialRecommender):
 
     # recbole_fair.config.Config loads properties/semantic_ids.yaml for models with this flag.
     uses_semantic_ids = True
+    # Digit logits and ranking scores stay float32 under autocast (autocast_dtype, see
+    # recbole_fair.trainer.sync_free and recbole_fair.model.layers.full_precision).
+    autocast_ranks_in_float32 = True
 
     def __init__(self, config: Any, dataset: Any) -> None:
         super().__init__(config, dataset)
@@ -191,7 +196,11 @@ class TIGER(SequentialRecommender):
         return tokens.masked_fill((items == 0).unsqueeze(-1), 0)
 
     def encoder_inputs(
-        self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, user_ids: torch.Tensor | None
+        self,
+        item_seq: torch.Tensor,
+        item_seq_len: torch.Tensor,
+        user_ids: torch.Tensor | None,
+        longest: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         r"""Encoder tokens of a batch, trimmed to its longest history.
 
@@ -200,11 +209,16 @@ class TIGER(SequentialRecommender):
             item_seq_len (torch.Tensor): history lengths, shape ``[B]``.
             user_ids (torch.Tensor, optional): user ids ``[B]``, hashed into ``n_user_tokens``
                 tokens put in front (ignored when ``n_user_tokens`` is 0).
+            longest (int, optional): the longest history when the host knows it
+                (:meth:`prepare_batch`); else read from ``item_seq_len`` (a host
+                synchronisation on a GPU).
 
         Returns:
             tuple: ``input_ids`` ``[B, S]`` (``S = T' * C`` (+1)) and the bool ``attention_mask``.
         """
-        item_seq = item_seq[:, : int(item_seq_len.max())]  # [B, T']
+        if longest is None:
+            longest = int(item_seq_len.max())
+        item_seq = item_seq[:, :longest]  # [B, T']
         tokens = self.item_tokens(item_seq).flatten(1)  # [B, T' * C]
         if self.n_user_tokens > 0 and user_ids is not None:
             user = self.user_token_offset + user_ids.long() % self.n_user_tokens  # [B]
@@ -230,6 +244,7 @@ class TIGER(SequentialRecommender):
         item_seq_len: torch.Tensor,
         target_items: torch.Tensor,
         user_ids: torch.Tensor | None = None,
+        longest: int | None = None,
     ) -> torch.Tensor:
         r"""Teacher-forced logits of the target items' digits.
 
@@ -238,11 +253,12 @@ class TIGER(SequentialRecommender):
             item_seq_len (torch.Tensor): history lengths, shape ``[B]``.
             target_items (torch.Tensor): next items, shape ``[B]``.
             user_ids (torch.Tensor, optional): user ids, shape ``[B]``.
+            longest (int, optional): see :meth:`encoder_inputs`.
 
         Returns:
             torch.Tensor: logits over each digit's codes, shape ``[B, C, V]``.
         """
-        input_ids, mask = self.encoder_inputs(item_seq, item_seq_len, user_ids)
+        input_ids, mask = self.encoder_inputs(item_seq, item_seq_len, user_ids, longest)
         labels = self.item_tokens(target_items)  # [B, C]
         decoder_input_ids = torch.cat([labels.new_zeros(labels.size(0), 1), labels[:, :-1]], 1)
         logits = self.t5(
@@ -252,14 +268,32 @@ class TIGER(SequentialRecommender):
         index = self.level_tokens.unsqueeze(0).expand(B, -1, -1)  # [B, C, V]
         return logits.gather(2, index)
 
+    def prepare_batch(self, interaction: Any) -> Any:
+        r"""Trim a training batch to its longest history on the host, before its copy to the
+        device, and note that length (``interaction.host_batch``), so that
+        :meth:`calculate_loss` need not read it back from the device
+        (:mod:`recbole_fair.model.host_batch`). Called by recbole-fair's trainer; a batch
+        already on an accelerator is returned as is."""
+        item_seq_len = interaction[self.ITEM_SEQ_LEN]
+        if item_seq_len.device.type != "cpu":
+            return interaction
+        longest = int(item_seq_len.max())
+        item_seq = interaction[self.ITEM_SEQ][:, :longest].contiguous()
+        interaction.interaction[self.ITEM_SEQ] = item_seq
+        interaction.host_batch = HostBatch(item_seq.size(0), longest)
+        return interaction
+
     def calculate_loss(self, interaction: Any) -> torch.Tensor:
         r"""Teacher-forced cross-entropy over the ``C`` digits of the next item."""
         target = interaction[self.POS_ITEM_ID]  # [B]
+        item_seq = interaction[self.ITEM_SEQ]
+        host = host_batch_of(interaction, item_seq)
         logits = self.forward(
-            interaction[self.ITEM_SEQ],
+            item_seq,
             interaction[self.ITEM_SEQ_LEN],
             target,
             self._user_ids(interaction),
+            longest=host.longest if host is not None else None,
         )  # [B, C, V]
         codes = self.item_codes[target]  # [B, C]
         return F.cross_entropy(logits.reshape(-1, self.code_vocab), codes.reshape(-1))
@@ -374,9 +408,12 @@ class TIGER(SequentialRecommender):
         return x, new_cache
 
     def digit_logits(self, hidden: torch.Tensor, level: int) -> torch.Tensor:
-        r"""Logits of digit ``level`` over its ``V`` codes: ``[..., d] -> [..., V]``."""
+        r"""Logits of digit ``level`` over its ``V`` codes: ``[..., d] -> [..., V]``, in float32
+        also under autocast (they make the ranking scores; see
+        :func:`~recbole_fair.model.layers.full_precision`)."""
         weight = self.t5.lm_head.weight[self.level_tokens[level]]  # [V, d]
-        return hidden @ weight.t()
+        with full_precision(hidden):
+            return hidden.float() @ weight.float().t()
 
     # ---------------------------------------------------------------------------- ranking
     @torch.no_grad()
@@ -401,7 +438,7 @@ class TIGER(SequentialRecommender):
             tokens = torch.cat([labels.new_zeros(*block.shape, 1), labels[..., :-1]], -1)
             hidden, _ = self.decode(tokens, context)  # [B, n, C, d]
             codes = self.item_codes[block]  # [B, n, C]
-            total = hidden.new_zeros(block.shape)
+            total = hidden.new_zeros(block.shape, dtype=torch.float32)
             for level in range(self.n_codes):
                 log_probs = self.digit_logits(hidden[:, :, level], level).log_softmax(-1)
                 total = total + log_probs.gather(-1, codes[..., level : level + 1]).squeeze(-1)
