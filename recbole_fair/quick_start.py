@@ -18,12 +18,20 @@ from typing import Any, Callable
 
 import torch
 from recbole.data import data_preparation
-from recbole.utils import init_logger, init_seed
+from recbole.utils import init_logger, init_seed, set_color
 
 from recbole_fair.config import Config
 from recbole_fair.data.download import download_dataset, report_downloaded
 from recbole_fair.data.validate import missing_dataset_message
 from recbole_fair.utils import create_dataset, get_model, get_trainer
+
+# Environment variable: a wall-clock deadline (UNIX time, seconds) for every run's training. After
+# each validated epoch, a run whose next epoch would end past it stops training there (its best
+# checkpoint so far is tested as usual; costs.stopped_at_deadline says so). The GPU suite
+# (benchmarks/gpu/device_run.sh) sets it so that cells sharing one lent window all finish in it.
+# An operating limit, not a setting of the model: it is not part of the config (nor of a
+# leaderboard cell's config hash).
+FIT_DEADLINE_ENV = "RECBOLE_FAIR_FIT_DEADLINE"
 
 
 def _ensure_log_file(config: Config) -> str | None:
@@ -167,8 +175,15 @@ def run_recbole_fair(
         config["checkpoint_dir"], config["model"], config["dataset"], run_id
     )
     timings = _instrument(trainer)
+    deadline = fit_deadline()
+    stopped: dict[str, Any] = {}
+    if deadline is not None:
+        _stop_at_deadline(trainer, deadline, stopped)
     if trainer_hook is not None:
         trainer_hook(trainer, timings)
+    flops = None
+    if config["count_train_flops"]:
+        flops = _profile_flops(trainer, train_data)
     if torch.cuda.is_available() and config["device"].type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     start = time.time()
@@ -206,12 +221,23 @@ def run_recbole_fair(
         "autocast_dtype": str(getattr(trainer, "autocast_dtype", None) or "float32").replace(
             "torch.", ""
         ),
+        # the run stopped training at RECBOLE_FAIR_FIT_DEADLINE (before its epoch cap or early
+        # stopping); fit_deadline: that UNIX time, None without one
+        "stopped_at_deadline": bool(stopped.get("stopped")),
+        "fit_deadline": deadline,
         # A debugging mode that roughly halves training speed: off unless the user turned it on
         # (RecBole's sine.py used to switch it on for the whole process; recbole_fair.compat).
         "autograd_anomaly_mode": torch.is_anomaly_enabled(),
     }
     if timings["train"]:
         costs["train_seconds_per_epoch"] = sum(timings["train"]) / len(timings["train"])
+    if flops is not None:
+        # count_train_flops: FLOPs of one batch and of an epoch (recbole_fair.flops)
+        costs.update(flops)
+        if flops.get("train_flops_per_epoch") and costs.get("train_seconds_per_epoch"):
+            costs["train_tflops_per_second"] = (
+                flops["train_flops_per_epoch"] / costs["train_seconds_per_epoch"] / 1e12
+            )
     paths = {
         "log_file": log_file,
         "checkpoint": os.path.abspath(trainer.saved_model_file) if saved else None,
@@ -267,6 +293,83 @@ def trainer_class(config: Any) -> type:
     if config["sync_free_train_loop"] and trainer is Trainer:
         return SyncFreeTrainer
     return trainer
+
+
+def fit_deadline() -> float | None:
+    r"""The training deadline of :data:`FIT_DEADLINE_ENV` (UNIX seconds), None when unset.
+
+    Raises:
+        ValueError: a value that is not a number.
+    """
+    text = os.environ.get(FIT_DEADLINE_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError as err:
+        raise ValueError(
+            f"{FIT_DEADLINE_ENV} must be a UNIX time in seconds (e.g. $(($(date +%s) + 600))), "
+            f"got {text!r}"
+        ) from err
+
+
+class _DeadlineReached(Exception):
+    r"""Raised after an epoch's callback when the next epoch would end past the deadline."""
+
+
+def _stop_at_deadline(trainer: Any, deadline: float, stopped: dict[str, Any]) -> None:
+    r"""Make ``trainer.fit`` stop after the validated epoch past which another epoch (as long as
+    the longest of the last one and the mean so far) would end after ``deadline``; ``fit`` then
+    returns its best score and result so far, as after early stopping. At least one epoch runs.
+    Sets ``stopped['stopped']`` (and ``stopped['epoch']``) when it stops a run."""
+    fit = trainer.fit
+
+    def fit_until(train_data, valid_data=None, *args, **kwargs):
+        user_callback = kwargs.pop("callback_fn", None)
+        marks = [time.time()]
+
+        def callback(epoch_idx, valid_score):
+            if user_callback is not None:
+                user_callback(epoch_idx, valid_score)
+            now = time.time()
+            marks.append(now)
+            last = marks[-1] - marks[-2]
+            mean = (marks[-1] - marks[0]) / (len(marks) - 1)
+            if now + max(last, mean) > deadline:
+                stopped.update(stopped=True, epoch=epoch_idx)
+                raise _DeadlineReached
+
+        try:
+            return fit(train_data, valid_data, *args, callback_fn=callback, **kwargs)
+        except _DeadlineReached:
+            getLogger().warning(
+                set_color("deadline", "red")
+                + f": stopped after epoch {stopped['epoch']} of {trainer.epochs} "
+                f"({FIT_DEADLINE_ENV}: another epoch would end after it); testing the best "
+                f"checkpoint so far (epoch {trainer.best_epoch})"
+            )
+            return trainer.best_valid_score, trainer.best_valid_result
+
+    trainer.fit = fit_until
+
+
+def _profile_flops(trainer: Any, train_data: Any) -> dict[str, Any] | None:
+    r""":func:`recbole_fair.flops.profile_train_step`, logged; None (with a warning) when the
+    FLOP counter fails on this model (the run goes on without the numbers)."""
+    from recbole_fair.flops import profile_train_step
+
+    try:
+        flops = profile_train_step(trainer, train_data)
+    except Exception as err:  # noqa: BLE001 - a measurement must not end the run
+        getLogger().warning(f"count_train_flops: could not count this model's FLOPs ({err})")
+        return None
+    getLogger().info(
+        set_color("training FLOPs", "pink")
+        + f": {flops['train_flops_per_batch'] / 1e9:.1f} GFLOP per batch of "
+        f"{flops['train_flops_batch_rows']}, {flops['train_flops_per_epoch'] / 1e12:.2f} TFLOP "
+        f"per epoch; host synchronisations per step: {flops['host_syncs_per_step']}"
+    )
+    return flops
 
 
 def _device_name(device: Any) -> str | None:

@@ -1,9 +1,13 @@
 """What the GPU suite relies on, checked on the CPU before any GPU time is spent: the sync-free
-training loop (the same updates as RecBole's), bfloat16 autocast against float32 and float32
-ranking scores under autocast."""
+training loop (the same updates as RecBole's), bfloat16 autocast against float32, float32
+ranking scores under autocast, the FLOP count of one batch against its closed form and the
+training deadline."""
 
 import hashlib
+import importlib.util
 import math
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,9 +19,13 @@ from recbole.utils import init_seed
 
 from recbole_fair.config import Config
 from recbole_fair.data import SemanticIDDataset
-from recbole_fair.quick_start import run_recbole_fair, trainer_class
+from recbole_fair.flops import profile_train_step, representative_batch
+from recbole_fair.quick_start import FIT_DEADLINE_ENV, run_recbole_fair, trainer_class
 from recbole_fair.trainer.sync_free import SyncFreeTrainer, autocast_dtype
 from recbole_fair.utils import create_dataset, get_model
+
+REPO = Path(__file__).resolve().parents[1]
+GPU = REPO / "benchmarks" / "gpu"
 
 
 def fake_encoder(texts: list[str]) -> np.ndarray:
@@ -32,6 +40,7 @@ def fake_encoder(texts: list[str]) -> np.ndarray:
 @pytest.fixture(autouse=True)
 def _stand_in_encoder(monkeypatch):
     monkeypatch.setattr(SemanticIDDataset, "encoder_fn", staticmethod(fake_encoder))
+    monkeypatch.delenv(FIT_DEADLINE_ENV, raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +48,13 @@ def cache_dir(tmp_path_factory) -> str:
     """This module's semantic-ID caches (built with the stand-in encoder, kept apart from the
     session's cache of real text embeddings under the same keys)."""
     return str(tmp_path_factory.mktemp("gpu_suite_sid"))
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, GPU / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny(model: str, cache_dir: str, **extra) -> tuple:
@@ -153,3 +169,50 @@ def test_bfloat16_autocast_matches_float32(in_tmp_dir, cache_dir, single_thread)
     assert fp32["test_result"]["ndcg@10"] > 0.02  # the model learned something to compare
     assert abs(fp32["test_result"]["ndcg@10"] - bf16["test_result"]["ndcg@10"]) < 0.01
     assert abs(fp32["test_result"]["recall@10"] - bf16["test_result"]["recall@10"]) < 0.02
+
+
+# ----------------------------------------------------------------------------- FLOPs, deadline
+@pytest.mark.parametrize("model", ["RPG", "FAIR"])
+def test_flops_of_one_batch_match_the_closed_form(in_tmp_dir, cache_dir, single_thread, model):
+    _, train_data, _, net, trainer = tiny(model, cache_dir)
+    flops = profile_train_step(trainer, train_data)
+    batch = net.prepare_batch(representative_batch(train_data))
+    hint = batch.host_batch
+    closed = load_script("paper_flops").semantic_id_train_flops(
+        rows=hint.rows,
+        longest=hint.longest,
+        valid=int(hint.valid_index.numel()),
+        hidden=net.hidden_size,
+        inner=net.inner_size,
+        layers=net.n_layers,
+        n_codes=net.n_codes,
+        codebook=net.codebook_size,
+        attention=net.attention,
+        nrt=net.nrt_weight > 0,
+    )
+    # FAIR's MIM loss (a [B, B] product of pooled states) is the only term left out
+    assert flops["train_flops_per_batch"] == pytest.approx(closed, rel=0.02)
+    assert flops["train_flops_per_epoch"] == pytest.approx(
+        flops["train_flops_per_batch"] * train_data.sample_size / hint.rows
+    )
+    assert flops["host_syncs_per_step"] is None  # counted on CUDA only
+    assert all(p.grad is None for p in net.parameters())  # no gradient left behind
+
+
+def test_deadline_stops_training_and_flop_count_changes_nothing(in_tmp_dir, cache_dir, monkeypatch):
+    """A deadline already past stops training after the first epoch, whose best checkpoint is
+    tested; counting FLOPs before training leaves the run as it was (same first-epoch loss)."""
+    settings = {**TINY_FAIR, "epochs": 3, "sid_cache_dir": cache_dir}
+    free = run_recbole_fair(model="FAIR", dataset="ml-100k", config_dict=settings)
+    monkeypatch.setenv(FIT_DEADLINE_ENV, str(time.time()))
+    cut = run_recbole_fair(
+        model="FAIR", dataset="ml-100k", config_dict={**settings, "count_train_flops": True}
+    )
+    assert free["costs"]["epochs"] == 3 and not free["costs"]["stopped_at_deadline"]
+    assert cut["costs"]["epochs"] == 1 and cut["costs"]["stopped_at_deadline"]
+    assert cut["costs"]["train_losses"][0] == free["costs"]["train_losses"][0]
+    assert cut["test_result"] and cut["costs"]["train_flops_per_epoch"] > 0
+    assert cut["costs"]["train_tflops_per_second"] > 0
+    monkeypatch.setenv(FIT_DEADLINE_ENV, "soon")
+    with pytest.raises(ValueError, match=FIT_DEADLINE_ENV):
+        run_recbole_fair(model="FAIR", dataset="ml-100k", config_dict=settings)
