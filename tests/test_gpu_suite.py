@@ -1,17 +1,24 @@
-"""What the GPU suite relies on, checked on the CPU before any GPU time is spent: the sync-free
+"""The one-window GPU suite, checked on the CPU before any GPU time is spent: the sync-free
 training loop (the same updates as RecBole's), bfloat16 autocast against float32, float32
-ranking scores under autocast, the FLOP count of one batch against its closed form and the
-training deadline."""
+ranking scores under autocast, the FLOP count of one batch against its closed form, the training
+deadline, the recipe file, and the suite's device script end to end on a tiny slice of ml-100k
+(benchmarks/gpu/device_run.sh, RUNS=suite, SUITE_DEVICE=cpu)."""
 
 import hashlib
 import importlib.util
+import json
 import math
+import os
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from conftest import TINY_FAIR
 from recbole.data import data_preparation
 from recbole.trainer import Trainer
@@ -26,6 +33,27 @@ from recbole_fair.utils import create_dataset, get_model
 
 REPO = Path(__file__).resolve().parents[1]
 GPU = REPO / "benchmarks" / "gpu"
+SUITE_YAML = REPO / "docs" / "leaderboards" / "gpu_suite.yaml"
+SUITE_MODELS = ["FAIR", "RPG", "TIGER", "SASRec"]
+# the same tiny sizes for RPG as for FAIR (RPG.yaml's recipe otherwise)
+TINY_RPG = dict(TINY_FAIR)
+# A tiny TIGER: a 2-level RQ-VAE trained for a few epochs, a 1+1-layer T5.
+TINY_TIGER = {
+    "rqvae_levels": 2,
+    "rqvae_codebook_size": 16,
+    "rqvae_code_dim": 8,
+    "rqvae_hidden_sizes": [32],
+    "rqvae_epochs": 3,
+    "rqvae_kmeans_iters": 5,
+    "hidden_size": 16,
+    "inner_size": 32,
+    "n_layers": 1,
+    "n_decoder_layers": 1,
+    "n_heads": 2,
+    "head_dim": 8,
+    "n_user_tokens": 16,
+    "tiger_exact_check_users": 8,
+}
 
 
 def fake_encoder(texts: list[str]) -> np.ndarray:
@@ -216,3 +244,110 @@ def test_deadline_stops_training_and_flop_count_changes_nothing(in_tmp_dir, cach
     monkeypatch.setenv(FIT_DEADLINE_ENV, "soon")
     with pytest.raises(ValueError, match=FIT_DEADLINE_ENV):
         run_recbole_fair(model="FAIR", dataset="ml-100k", config_dict=settings)
+
+
+# ----------------------------------------------------------------------------- the suite
+def test_the_recipe_file_holds_known_keys_for_the_four_models(in_tmp_dir, cache_dir):
+    """docs/leaderboards/gpu_suite.yaml: one entry per suite model, every key known to its
+    model (strict_config), FAIR's recipe as the issue states it, an epoch cap for each."""
+    recipe = yaml.safe_load(SUITE_YAML.read_text())
+    assert list(recipe) == SUITE_MODELS
+    assert recipe["FAIR"]["learning_rate"] == 0.0025 and recipe["FAIR"]["warmup_epochs"] == 1
+    for model, overrides in recipe.items():
+        config = Config(
+            model=model,
+            dataset="ml-100k",
+            config_dict={**overrides, "strict_config": True, "sid_cache_dir": cache_dir},
+        )
+        assert config["epochs"] >= 1
+        semantic = getattr(get_model(model), "uses_semantic_ids", False)
+        assert (config["autocast_dtype"] == "bfloat16") == semantic
+
+
+def test_device_scripts_are_shellcheck_clean():
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed")
+    scripts = sorted(str(p) for p in GPU.glob("*.sh"))
+    out = subprocess.run(["shellcheck", *scripts], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout
+
+
+def test_suite_dry_run_on_the_cpu(tmp_path, cache_dir):
+    """The device script's suite mode end to end on the CPU: the bundle's cache step
+    (build_caches.py, here with the stand-in encoder) for the four models on a tiny slice, then
+    `RUNS=suite bash benchmarks/gpu/device_run.sh` with faiss's stand-in on the path (as on the
+    device): four leaderboard cells side by side, each with a results.jsonl whose cell is ok, and
+    the report."""
+    start = time.time()
+    overlay = {
+        "FAIR": {**TINY_FAIR, "epochs": 1},
+        "RPG": {**TINY_RPG, "epochs": 1},
+        "TIGER": {**TINY_TIGER, "epochs": 1, "eval_batch_size": 256},
+        "SASRec": {"hidden_size": 16, "inner_size": 32, "epochs": 1},
+    }
+    overlay_file = tmp_path / "overlay.yaml"
+    overlay_file.write_text(yaml.safe_dump(overlay))
+    # 137 users of 20 to 25 ratings, 562 items
+    common = ["--user_inter_num_interval=[20,25]", "--MAX_ITEM_LIST_LENGTH=10"]
+    data_path = Path(sys.modules["recbole"].__file__).parent / "dataset_example"
+    sid = tmp_path / "sid"
+    build = load_script("build_caches")
+    written = build.build_caches(
+        "ml-100k",
+        str(data_path),
+        cache_dir,
+        str(sid),
+        SUITE_MODELS,
+        build.merged_model_config(str(SUITE_YAML), str(overlay_file)),
+        build.parse_overrides(common),
+    )
+    assert sorted(Path(w).name[:4] for w in written) == ["rqva", "sid-"]  # FAIR+RPG, TIGER
+    for copy in written:  # carried without the text embeddings (the device needs none)
+        with np.load(copy) as cached:
+            assert cached["embeddings"].shape[1] == 0 and cached["codes"].shape[1] > 1
+
+    out = tmp_path / "out"
+    env = {
+        **os.environ,
+        "RUNS": "suite",
+        "OUT": str(out),
+        "PYTHON": sys.executable,
+        "SUITE_DEVICE": "cpu",
+        "SUITE_DATASET": "ml-100k",
+        "SUITE_DATA_PATH": str(data_path),
+        "SUITE_SID_CACHE": str(sid),
+        "SUITE_OVERLAY": str(overlay_file),
+        "SUITE_ARGS": " ".join(common),
+        "SUITE_THREADS": "1",
+        "SUITE_BUDGET": "300",
+        "SUITE_WORK": str(tmp_path / "w"),
+        "SITE": str(tmp_path / "site"),
+        "SKIP_WHEELS": "1",  # the bundle's wheels (if built) are for the device's Python
+    }
+    run = subprocess.run(
+        ["bash", str(GPU / "device_run.sh")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    wall = time.time() - start
+    print(f"dry run: {wall:.0f} s\n{run.stdout[-4000:]}")
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    for model in SUITE_MODELS:
+        lines = (out / "suite" / model / "results.jsonl").read_text().splitlines()
+        record = json.loads(lines[-1])
+        assert record["status"] == "ok", (model, record.get("error"))
+        costs = record["costs"]
+        assert costs["epochs"] == 1 and costs["train_flops_per_epoch"] > 0
+        assert costs["autocast_dtype"] == ("float32" if model == "SASRec" else "bfloat16")
+        assert costs["fit_deadline"] is not None and not costs["stopped_at_deadline"]
+        assert (out / "suite" / model / "run.log").is_file()
+        # the semantic-ID caches were hits: no faiss, no encoder on the device
+        if model != "SASRec":
+            assert record["semantic_ids"]["cache_hit"] is True
+    report = json.loads((out / "suite_report.json").read_text())
+    assert [c["model"] for c in report["cells"]] == sorted(SUITE_MODELS)
+    assert all(c["stopped_by"] == "cap" for c in report["cells"])
+    assert "| FAIR | ok | 1 / 1 | cap |" in (out / "suite_report.md").read_text()

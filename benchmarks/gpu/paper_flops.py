@@ -7,8 +7,9 @@ the semantic-ID caches must exist, e.g. the bundle's), counts the FLOPs of one t
 with :func:`recbole_fair.flops.profile_train_step` (what each suite cell records on the GPU) and,
 for FAIR and RPG, checks the count against the closed form :func:`semantic_id_train_flops`.
 Prints one JSON object per model (parameters, FLOPs per batch and per epoch, batches per epoch,
-the largest operators' shares). On the GPU the count is the same (the attention kernels are
-counted in full on both).
+the largest operators' shares, and the seconds the host takes to build and prepare one epoch's
+batches without the model: what the training loop's data loading costs, here). On the GPU the
+count is the same (the attention kernels are counted in full on both).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -89,6 +91,14 @@ def model_flops(
     net = get_model(config["model"])(config, train_data._dataset)
     trainer = trainer_class(config)(config, net)
     out = profile_train_step(trainer, train_data)
+    # the host's share of an epoch: every batch built and prepared (trimmed, valid positions)
+    # as the training loop does before copying it, without the model
+    prepare = getattr(net, "prepare_batch", None)
+    start = time.time()
+    for batch in train_data:
+        if prepare is not None:
+            prepare(batch)
+    out["host_batches_seconds_per_epoch"] = time.time() - start
     out["model"] = model
     out["parameters"] = sum(p.numel() for p in net.parameters() if p.requires_grad)
     out["batches_per_epoch"] = len(train_data)

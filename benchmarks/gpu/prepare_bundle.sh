@@ -6,7 +6,8 @@
 #
 # then, through the device tool, with carry [".whl", ".devrun/datasets", ".devrun/sid"]:
 #
-#   bash benchmarks/gpu/device_run.sh              # RUNS="fair512 ..." picks the runs
+#   RUNS=suite bash benchmarks/gpu/device_run.sh   # the one-window suite (benchmarks/gpu/README.md)
+#   bash benchmarks/gpu/device_run.sh              # RUNS="fair512 ..." picks named runs
 #
 # The device machine has torch (CUDA), numpy 2, scipy, scikit-learn and sentence-transformers but
 # no recbole, no faiss and no network, and one call carries at most 64 MiB. So:
@@ -14,21 +15,24 @@
 #   chained fillna is a no-op under pandas 3, recbole_fair/compat.py). Not numpy 1.26: the
 #   machine's scipy needs numpy 2, which recbole_fair/compat.py handles. Not faiss (19 MB): see
 #   the next point.
-# * the semantic-ID cache is built here (text encoder + faiss OPQ on the CPU) and carried,
+# * the semantic-ID caches are built here (text encoder, faiss OPQ for FAIR/RPG, the RQ-VAE with
+#   its faiss k-means for TIGER, on the CPU: benchmarks/gpu/build_caches.py) and carried,
 #   re-saved compressed; benchmarks/gpu/faiss.py stands in for faiss there and fails if called.
 # * the dataset's atomic files are copied in (../shared does not travel).
 # Environment: DATASET (default Amazon_Beauty), DATA_PATH (default ../shared/datasets),
 # SID_CACHE (an existing cache folder to reuse, default benchmarks/results/sid_cache),
-# PYTHON (default python).
+# SUITE_CONFIG (default docs/leaderboards/gpu_suite.yaml), SUITE_MODELS (default
+# FAIR,RPG,TIGER,SASRec), PYTHON (default python).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATASET=${DATASET:-Amazon_Beauty}
 DATA_PATH=$(realpath "${DATA_PATH:-../shared/datasets}")
 SID_CACHE=$(realpath -m "${SID_CACHE:-benchmarks/results/sid_cache}")
 PYTHON=${PYTHON:-python}
+SUITE_CONFIG=${SUITE_CONFIG:-docs/leaderboards/gpu_suite.yaml}
+SUITE_MODELS=${SUITE_MODELS:-FAIR,RPG,TIGER,SASRec}
 [[ -d $DATA_PATH/$DATASET ]] || { echo "no $DATA_PATH/$DATASET: set DATA_PATH" >&2; exit 2; }
-grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >>.git/info/exclude
-grep -qx '/.devrun/' .git/info/exclude 2>/dev/null || echo '/.devrun/' >>.git/info/exclude
+# .whl/ and .devrun/ are in .gitignore: they travel only as the device call's carry
 
 # wheels for the device's Python (3.12, x86-64); --no-deps: each needed one is named
 rm -rf .whl && mkdir -p .whl
@@ -39,31 +43,23 @@ $PYTHON -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
     thop==0.1.1.post2209072238
 
 # the dataset
-rm -rf ".devrun/datasets/$DATASET" && mkdir -p .devrun/datasets .devrun/sid
+rm -rf ".devrun/datasets/$DATASET" && mkdir -p .devrun/datasets
 cp -r "$DATA_PATH/$DATASET" .devrun/datasets/
 
-# FAIR's semantic-ID cache: build (or reuse) it here, then keep only the sid-*.npz it used,
-# compressed (np.load reads both forms; the checksum covers the arrays, not the file)
-DATASET=$DATASET DATA_PATH=$DATA_PATH SID_CACHE=$SID_CACHE $PYTHON - <<'PY'
-import os
-
-import numpy as np
-
-from recbole_fair.config import Config
-from recbole_fair.utils import create_dataset
-
-cfg = Config(
-    model="FAIR",
-    dataset=os.environ["DATASET"],
-    config_dict={"data_path": os.environ["DATA_PATH"], "sid_cache_dir": os.environ["SID_CACHE"],
-                 "device": "cpu"},
-)
-dataset = create_dataset(cfg)
-dataset.build()
-path = dataset.semantic_id_cache_path
-with np.load(path) as data:
-    arrays = {name: data[name] for name in data.files}
-np.savez_compressed(os.path.join(".devrun", "sid", os.path.basename(path)), **arrays)
-print(f"semantic-ID cache {os.path.basename(path)} -> .devrun/sid/")
-PY
+# The semantic-ID caches of the suite's models (docs/leaderboards/gpu_suite.yaml): FAIR/RPG's
+# OPQ codes (one cache, also that of the older named runs) and TIGER's RQ-VAE codes, built (or
+# reused) here on the CPU, then copied compressed (np.load reads both forms; the checksum covers
+# the arrays, not the file)
+rm -rf .devrun/sid && mkdir -p .devrun/sid
+$PYTHON benchmarks/gpu/build_caches.py --dataset="$DATASET" --data_path="$DATA_PATH" \
+    --sid_cache_dir="$SID_CACHE" --out=.devrun/sid --model_config="$SUITE_CONFIG" \
+    --models="$SUITE_MODELS"
 du -sh .whl .devrun/datasets .devrun/sid
+# the device tool carries at most 64 MiB in all (the three folders plus the working tree)
+total=$(du -cb .whl .devrun/datasets .devrun/sid | tail -1 | cut -f1)
+tree=$(git ls-files -z | du -cb --files0-from=- | tail -1 | cut -f1)
+echo "bundle $((total / 1048576)) MiB + working tree $((tree / 1048576)) MiB (limit 64 MiB)"
+((total + tree < 64 * 1048576)) || {
+    echo "over the device tool's 64 MiB: drop something" >&2
+    exit 3
+}
