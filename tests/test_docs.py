@@ -321,3 +321,18 @@ def test_docs_name_no_machine_paths_and_link_inside_the_repository():
             elif not resolved.exists():
                 problems.append(f"{name}: broken link: {target}")
     assert not problems, "\n".join(problems)
+
+
+CURVES_BLOCK = re.compile(r"<!-- curves: (\S+) -->\n(.*?)<!-- /curves -->", re.S)
+
+
+def test_learning_curve_tables_are_the_generated_ones():
+    """A learning-curve table in docs/results.md is pasted between ``<!-- curves: FILE -->`` and
+    ``<!-- /curves -->`` from ``FILE`` (written by benchmarks/plot_curves.py): it must be that
+    file's table, number for number."""
+    text = (REPO / "docs" / "results.md").read_text(encoding="utf-8")
+    blocks = CURVES_BLOCK.findall(text)
+    for name, block in blocks:
+        generated = (REPO / "docs" / name).read_text(encoding="utf-8")
+        table = "\n".join(line for line in generated.splitlines() if line.startswith("|"))
+        assert block.strip() == table.strip(), f"docs/results.md: the table from {name} is stale"
