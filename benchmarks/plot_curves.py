@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metric", default="NDCG@10", help="name of the validation metric")
     args = parser.parse_args(argv)
     curves = {}
-    for folder in sorted(args.folders):
+    for folder in sorted(f for f in args.folders if os.path.isdir(f)):  # a shell glob's logs
         found = run_curves(folder)
         if found is None:
             print(f"{folder}: no finished record and no last-epoch checkpoint, skipped")
