@@ -204,20 +204,8 @@ def test_bfloat16_autocast_matches_float32(in_tmp_dir, cache_dir, single_thread)
 def test_flops_of_one_batch_match_the_closed_form(in_tmp_dir, cache_dir, single_thread, model):
     _, train_data, _, net, trainer = tiny(model, cache_dir)
     flops = profile_train_step(trainer, train_data)
-    batch = net.prepare_batch(representative_batch(train_data))
-    hint = batch.host_batch
-    closed = load_script("paper_flops").semantic_id_train_flops(
-        rows=hint.rows,
-        longest=hint.longest,
-        valid=int(hint.valid_index.numel()),
-        hidden=net.hidden_size,
-        inner=net.inner_size,
-        layers=net.n_layers,
-        n_codes=net.n_codes,
-        codebook=net.codebook_size,
-        attention=net.attention,
-        nrt=net.nrt_weight > 0,
-    )
+    closed = load_script("paper_flops").closed_form_flops(net, train_data)
+    hint = net.prepare_batch(representative_batch(train_data)).host_batch
     # FAIR's MIM loss (a [B, B] product of pooled states) is the only term left out
     assert flops["train_flops_per_batch"] == pytest.approx(closed, rel=0.02)
     assert flops["train_flops_per_epoch"] == pytest.approx(

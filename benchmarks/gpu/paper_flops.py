@@ -80,7 +80,7 @@ def model_flops(
     from recbole.utils import init_seed
 
     from recbole_fair.config import Config
-    from recbole_fair.flops import profile_train_step, representative_batch
+    from recbole_fair.flops import profile_train_step
     from recbole_fair.quick_start import trainer_class
     from recbole_fair.utils import create_dataset, get_model
 
@@ -103,20 +103,28 @@ def model_flops(
     out["parameters"] = sum(p.numel() for p in net.parameters() if p.requires_grad)
     out["batches_per_epoch"] = len(train_data)
     if model in ("FAIR", "RPG"):
-        batch = net.prepare_batch(representative_batch(train_data))
-        out["closed_form_flops_per_batch"] = semantic_id_train_flops(
-            rows=batch.host_batch.rows,
-            longest=batch.host_batch.longest,
-            valid=int(batch.host_batch.valid_index.numel()),
-            hidden=net.hidden_size,
-            inner=net.inner_size,
-            layers=net.n_layers,
-            n_codes=net.n_codes,
-            codebook=net.codebook_size,
-            attention=net.attention,
-            nrt=net.nrt_weight > 0,
-        )
+        out["closed_form_flops_per_batch"] = closed_form_flops(net, train_data)
     return out
+
+
+def closed_form_flops(net: Any, train_data: Any) -> float:
+    r""":func:`semantic_id_train_flops` of a FAIR/RPG model on a representative batch of
+    ``train_data`` (its rows, longest history and valid positions)."""
+    from recbole_fair.flops import representative_batch
+
+    hint = net.prepare_batch(representative_batch(train_data)).host_batch
+    return semantic_id_train_flops(
+        rows=hint.rows,
+        longest=hint.longest,
+        valid=int(hint.valid_index.numel()),
+        hidden=net.hidden_size,
+        inner=net.inner_size,
+        layers=net.n_layers,
+        n_codes=net.n_codes,
+        codebook=net.codebook_size,
+        attention=net.attention,
+        nrt=net.nrt_weight > 0,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
