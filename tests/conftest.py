@@ -1,9 +1,11 @@
 """Shared fixtures: paths to the benchmark data and a per-session semantic-ID cache."""
 
+import hashlib
 import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import recbole_fair  # noqa: F401  (installs the compatibility shims)
@@ -36,6 +38,34 @@ TINY_FAIR = {
     "lr_scheduler": "none",
     "warmup_steps": 0,
 }
+
+
+# A tiny TIGER: a 2-level RQ-VAE trained for a few epochs, a 1+1-layer T5.
+TINY_TIGER = {
+    "rqvae_levels": 2,
+    "rqvae_codebook_size": 16,
+    "rqvae_code_dim": 8,
+    "rqvae_hidden_sizes": [32],
+    "rqvae_epochs": 3,
+    "rqvae_kmeans_iters": 5,
+    "hidden_size": 16,
+    "inner_size": 32,
+    "n_layers": 1,
+    "n_decoder_layers": 1,
+    "n_heads": 2,
+    "head_dim": 8,
+    "n_user_tokens": 16,
+    "tiger_exact_check_users": 8,
+}
+
+
+def stand_in_encoder(texts, dim: int = 32) -> np.ndarray:
+    """Deterministic stand-in for the text encoder: a unit vector seeded by each text's hash."""
+    out = np.empty((len(texts), dim), dtype=np.float32)
+    for i, text in enumerate(texts):
+        seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+        out[i] = np.random.default_rng(seed).standard_normal(dim)
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
 @pytest.fixture(scope="module")

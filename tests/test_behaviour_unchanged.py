@@ -16,9 +16,8 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
-from conftest import TINY_FAIR
+from conftest import TINY_FAIR, TINY_TIGER, stand_in_encoder
 
 from recbole_fair import leaderboard as lb
 from recbole_fair.data import SemanticIDDataset
@@ -32,23 +31,7 @@ SLICE = {"user_inter_num_interval": "[5,50]", "show_progress": False, "epochs": 
 RUNS = {
     "FAIR": dict(TINY_FAIR),
     "RPG": {**TINY_FAIR},
-    "TIGER": {
-        "rqvae_levels": 2,
-        "rqvae_codebook_size": 16,
-        "rqvae_code_dim": 8,
-        "rqvae_hidden_sizes": [32],
-        "rqvae_epochs": 2,
-        "rqvae_kmeans_iters": 5,
-        "hidden_size": 16,
-        "inner_size": 32,
-        "n_layers": 1,
-        "n_decoder_layers": 1,
-        "n_heads": 2,
-        "head_dim": 8,
-        "n_user_tokens": 16,
-        "tiger_exact_check_users": 8,
-        "train_batch_size": 1024,
-    },
+    "TIGER": {**TINY_TIGER, "rqvae_epochs": 2, "train_batch_size": 1024},
     "SASRec": {
         "loss_type": "CE",
         "hidden_size": 16,
@@ -65,14 +48,6 @@ RUNS = {
         "attention_type": "silu",
     },
 }
-
-
-def stand_in_encoder(texts):
-    out = np.empty((len(texts), 32), dtype=np.float32)
-    for i, text in enumerate(texts):
-        seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
-        out[i] = np.random.default_rng(seed).standard_normal(32)
-    return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
 def _golden() -> dict:

@@ -5,14 +5,14 @@ semantic-ID datasets."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
+from functools import partial
 
-import numpy as np
 import pytest
 import recbole
+from conftest import stand_in_encoder
 
 import recbole_fair  # noqa: F401  (compatibility shims)
 from recbole_fair.config import Config
@@ -60,17 +60,11 @@ def config(root, name, model="SASRec", **extra):
     return Config(model=model, dataset=name, config_dict=config_dict)
 
 
-def fake_encoder(texts):
-    out = np.empty((len(texts), 16), dtype=np.float32)
-    for i, text in enumerate(texts):
-        seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
-        out[i] = np.random.default_rng(seed).standard_normal(16)
-    return out / np.linalg.norm(out, axis=1, keepdims=True)
-
-
 @pytest.fixture
 def fake_text_encoder(monkeypatch):
-    monkeypatch.setattr(SemanticIDDataset, "encoder_fn", staticmethod(fake_encoder))
+    monkeypatch.setattr(
+        SemanticIDDataset, "encoder_fn", staticmethod(partial(stand_in_encoder, dim=16))
+    )
 
 
 def fair_config(root, name, **extra):

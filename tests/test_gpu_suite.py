@@ -4,7 +4,6 @@ ranking scores under autocast, the FLOP count of one batch against its closed fo
 deadline, the recipe file, and the suite's device script end to end on a tiny slice of ml-100k
 (benchmarks/gpu/device_run.sh, RUNS=suite, SUITE_DEVICE=cpu)."""
 
-import hashlib
 import importlib.util
 import json
 import math
@@ -19,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import TINY_FAIR
+from conftest import TINY_FAIR, TINY_TIGER, stand_in_encoder
 from recbole.data import data_preparation
 from recbole.trainer import Trainer
 from recbole.utils import init_seed
@@ -37,37 +36,11 @@ SUITE_YAML = REPO / "docs" / "leaderboards" / "gpu_suite.yaml"
 SUITE_MODELS = ["FAIR", "RPG", "TIGER", "SASRec"]
 # the same tiny sizes for RPG as for FAIR (RPG.yaml's recipe otherwise)
 TINY_RPG = dict(TINY_FAIR)
-# A tiny TIGER: a 2-level RQ-VAE trained for a few epochs, a 1+1-layer T5.
-TINY_TIGER = {
-    "rqvae_levels": 2,
-    "rqvae_codebook_size": 16,
-    "rqvae_code_dim": 8,
-    "rqvae_hidden_sizes": [32],
-    "rqvae_epochs": 3,
-    "rqvae_kmeans_iters": 5,
-    "hidden_size": 16,
-    "inner_size": 32,
-    "n_layers": 1,
-    "n_decoder_layers": 1,
-    "n_heads": 2,
-    "head_dim": 8,
-    "n_user_tokens": 16,
-    "tiger_exact_check_users": 8,
-}
-
-
-def fake_encoder(texts: list[str]) -> np.ndarray:
-    r"""Deterministic stand-in for the text encoder: a unit vector seeded by each text's hash."""
-    out = np.empty((len(texts), 32), dtype=np.float32)
-    for i, text in enumerate(texts):
-        seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
-        out[i] = np.random.default_rng(seed).standard_normal(32)
-    return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
 @pytest.fixture(autouse=True)
 def _stand_in_encoder(monkeypatch):
-    monkeypatch.setattr(SemanticIDDataset, "encoder_fn", staticmethod(fake_encoder))
+    monkeypatch.setattr(SemanticIDDataset, "encoder_fn", staticmethod(stand_in_encoder))
     monkeypatch.delenv(FIT_DEADLINE_ENV, raising=False)
 
 

@@ -6,13 +6,14 @@ sentence-transformers) and saved; ``main()`` then rebuilds both from their check
 """
 
 import argparse
-import hashlib
 import json
 import math
+from functools import partial
 
 import numpy as np
 import pytest
 import torch
+from conftest import stand_in_encoder
 from recbole.data import data_preparation
 from recbole.utils import init_seed
 from synthetic import write_walk_dataset
@@ -30,14 +31,6 @@ from recbole_fair.visualize_attention import (
 N_ITEMS, N_USERS, SEQ_LEN = 40, 60, 7
 
 
-def fake_encoder(texts):
-    out = np.empty((len(texts), 16), dtype=np.float32)
-    for i, text in enumerate(texts):
-        seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
-        out[i] = np.random.default_rng(seed).standard_normal(16)
-    return out / np.linalg.norm(out, axis=1, keepdims=True)
-
-
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
@@ -52,7 +45,7 @@ def checkpoints(tmp_path_factory):
     (data / "viz.item").write_text("\n".join(items) + "\n")
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(SemanticIDDataset, "encoder_fn", staticmethod(fake_encoder))
+    mp.setattr(SemanticIDDataset, "encoder_fn", staticmethod(partial(stand_in_encoder, dim=16)))
     mp.chdir(root)  # RecBole's trainer writes log_tensorboard/ into the cwd
     paths = {}
     for model_name in ("FAIR", "RPG"):
