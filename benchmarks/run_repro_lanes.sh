@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# The reproduction runs of the "Reproduce FAIR" and "Baselines" issues that fit a CPU lane, each a
+# one-cell leaderboard in a folder of its own, started with --resume (re-running a lane skips
+# finished runs and continues an interrupted one from its last epoch; `touch <run folder>/STOP`
+# stops a run after its current epoch). Lanes run single-threaded (one per core).
+#
+#   bash benchmarks/run_repro_lanes.sh beauty      # FAIR (the paper's method) on Amazon_Beauty at
+#                                                  # d=256, lr 0.005 (0.01 x 128/d), 3 seeds
+#   bash benchmarks/run_repro_lanes.sh scientific  # on Amazon_Scientific at the CPU budget (d=128,
+#                                                  # lr 0.01): the paper's ablations, the code-length
+#                                                  # sweep, tokenizer variants, RPG exact and graph
+#   bash benchmarks/run_repro_lanes.sh merge       # -> docs/leaderboards/<dataset>-repro-e<EPOCHS>/
+#
+# Every run: AdamW, linear warm-up for WARMUP epochs, cosine decay to 0 at EPOCHS (the default
+# recipe of properties/model/FAIR.yaml), seed 2020 unless stated.
+#
+# Environment: DATA_PATH (default ../shared/datasets), SID_CACHE (default
+# benchmarks/results/sid_cache), OUT (default leaderboards/repro), EPOCHS (default 10), WARMUP
+# (default 1), PYTHON (default python), THREADS (default 1). Paths are passed as given (keep them
+# relative: they are recorded with each result).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+lane=${1:?usage: run_repro_lanes.sh beauty|scientific|merge}
+DATA_PATH=${DATA_PATH:-../shared/datasets}
+SID_CACHE=${SID_CACHE:-benchmarks/results/sid_cache}
+OUT=${OUT:-leaderboards/repro}
+EPOCHS=${EPOCHS:-10}
+WARMUP=${WARMUP:-1}
+PYTHON=${PYTHON:-python}
+THREADS=${THREADS:-1}
+export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
+TCMALLOC=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
+if [[ -f $TCMALLOC && -z ${LD_PRELOAD:-} ]]; then export LD_PRELOAD=$TCMALLOC; fi
+
+recipe=(--epochs="$EPOCHS" --warmup_steps=0 --warmup_epochs="$WARMUP")
+cpu128=(--hidden_size=128 --inner_size=256 --learning_rate=0.01)
+
+run() {  # name model dataset args...
+    local name=$1 model=$2 dataset=$3 status=0
+    shift 3
+    local dir=$OUT/$dataset-e$EPOCHS-$name
+    mkdir -p "$dir"
+    echo "== $(date -u +%FT%TZ) $model on $dataset ($name) -> $dir (log: $dir.log)"
+    $PYTHON run_recbole_fair.py --model="$model" --dataset="$dataset" \
+        --data_path="$DATA_PATH" --sid_cache_dir="$SID_CACHE" "${recipe[@]}" "$@" \
+        --leaderboard_dir="$dir" --resume >>"$dir.log" 2>&1 || status=$?
+    # 3: the cell failed (recorded, named at the end of the log): the lane goes on; 75 (a STOP
+    # file) or any other failure ends it
+    if ((status == 3)); then
+        echo "   failed: see the end of $dir.log"
+    elif ((status != 0)); then
+        exit "$status"
+    fi
+}
+
+case $lane in
+beauty)
+    run fair-d256 FAIR Amazon_Beauty --seeds=2020,2021,2022 --hidden_size=256 --inner_size=512 \
+        --learning_rate=0.005
+    ;;
+scientific)
+    # the reference row, FAIR at d=128 lr 0.01 under the same recipe, is the recipe lanes' run
+    # (docs/leaderboards/Amazon_Scientific-recipe-e10): merge takes it from there
+    S=Amazon_Scientific
+    run fair-d128-standard-attention FAIR $S --seeds=2020 "${cpu128[@]}" --attention=standard
+    run fair-d128-no-nrt FAIR $S --seeds=2020 "${cpu128[@]}" --nrt_weight=0
+    run fair-d128-no-mim FAIR $S --seeds=2020 "${cpu128[@]}" --mim_weight=0
+    run rpg-d128-cpu RPG $S --seeds=2020 "${cpu128[@]}" --input_dropout_prob=0 --attn_dropout_prob=0
+    for codes in 8 16 64; do
+        run fair-d128-codes$codes FAIR $S --seeds=2020 "${cpu128[@]}" --n_codes=$codes
+    done
+    run fair-d128-pca128-whiten FAIR $S --seeds=2020 "${cpu128[@]}" --sid_pca_dim=128 \
+        --sid_pca_whiten=True
+    run fair-d128-no-description FAIR $S --seeds=2020 "${cpu128[@]}" \
+        "--text_fields=['title','price','brand','feature','categories']"
+    run rpg-d128-cpu-graph RPG $S --seeds=2020 "${cpu128[@]}" --input_dropout_prob=0 \
+        --attn_dropout_prob=0 --decoding=graph
+    ;;
+merge)
+    for dataset in Amazon_Beauty Amazon_Scientific; do
+        files=()
+        for f in "$OUT"/"$dataset"-e"$EPOCHS"-*/results.jsonl; do
+            [[ -s $f ]] && files+=("$f")
+        done
+        if [[ $dataset == Amazon_Scientific ]]; then  # the reference row of the recipe lanes
+            base=$OUT/Amazon_Scientific-e$EPOCHS-reference.jsonl
+            $PYTHON -c "import json, sys
+for line in open(sys.argv[1]):
+    if json.loads(line)['config'].get('hidden_size') == 128:
+        print(line, end='')" "docs/leaderboards/Amazon_Scientific-recipe-e$EPOCHS/results.jsonl" >"$base"
+            [[ -s $base ]] && files+=("$base")
+        fi
+        ((${#files[@]})) || continue
+        list=$(IFS=,; echo "${files[*]}")
+        $PYTHON run_recbole_fair.py --leaderboard-only "$list" \
+            --leaderboard_dir="docs/leaderboards/$dataset-repro-e$EPOCHS"
+    done
+    ;;
+*)
+    echo "unknown lane '$lane': beauty, scientific or merge" >&2
+    exit 2
+    ;;
+esac
