@@ -44,13 +44,18 @@ K = 10
 
 
 @torch.no_grad()
-def top_k(loaded, k: int = K, data: Any = None) -> tuple[np.ndarray, np.ndarray]:
+def top_k(
+    loaded, k: int = K, data: Any = None, score_bias: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
     r"""Top-k item ids per user ``[users, k]`` and the targets ``[targets]`` of an evaluation
-    loader (default: the test loader; leave-one-out, so one target per user, in user order)."""
+    loader (default: the test loader; leave-one-out, so one target per user, in user order).
+    ``score_bias`` (``[n_items]``, optional) is added to every user's scores first."""
     tops, targets = [], []
     for interaction, history_index, _, positive_i in loaded.test_data if data is None else data:
         interaction = interaction.to(loaded.config["device"])
         scores = loaded.model.full_sort_predict(interaction)
+        if score_bias is not None:
+            scores = scores + score_bias.to(scores.device)  # -inf (padding item) stays -inf
         tops.append(_masked_topk(scores, history_index, k).numpy())
         targets.append(positive_i.cpu().numpy())
     return np.concatenate(tops), np.concatenate(targets)

@@ -2,8 +2,10 @@ r"""Sweep the prior-correction weight of a trained FAIR or RPG checkpoint (no re
 
 FAIR ranks by a sum of 32 independently predicted digit log-probabilities, which counts the
 codes' prior 32 times and favours the head of the catalogue (docs/notes/investigation.md).
-``score_prior_correction = γ`` adds ``γ · (log q(i) − Σ_l log q_l(c_l(i)))`` to every item's score
-(:mod:`recbole_fair.model.calibration`; γ = 1 is the naive-Bayes combination of the digits).
+The prior correction of weight γ adds ``γ · (log q(i) − Σ_l log q_l(c_l(i)))`` to every item's
+score (:mod:`recbole_fair.model.calibration`; γ = 1 is the naive-Bayes combination of the
+digits). The models do not carry it (it measured no significant gain when trained with it): this
+script adds it to a checkpoint's scores.
 
 For every γ of ``--weights`` this script ranks all items for every validation and test user
 (RecBole's full-sort protocol: padding item masked, leave-one-out, one target per user) and
@@ -17,12 +19,7 @@ own leaderboard result.
         [--out docs/leaderboards/Amazon_Beauty-e40/score_calibration.md]
 
 ``--prior last:N`` replaces the item prior ``q`` of that correction (every training target) by
-the items of each user's ``N`` most recent training targets, a recency-weighted popularity (what
-the model option ``score_prior_recent: N`` counts), on a checkpoint trained with either.
-
-Train with the selected weight from the start by setting ``score_prior_correction`` in the model
-config: it changes ranking only, never the loss, so validation-based early stopping then uses the
-corrected scores.
+the items of each user's ``N`` most recent training targets, a recency-weighted popularity.
 """
 
 from __future__ import annotations
@@ -42,22 +39,23 @@ from per_user_buckets import POPULARITY_EDGES, _bucket_labels, save_report  # no
 from rec_popularity import profile, top_k, training_statistics  # noqa: E402
 
 from recbole_fair.model.calibration import prior_correction, recent_target_counts  # noqa: E402
+from recbole_fair.model.sequential_recommender.fair import FAIR  # noqa: E402
 from recbole_fair.visualize_attention import load_checkpoint  # noqa: E402
 
 K = 10
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 
 
-def set_item_prior(model, counts: np.ndarray) -> None:
-    r"""Recompute a FAIR/RPG model's prior-correction term from item counts ``[n_items]``."""
+def item_prior(model, counts: np.ndarray) -> torch.Tensor:
+    r"""The prior-correction term ``b`` ``[n_items]`` of a FAIR/RPG model's codes from item
+    counts ``[n_items]``."""
     codes = model.item_codes.detach().cpu()
     if len(counts) != codes.size(0):
         raise ValueError(
             f"{len(counts)} item counts for a model of {codes.size(0)} item ids: not the "
             f"checkpoint's dataset"
         )
-    bias = prior_correction(torch.as_tensor(counts), codes, model.codebook_size)
-    model.item_prior_bias = bias.to(model.item_prior_bias.device)
+    return prior_correction(torch.as_tensor(counts), codes, model.codebook_size)
 
 
 def item_counts(loaded, prior: int | None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -111,21 +109,22 @@ def ndcg_by_target_popularity(ranks: np.ndarray, target_pop: np.ndarray) -> dict
     }
 
 
-def sweep(loaded, weights, popularity: np.ndarray) -> list[dict[str, Any]]:
-    r"""One row per weight: validation and test metrics, test popularity profile."""
-    if not hasattr(loaded.model, "score_prior_correction"):
+def sweep(loaded, weights, popularity: np.ndarray, bias: torch.Tensor) -> list[dict[str, Any]]:
+    r"""One row per weight ``γ`` (scores + ``γ · bias``): validation and test metrics, test
+    popularity profile."""
+    if not isinstance(loaded.model, FAIR):
         raise ValueError(
-            f"{loaded.path}: model {loaded.config['model']} has no score_prior_correction "
-            f"(only semantic-ID models with factorised scores, FAIR and RPG, have one)"
+            f"{loaded.path}: model {loaded.config['model']} has no factorised score to correct "
+            f"(only the semantic-ID models FAIR and RPG have one)"
         )
     if loaded.valid_data is None:
         raise ValueError(f"{loaded.path}: the checkpoint was loaded without a validation split")
     rows = []
     for weight in weights:
-        loaded.model.score_prior_correction = float(weight)
         row: dict[str, Any] = {"weight": float(weight)}
+        score_bias = float(weight) * bias if weight else None
         for split, data in (("valid", loaded.valid_data), ("test", loaded.test_data)):
-            top, targets = top_k(loaded, K, data)
+            top, targets = top_k(loaded, K, data, score_bias)
             ranks = ranks_of_targets(top, targets)
             row[split] = ranking_metrics(ranks)
         row["test_popularity"] = profile(top, targets, popularity)
@@ -222,15 +221,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.checkpoint, data_path=args.data_path, require_attention_maps=False
     )
     popularity, recent = item_counts(loaded, args.prior)
-    # always set the swept prior: a checkpoint trained with score_prior_recent: N comes back
-    # with its recency prior, which '--prior all' (the default) must replace
-    set_item_prior(loaded.model, popularity if recent is None else recent)
-    rows = sweep(loaded, args.weights, popularity)
+    bias = item_prior(loaded.model, popularity if recent is None else recent)
+    rows = sweep(loaded, args.weights, popularity, bias)
     report = {
         "checkpoint": loaded.path,
         "model": loaded.config["model"],
         "dataset": loaded.config["dataset"],
         "prior": "all" if args.prior is None else f"last:{args.prior}",
+        # checkpoints of earlier versions may have been trained with the model option
         "trained_score_prior_recent": loaded.config["score_prior_recent"] or 0,
         "selected_weight": select(rows)["weight"],
         "rows": rows,

@@ -171,9 +171,9 @@ OUTRO = """\
 ## Keys outside these files
 
 FAIR reads a few keys with a default when they are absent from `FAIR.yaml`: `input_dropout_prob`
-(default: `hidden_dropout_prob`), the recbole-fair extensions `item_id_embedding`,
-`item_loss_weight`, `score_prior_correction` and `score_prior_recent` (all off by default: the
-paper's model), and the graph-decoding keys (`decoding`, `graph_*`). They are described in
+(default: `hidden_dropout_prob`), the recbole-fair extensions `item_id_embedding` and
+`item_loss_weight` (both off by default: the paper's model), and the graph-decoding keys
+(`decoding`, `graph_*`). They are described in
 [rpg_and_ablations.md](rpg_and_ablations.md); the Transformer keys of TIGER in
 [tiger.md](tiger.md), those of the action models in [action_models.md](action_models.md).
 """

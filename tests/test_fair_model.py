@@ -6,7 +6,6 @@ followed by item ``i + 1 (mod N)``; semantic IDs are random distinct codes (L=4,
 """
 
 import copy
-import logging
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,7 +20,6 @@ from recbole.trainer import Trainer
 from recbole.utils import init_seed
 from synthetic import write_walk_dataset
 
-from recbole_fair.model.calibration import prior_correction, recent_target_counts
 from recbole_fair.model.losses import mtp_loss
 from recbole_fair.model.sequential_recommender.fair import FAIR
 
@@ -145,7 +143,6 @@ def test_item_codes_must_match_config(syn, key, value, match):
         ("head_temperature", 0.0),
         ("nrt_weight", -1.0),
         ("nrt_sub_prob", 0.95),
-        ("score_prior_correction", -0.5),
     ],
 )
 def test_invalid_config_values_raise_naming_the_key(syn, key, value):
@@ -560,121 +557,6 @@ def test_predict_agrees_with_full_sort_predict(syn):
     assert torch.allclose(model.predict(inter), full[torch.arange(6), items], atol=1e-5)
     padding = batch(model, inter[model.ITEM_SEQ], inter[model.ITEM_SEQ_LEN], torch.zeros(6).long())
     assert torch.all(model.predict(padding) == float("-inf"))
-
-
-# ------------------------------------------------------------------------- prior correction
-def test_prior_correction_equals_brute_force():
-    g = torch.Generator().manual_seed(3)
-    n_items, n_codes, k = 9, 3, 4
-    codes = torch.randint(0, k, (n_items, n_codes), generator=g)
-    popularity = torch.randint(0, 20, (n_items,), generator=g)
-    popularity[0] = 1000  # the padding row's count is ignored
-    bias = prior_correction(popularity, codes, k)
-    total = sum(int(popularity[j]) + 1 for j in range(1, n_items))
-    q = {j: (int(popularity[j]) + 1) / total for j in range(1, n_items)}
-    for i in range(1, n_items):
-        code_prior = [
-            sum(q[j] for j in range(1, n_items) if codes[j, d] == codes[i, d])
-            for d in range(n_codes)
-        ]
-        expected = np.log(q[i]) - sum(np.log(c) for c in code_prior)
-        assert bias[i].item() == pytest.approx(expected, rel=1e-5)
-    assert bias[0] == 0
-
-
-def test_prior_correction_counts_the_item_prior_once(syn):
-    """Digit distributions equal to the code priors (a history-free model): the paper's sum
-    favours items whose codes are shared with popular items; weight 1 ranks by popularity."""
-    model = make_model(syn).eval()
-    popularity = torch.zeros(model.n_items, dtype=torch.long)
-    popularity[1:] = torch.randint(
-        0, 50, (model.n_items - 1,), generator=torch.Generator().manual_seed(0)
-    )
-    codes = model.item_codes
-    q = (popularity[1:].double() + 1) / (popularity[1:].double() + 1).sum()
-    code_prior = torch.zeros(L, K, dtype=torch.float64)
-    code_prior.scatter_add_(1, codes[1:].T, q.expand(L, -1))
-    log_probs = code_prior.log().float().unsqueeze(0)  # [1, L, K]
-    plain = model.exact_scores(log_probs)[0, 1:]
-    corrected = plain + prior_correction(popularity, codes, K)[1:]
-    assert torch.allclose(corrected.double(), q.log(), atol=1e-4)
-    assert not torch.allclose(
-        plain.double() - plain.double().mean(), q.log() - q.log().mean(), atol=1e-2
-    )
-
-
-def test_prior_corrected_ranking_adds_the_bias_everywhere(syn):
-    plain = make_model(syn).eval()
-    model = make_model(syn, score_prior_correction=0.5).eval()
-    assert model.item_prior_bias.abs().sum() > 0  # the synthetic split has popularity differences
-    assert "item_prior_bias" not in model.state_dict()  # recomputed from the split, not saved
-    inter = random_batch(model, B=6)
-    full = model.full_sort_predict(inter)
-    expected = plain.full_sort_predict(inter) + 0.5 * model.item_prior_bias
-    assert torch.allclose(full[:, 1:], expected[:, 1:], atol=1e-5)
-    assert torch.all(full[:, 0] == float("-inf"))
-    items = inter[model.ITEM_ID]
-    assert torch.allclose(model.predict(inter), full[torch.arange(6), items], atol=1e-5)
-
-
-def test_recent_target_counts_keep_each_users_latest_targets():
-    uid = torch.tensor([1, 1, 1, 2, 2, 3])
-    history = torch.tensor([1, 2, 3, 1, 2, 1])  # a longer history is a later target
-    target = torch.tensor([5, 6, 7, 5, 7, 8])
-    assert recent_target_counts(uid, history, target, 10, 1).tolist() == [0] * 7 + [2, 1, 0]
-    assert recent_target_counts(uid, history, target, 10, 2).tolist() == [
-        0, 0, 0, 0, 0, 1, 1, 2, 1, 0
-    ]  # fmt: skip
-    every = torch.bincount(target, minlength=10)
-    assert torch.equal(recent_target_counts(uid, history, target, 10, 99), every)
-    # capped histories (equal lengths): the later row is the later target
-    capped = torch.tensor([1, 2, 2, 1, 2, 1])
-    assert recent_target_counts(uid, capped, target, 10, 1).tolist() == [0] * 7 + [2, 1, 0]
-    shuffled = torch.randperm(len(uid), generator=torch.Generator().manual_seed(0))
-    assert torch.equal(  # uncapped lengths: the row order is free
-        recent_target_counts(uid[shuffled], history[shuffled], target[shuffled], 10, 2),
-        recent_target_counts(uid, history, target, 10, 2),
-    )
-    # the padding item 0 and the out-of-range id 12 are not counted
-    latest = recent_target_counts(uid, history, torch.tensor([0, 6, 12, 5, 7, 8]), 10, 1)
-    assert latest.tolist() == [0] * 7 + [1, 1, 0]
-    with pytest.raises(ValueError, match="one entry per training row"):
-        recent_target_counts(uid, history[:3], target, 10, 1)
-
-
-def test_score_prior_recent_needs_the_semantic_id_datasets_counts(syn):
-    with pytest.raises(ValueError, match="train_recent_target_counts"):
-        make_model(syn, score_prior_recent=1)
-    for bad in (-1, 1.5, True, "2"):
-        with pytest.raises(ValueError, match="score_prior_recent must be an integer"):
-            make_model(syn, score_prior_recent=bad)
-
-
-def test_score_prior_recent_builds_the_bias_from_recent_counts(syn, caplog):
-    plain = make_model(syn)
-    recent = torch.zeros(plain.n_items, dtype=torch.long)
-    recent[1:4] = torch.tensor([5, 0, 2])
-    syn.dataset.train_recent_target_counts = recent
-    syn.dataset.train_recent_prior_size = 2
-    try:
-        with caplog.at_level(logging.WARNING):
-            model = make_model(syn, score_prior_recent=2)
-        assert "no effect while score_prior_correction is 0" in caplog.text
-        corrected = make_model(syn, score_prior_recent=2, score_prior_correction=1.0)
-        # counts built for another N (a split saved by save_dataloaders) are refused
-        with pytest.raises(ValueError, match="built for \\[2\\].*save_dataloaders"):
-            make_model(syn, score_prior_recent=3)
-    finally:
-        del syn.dataset.train_recent_target_counts, syn.dataset.train_recent_prior_size
-    expected = prior_correction(recent, model.item_codes, K)
-    assert torch.allclose(model.item_prior_bias, expected)
-    assert torch.allclose(corrected.item_prior_bias, expected)
-    assert not torch.allclose(plain.item_prior_bias, expected)
-
-
-def test_prior_correction_rejects_mismatched_popularity():
-    with pytest.raises(ValueError, match="popularity has 3 entries"):
-        prior_correction(torch.ones(3), torch.zeros(5, 2, dtype=torch.long), 4)
 
 
 # ------------------------------------------------------------------------------- learning

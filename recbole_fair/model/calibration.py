@@ -1,4 +1,4 @@
-r"""Prior correction of factorised semantic-ID scores (recbole-fair's extension, not in FAIR).
+r"""Prior correction of factorised semantic-ID scores: an analysis of trained FAIR/RPG checkpoints.
 
 FAIR and RPG rank item ``i`` with codes ``c_1..c_L`` by ``Σ_l log p_l(c_l | h)``: ``L``
 independently predicted digit distributions. Each ``p_l`` carries the prior of its codes (how
@@ -13,15 +13,17 @@ The naive-Bayes combination of the digit predictions counts the item prior once:
 
 with ``q(i)`` the item prior and ``q_l(c) = Σ_{j: c_l(j) = c} q(j)`` the code prior it induces at
 digit ``l``. :func:`prior_correction` returns the per-item term
-``b(i) = log q(i) − Σ_l log q_l(c_l(i))``; a model adds ``γ · b`` to its scores (config key
-``score_prior_correction = γ``: 0 = the paper's score, 1 = naive Bayes). ``b`` depends on the
-training split only, so it is computed once, at model construction.
+``b(i) = log q(i) − Σ_l log q_l(c_l(i))``; ``benchmarks/score_calibration.py`` adds ``γ · b`` to a
+checkpoint's scores for a sweep of ``γ`` (0 = the paper's score, 1 = naive Bayes).
 
-``q`` counts every training target by default. With ``score_prior_recent = N > 0`` it counts
-each user's ``N`` most recent training targets only (:func:`recent_target_counts`): a
-recency-weighted popularity, closer in time to the held-out targets. That is no longer the
-naive-Bayes prior but an empirical choice: on Amazon_Scientific it is the prior that validation
-selects (docs/notes/investigation.md, section 0c).
+``q`` counts every training target, or each user's ``N`` most recent training targets only
+(:func:`recent_target_counts`): a recency-weighted popularity, closer in time to the held-out
+targets (docs/notes/investigation.md, section 0c).
+
+The models no longer carry the correction (the config keys ``score_prior_correction`` and
+``score_prior_recent`` are gone): trained with it, FAIR measured no significant gain on the
+committed leaderboards (Amazon_Beauty, γ = 1: test N@10 .0397 -> .0403, per-user Wilcoxon
+p = 0.34). This module is analysis code, used by that script only.
 """
 
 from __future__ import annotations
@@ -63,19 +65,6 @@ def prior_correction(
     log_code_prior = code_prior.log().gather(1, codes).sum(0)  # Σ_l log q_l(c_l(i)), [N]
     bias[1:] = prior.log() - log_code_prior
     return bias.float()
-
-
-def recent_prior_size(config: Any) -> int:
-    r"""``score_prior_recent`` of a config: ``0`` (absent: every training target) or ``N >= 1``."""
-    value = config["score_prior_recent"]
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(
-            f"score_prior_recent must be an integer >= 0 (0 = the prior counts every training "
-            f"target; N = each user's N most recent ones), got [{value!r}]."
-        )
-    return value
 
 
 def recent_target_counts(

@@ -19,7 +19,6 @@ Reference:
 from __future__ import annotations
 
 import warnings
-from logging import getLogger
 from typing import Any
 
 import torch
@@ -27,7 +26,6 @@ import torch.nn.functional as F
 from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
-from recbole_fair.model.calibration import prior_correction, recent_prior_size
 from recbole_fair.model.graph_decoding import (
     GRAPH_DECODING_KEYS,
     GraphDecodingSettings,
@@ -101,11 +99,7 @@ class FAIR(SequentialRecommender):
     Encoder: ``n_layers`` pre-norm blocks with focused (or standard) causal attention. Output: ``L``
     residual heads, digit-``l`` logits = ``cos(head_l(h), E_l) / τ`` over the tied code table.
 
-    Ranking: item scores ``Σ_l log p_l(c_l)`` (the paper), plus ``γ · b(item)`` with
-    ``score_prior_correction = γ > 0``, the naive-Bayes prior correction of
-    :mod:`recbole_fair.model.calibration` (a recbole-fair extension; ranking only, not the loss),
-    whose item prior counts every training target, or with ``score_prior_recent = N > 0`` each
-    user's ``N`` most recent training targets.
+    Ranking: item scores ``Σ_l log p_l(c_l)`` (the paper).
 
     Training: the paper's ``L_MTP + α·L_NRT + β·L_MIM``, plus, with ``item_loss_weight = w > 0``,
     ``w·L_item``: a softmax cross-entropy over all items whose logit is the ranking score
@@ -119,9 +113,6 @@ class FAIR(SequentialRecommender):
     τ)`` from one more residual head, trained by cross-entropy beside the ``L`` digits (the MTP
     loss becomes the mean over ``L + 1`` digits), ranked by ``Σ_l log p_l(c_l) + log p_item(i)``
     (and, with ``w > 0``, in the item-level loss as ``(Σ_l logit_l(c_l) + logit_item(i)) / L``).
-    ``log p_item(i)`` already counts the item prior once, so with this digit the correction
-    ``γ · b`` at ``γ = 1`` is naive Bayes plus one more ``log q(i)`` (a popularity term), not
-    naive Bayes: an empirical weight, to select on validation (``benchmarks/score_calibration.py``).
 
     The dataset must carry ``dataset.item_codes`` (``LongTensor [n_items, n_codes]``, row 0 = the
     padding item), as recbole-fair's ``FAIRDataset`` does.
@@ -132,17 +123,11 @@ class FAIR(SequentialRecommender):
     # Digit logits and ranking scores stay float32 under autocast (autocast_dtype, see
     # recbole_fair.trainer.sync_free and recbole_fair.model.layers.full_precision).
     autocast_ranks_in_float32 = True
-    # Optional keys read with a default when absent (not listed in FAIR.yaml, so that adding them
-    # does not change the config hash of existing leaderboard cells): input_dropout_prob,
-    # score_prior_correction (γ >= 0, default 0 = the paper's score; see
-    # recbole_fair/model/calibration.py), score_prior_recent (N >= 0, default 0 = the correction's
-    # prior counts every training target), item_loss_weight (w >= 0, default 0 = the paper's loss),
-    # item_id_embedding (bool, default False = the paper's codes-only items) and the
-    # graph-decoding keys.
+    # Optional keys read with a default when absent: input_dropout_prob, item_loss_weight (w >= 0,
+    # default 0 = the paper's loss), item_id_embedding (bool, default False = the paper's
+    # codes-only items) and the graph-decoding keys.
     extra_config_keys = (
         "input_dropout_prob",
-        "score_prior_correction",
-        "score_prior_recent",
         "item_loss_weight",
         "item_id_embedding",
         *GRAPH_DECODING_KEYS,
@@ -211,9 +196,6 @@ class FAIR(SequentialRecommender):
         # ranking: exact (default) or RPG's graph-constrained decoding
         self.graph_settings = GraphDecodingSettings.from_config(config)
         self.decoding = self.graph_settings.decoding
-        # ranking: weight of the naive-Bayes prior correction (recbole_fair.model.calibration);
-        # absent or 0 = the paper's score
-        self.score_prior_correction = float(_number(config, "score_prior_correction", default=0.0))
         if self.nrt_mask_prob + self.nrt_sub_prob > 1:
             raise ValueError(
                 f"nrt_mask_prob [{self.nrt_mask_prob}] + nrt_sub_prob [{self.nrt_sub_prob}] "
@@ -271,31 +253,6 @@ class FAIR(SequentialRecommender):
             persistent=False,
         )  # [S]
         self._item_graph = ItemGraphCache()
-        # per-item prior correction b(i), added as score_prior_correction * b at ranking time;
-        # its prior counts every training target, or each user's most recent ones
-        self.score_prior_recent = recent_prior_size(config)
-        prior_counts = popularity
-        if self.score_prior_recent:
-            prior_counts = getattr(dataset, "train_recent_target_counts", None)
-            built_for = getattr(dataset, "train_recent_prior_size", None)
-            if prior_counts is None or built_for != self.score_prior_recent:
-                raise ValueError(
-                    f"score_prior_recent [{self.score_prior_recent}]: the dataset carries no "
-                    f"train_recent_target_counts for it (built for [{built_for}]); use "
-                    f"recbole_fair's create_dataset (its semantic-ID dataset counts them while "
-                    f"building the split), and with save_dataloaders: True delete the saved "
-                    f"split (RecBole reuses it whatever score_prior_recent is)."
-                )
-            if not self.score_prior_correction:
-                getLogger().warning(
-                    f"score_prior_recent [{self.score_prior_recent}] has no effect while "
-                    f"score_prior_correction is 0: set the correction's weight too."
-                )
-        self.register_buffer(
-            "item_prior_bias",
-            prior_correction(torch.as_tensor(prior_counts), item_codes, self.codebook_size),
-            persistent=False,
-        )  # [n_items]
 
         # parameters initialization
         self.apply(self._init_weights)
@@ -634,8 +591,6 @@ class FAIR(SequentialRecommender):
         scores = log_probs.gather(2, codes.unsqueeze(-1)).squeeze(-1).sum(-1)  # [B]
         if item_term is not None:
             scores = scores + item_term.gather(1, test_item.unsqueeze(1)).squeeze(1)
-        if self.score_prior_correction:
-            scores = scores + self.score_prior_correction * self.item_prior_bias[test_item]
         return scores.masked_fill(test_item == 0, float("-inf"))
 
     def item_graph(self) -> torch.Tensor:
@@ -646,10 +601,8 @@ class FAIR(SequentialRecommender):
         )
 
     def full_sort_predict(self, interaction: Any) -> torch.Tensor:
-        r"""Scores of all items, ``Σ_l log p_l(code_l(item))``, shape ``[B, n_items]``, plus
-        ``score_prior_correction · b(item)`` when that weight is not 0
-        (:mod:`recbole_fair.model.calibration`), plus the item-ID digit's ``log p_item(i)`` with
-        ``item_id_embedding``.
+        r"""Scores of all items, ``Σ_l log p_l(code_l(item))``, shape ``[B, n_items]``, plus the
+        item-ID digit's ``log p_item(i)`` with ``item_id_embedding``.
 
         ``decoding: exact``: every item, accumulated digit by digit (one ``[B, n_items]`` gather
         per digit). ``decoding: graph``: only the items visited by graph-constrained decoding
@@ -690,8 +643,6 @@ class FAIR(SequentialRecommender):
             scores = self.exact_scores(log_probs)  # [B, n_items]
         if item_term is not None:
             scores += item_term  # graph decoding: visited by code scores, ranked by the full one
-        if self.score_prior_correction:
-            scores += self.score_prior_correction * self.item_prior_bias  # -inf stays -inf
         scores[:, 0] = float("-inf")
         return scores
 
