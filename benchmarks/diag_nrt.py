@@ -54,8 +54,8 @@ def collect(loaded, repeats: int, seed: int) -> dict[str, dict[str, np.ndarray]]
                 tokens,
                 model.codebook_size,
                 model.mask_token,
-                model.nrt_mask_prob,
-                model.nrt_sub_prob,
+                model.settings.nrt_mask_prob,
+                model.settings.nrt_sub_prob,
             )
             noisy = model.gather_indexes(model.encode_tokens(noisy_tokens, items=item_seq)[0], last)
             for kind in NRT_DISTANCES:
@@ -102,15 +102,15 @@ def main(argv: list[str] | None = None) -> dict:
     if not hasattr(loaded.model, "mask_token"):
         sys.exit(f"error: {args.checkpoint}: {loaded.config['model']} has no NRT perturbation")
     model = loaded.model
-    configured = (model.nrt_distance, float(model.nrt_margin))
+    configured = (model.settings.nrt_distance, float(model.settings.nrt_margin))
     report = summarise(collect(loaded, args.repeats, args.seed), configured)
     report.update(
         checkpoint=args.checkpoint,
         dataset=loaded.config["dataset"],
         hidden_size=loaded.config["hidden_size"],
-        nrt_weight=model.nrt_weight,
-        nrt_mask_prob=model.nrt_mask_prob,
-        nrt_sub_prob=model.nrt_sub_prob,
+        nrt_weight=model.settings.nrt_weight,
+        nrt_mask_prob=model.settings.nrt_mask_prob,
+        nrt_sub_prob=model.settings.nrt_sub_prob,
     )
 
     print(f"{report['dataset']}: {args.checkpoint} (d={report['hidden_size']})")

@@ -39,21 +39,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from recbole_fair.errors import ConfigError
+
 DECODINGS = ("exact", "graph")
 GRAPH_EMBEDDINGS = ("pooled", "codes")
 GRAPH_STARTS = ("both", "popular", "history")
-
-#: Config keys read by :meth:`GraphDecodingSettings.from_config` (models list them in
-#: ``extra_config_keys`` so that RecBole's config does not report them as unknown).
-GRAPH_DECODING_KEYS = (
-    "decoding",
-    "graph_num_neighbors",
-    "graph_num_beams",
-    "graph_beam_size",
-    "graph_steps",
-    "graph_embedding",
-    "graph_start",
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +75,7 @@ class GraphDecodingSettings:
             ("graph_start", GRAPH_STARTS),
         ):
             if getattr(self, key) not in choices:
-                raise ValueError(f"{key} must be one of {choices}, got [{getattr(self, key)}].")
+                raise ConfigError(f"{key} must be one of {choices}, got [{getattr(self, key)}].")
         for key, low in (
             ("graph_num_neighbors", 1),
             ("graph_num_beams", 1),
@@ -94,7 +84,7 @@ class GraphDecodingSettings:
         ):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"{key} must be an integer >= {low}, got [{value}].")
+                raise ConfigError(f"{key} must be an integer >= {low}, got [{value}].")
 
     @classmethod
     def from_config(cls, config: Any) -> GraphDecodingSettings:
