@@ -306,7 +306,7 @@ def test_all_positions_row_index_windows():
 
 def test_semantic_id_yaml_defaults_reach_the_settings():
     from recbole_fair.config import Config as FairConfig
-    from recbole_fair.tokenizer.semantic_ids import SemanticIDSettings
+    from recbole_fair.tokenizer import SemanticIDSettings
 
     config = FairConfig(model="FAIR", dataset="ml-100k", config_dict={"sid_pca_dim": 64})
     settings = SemanticIDSettings.from_config(config)

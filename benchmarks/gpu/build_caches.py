@@ -69,12 +69,12 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
 
 def without_embeddings(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     r"""A cache's arrays with ``embeddings`` emptied to ``[n_items, 0]`` and the checksum
-    recomputed (what :func:`recbole_fair.tokenizer.semantic_ids.load_npz_checked` verifies)."""
-    from recbole_fair.tokenizer.semantic_ids import _checksum
+    recomputed (what :func:`recbole_fair.tokenizer.cache.load_npz_checked` verifies)."""
+    from recbole_fair.tokenizer.cache import checksum
 
     out = {name: array for name, array in arrays.items() if name != "checksum"}
     out["embeddings"] = np.zeros((len(out["embeddings"]), 0), dtype=np.float32)
-    out["checksum"] = np.array(_checksum(out))
+    out["checksum"] = np.array(checksum(out))
     return out
 
 
