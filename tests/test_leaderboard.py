@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from recbole_fair import leaderboard as lb
+from recbole_fair.leaderboard import command, runner
 
 REPO = Path(__file__).resolve().parents[1]
 N_USERS = 60
@@ -155,13 +156,13 @@ def test_resume_skips_finished_cells(in_tmp_dir, toy_config, monkeypatch):
     with pytest.raises(FileExistsError):
         _run(["Pop"], [1, 2], toy_config, in_tmp_dir / "lb")
     calls = []
-    real = lb.run_recbole_fair
+    real = runner.run_recbole_fair
 
     def counting(*args, **kwargs):
         calls.append(kwargs["model"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(lb, "run_recbole_fair", counting)
+    monkeypatch.setattr(runner, "run_recbole_fair", counting)
     out = _run(["Pop", "SASRec"], [1, 2], toy_config, in_tmp_dir / "lb", resume=True)
     assert calls == ["SASRec", "SASRec"]
     assert [k.split("|")[0] for k in out["ran"]] == ["SASRec", "SASRec"]
@@ -251,7 +252,7 @@ def test_a_stale_stop_file_is_removed_and_one_between_cells_stops_before_the_nex
         real_append(path, record)
         stop.touch()
 
-    monkeypatch.setattr(lb, "append_record", append_then_ask_to_stop)
+    monkeypatch.setattr(runner, "append_record", append_then_ask_to_stop)
     out = _run(["Pop", "SASRec"], [1], toy_config, directory)
     assert len(out["ran"]) == 1 and out["ran"][0].startswith("Pop|")
     assert out["stopped"].startswith("SASRec|") and not stop.exists()
@@ -281,11 +282,11 @@ def test_killed_before_its_record_is_written_a_finished_cell_is_not_retrained(
     def killed(path, record):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(lb, "append_record", killed)
+    monkeypatch.setattr(runner, "append_record", killed)
     with pytest.raises(KeyboardInterrupt):
         _run(["SASRec"], [1], toy_config, directory)
     assert list((directory / "checkpoints").glob("*-last.pth"))  # kept until the record is on disk
-    monkeypatch.setattr(lb, "append_record", real_append)
+    monkeypatch.setattr(runner, "append_record", real_append)
     _, seen = _resume_sasrec(toy_config, directory)
     (record,) = _records(directory)
     assert seen == [] and record["status"] == "ok"  # restored, evaluated, not trained again
@@ -635,8 +636,8 @@ def test_a_cell_over_its_time_limit_is_killed_recorded_failed_and_the_next_runs(
     limit, recorded as failed with the reason, listed under the table; the next cell runs."""
     import leaderboard_cells
 
-    monkeypatch.setattr(lb, "_cell_worker", leaderboard_cells.hanging_or_quick_cell)
-    monkeypatch.setattr(lb, "KILL_GRACE_SECONDS", 0.5)
+    monkeypatch.setattr(runner, "_cell_worker", leaderboard_cells.hanging_or_quick_cell)
+    monkeypatch.setattr(runner, "KILL_GRACE_SECONDS", 0.5)
     directory = in_tmp_dir / "lb"
     started = time.time()
     out = _run(["Hang", "Pop"], [1], toy_config, directory, isolate=True, cell_timeout=6)
@@ -994,6 +995,7 @@ def test_the_cli_reports_a_stopped_run_without_a_table(monkeypatch, capsys):
     lb.add_arguments(parser)
     args = parser.parse_args(["--model=SASRec", "--dataset=toy", "--leaderboard_dir=d"])
     stopped = {"dir": "d", "results": "d/results.jsonl", "ran": [], "stopped": "SASRec|toy|x"}
-    monkeypatch.setattr(lb, "run_leaderboard", lambda *a, **k: dict(stopped))
+    monkeypatch.setattr(command, "run_leaderboard", lambda *a, **k: dict(stopped))
     assert lb.cli(args, [])["stopped"] == "SASRec|toy|x"
     assert "stopped at SASRec|toy|x" in capsys.readouterr().out
+
