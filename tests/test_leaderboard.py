@@ -999,3 +999,61 @@ def test_the_cli_reports_a_stopped_run_without_a_table(monkeypatch, capsys):
     assert lb.cli(args, [])["stopped"] == "SASRec|toy|x"
     assert "stopped at SASRec|toy|x" in capsys.readouterr().out
 
+
+# the modules of recbole_fair/leaderboard/, lowest first: each may import only those before it
+LEADERBOARD_LAYERS = [
+    "results",
+    "cells",
+    "stats",
+    "summary",
+    "plot",
+    "tables",
+    "hook",
+    "runner",
+    "command",
+]
+
+
+def _leaderboard_imports(path: Path) -> set[str]:
+    """The modules of recbole_fair.leaderboard that the module at ``path`` imports (the package
+    itself as ``"__init__"``), at its top level or inside a function."""
+    import ast
+
+    imported = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            names = [node.module] if node.module else [a.name for a in node.names]
+            imported |= {f"recbole_fair.leaderboard.{name}" for name in names}
+        elif isinstance(node, ast.ImportFrom) and node.module == "recbole_fair":
+            imported |= {f"recbole_fair.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(node.module or "")
+        elif isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+    parts = [m.split(".") for m in imported if m.split(".")[:2] == ["recbole_fair", "leaderboard"]]
+    return {p[2] if len(p) > 2 else "__init__" for p in parts}
+
+
+def test_leaderboard_modules_import_only_lower_ones():
+    """No module of the package imports one above it, nor the package (no import cycle)."""
+    folder = REPO / "recbole_fair" / "leaderboard"
+    modules = sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__")
+    assert modules == sorted(LEADERBOARD_LAYERS)
+    for rank, name in enumerate(LEADERBOARD_LAYERS):
+        imported = _leaderboard_imports(folder / f"{name}.py")
+        above = {m for m in imported if m == "__init__" or LEADERBOARD_LAYERS.index(m) >= rank}
+        assert not above, f"{name} imports {sorted(above)}: a module above it, or the package"
+    # and the check sees an import: the runner imports the hook and the tables
+    assert {"hook", "tables"} <= _leaderboard_imports(folder / "runner.py")
+
+
+def test_no_leaderboard_name_hides_a_module():
+    """``lb.<module>`` is the module: no re-exported name (``render``, ``cli``) shadows one, so
+    ``import recbole_fair.leaderboard.<module> as m`` and ``monkeypatch`` paths reach it."""
+    import importlib
+    import types
+
+    for name in LEADERBOARD_LAYERS:
+        module = importlib.import_module(f"recbole_fair.leaderboard.{name}")
+        assert isinstance(getattr(lb, name), types.ModuleType) and getattr(lb, name) is module
+    assert callable(lb.cli) and callable(lb.render)  # the functions the CLI and tests use
