@@ -38,7 +38,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from recbole_fair.leaderboard import _mean_std  # noqa: E402  (mean ± std over seeds, skips nan)
+from recbole_fair.leaderboard.stats import mean_std  # noqa: E402  (over seeds, skips nan)
 
 MODELS = ["Interleaved", "AttnLFA", "AttnMVP"]
 METRICS = ["bce", "ne", "auroc"]
@@ -221,9 +221,9 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             if not group:
                 continue
             keys = sorted({k for r in group for k in r["test"]})
-            row = {k: _mean_std([r["test"].get(k) for r in group]) for k in keys}
+            row = {k: mean_std([r["test"].get(k) for r in group]) for k in keys}
             for cost in ("train_s_per_epoch", "peak_rss_mb", "peak_cuda_mb", "activation_mb"):
-                row[cost] = _mean_std([r[cost] for r in group if r[cost] is not None])
+                row[cost] = mean_std([r[cost] for r in group if r[cost] is not None])
             row["parameters"] = group[0]["parameters"]
             row["seeds"] = [r["seed"] for r in group]
             rows[model] = row

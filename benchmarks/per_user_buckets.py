@@ -53,7 +53,7 @@ def split_statistics(config_dict: dict[str, Any], dataset: str) -> dict[str, np.
     from recbole_fair.config import Config
     from recbole_fair.utils import create_dataset
 
-    with lb._argv(["per_user_buckets"]):  # RecBole's Config must not parse this script's flags
+    with lb.argv_as(["per_user_buckets"]):  # RecBole's Config must not parse this script's flags
         config = Config(model="SASRec", dataset=dataset, config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
     train_data, _, test_data = data_preparation(config, create_dataset(config))
@@ -96,7 +96,7 @@ def collision_group_sizes(
     from recbole_fair.config import Config
     from recbole_fair.utils import create_dataset
 
-    with lb._argv(["per_user_buckets"]):
+    with lb.argv_as(["per_user_buckets"]):
         config = Config(model=model, dataset=dataset, config_dict=config_dict)
     built = create_dataset(config).build()[0]
     codes = built.item_codes.numpy()

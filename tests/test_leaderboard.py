@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from recbole_fair import leaderboard as lb
+from recbole_fair.leaderboard import command, runner
 
 REPO = Path(__file__).resolve().parents[1]
 N_USERS = 60
@@ -155,13 +156,13 @@ def test_resume_skips_finished_cells(in_tmp_dir, toy_config, monkeypatch):
     with pytest.raises(FileExistsError):
         _run(["Pop"], [1, 2], toy_config, in_tmp_dir / "lb")
     calls = []
-    real = lb.run_recbole_fair
+    real = runner.run_recbole_fair
 
     def counting(*args, **kwargs):
         calls.append(kwargs["model"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(lb, "run_recbole_fair", counting)
+    monkeypatch.setattr(runner, "run_recbole_fair", counting)
     out = _run(["Pop", "SASRec"], [1, 2], toy_config, in_tmp_dir / "lb", resume=True)
     assert calls == ["SASRec", "SASRec"]
     assert [k.split("|")[0] for k in out["ran"]] == ["SASRec", "SASRec"]
@@ -251,7 +252,7 @@ def test_a_stale_stop_file_is_removed_and_one_between_cells_stops_before_the_nex
         real_append(path, record)
         stop.touch()
 
-    monkeypatch.setattr(lb, "append_record", append_then_ask_to_stop)
+    monkeypatch.setattr(runner, "append_record", append_then_ask_to_stop)
     out = _run(["Pop", "SASRec"], [1], toy_config, directory)
     assert len(out["ran"]) == 1 and out["ran"][0].startswith("Pop|")
     assert out["stopped"].startswith("SASRec|") and not stop.exists()
@@ -281,11 +282,11 @@ def test_killed_before_its_record_is_written_a_finished_cell_is_not_retrained(
     def killed(path, record):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(lb, "append_record", killed)
+    monkeypatch.setattr(runner, "append_record", killed)
     with pytest.raises(KeyboardInterrupt):
         _run(["SASRec"], [1], toy_config, directory)
     assert list((directory / "checkpoints").glob("*-last.pth"))  # kept until the record is on disk
-    monkeypatch.setattr(lb, "append_record", real_append)
+    monkeypatch.setattr(runner, "append_record", real_append)
     _, seen = _resume_sasrec(toy_config, directory)
     (record,) = _records(directory)
     assert seen == [] and record["status"] == "ok"  # restored, evaluated, not trained again
@@ -635,8 +636,8 @@ def test_a_cell_over_its_time_limit_is_killed_recorded_failed_and_the_next_runs(
     limit, recorded as failed with the reason, listed under the table; the next cell runs."""
     import leaderboard_cells
 
-    monkeypatch.setattr(lb, "_cell_worker", leaderboard_cells.hanging_or_quick_cell)
-    monkeypatch.setattr(lb, "KILL_GRACE_SECONDS", 0.5)
+    monkeypatch.setattr(runner, "_cell_worker", leaderboard_cells.hanging_or_quick_cell)
+    monkeypatch.setattr(runner, "KILL_GRACE_SECONDS", 0.5)
     directory = in_tmp_dir / "lb"
     started = time.time()
     out = _run(["Hang", "Pop"], [1], toy_config, directory, isolate=True, cell_timeout=6)
@@ -994,6 +995,65 @@ def test_the_cli_reports_a_stopped_run_without_a_table(monkeypatch, capsys):
     lb.add_arguments(parser)
     args = parser.parse_args(["--model=SASRec", "--dataset=toy", "--leaderboard_dir=d"])
     stopped = {"dir": "d", "results": "d/results.jsonl", "ran": [], "stopped": "SASRec|toy|x"}
-    monkeypatch.setattr(lb, "run_leaderboard", lambda *a, **k: dict(stopped))
+    monkeypatch.setattr(command, "run_leaderboard", lambda *a, **k: dict(stopped))
     assert lb.cli(args, [])["stopped"] == "SASRec|toy|x"
     assert "stopped at SASRec|toy|x" in capsys.readouterr().out
+
+
+# the modules of recbole_fair/leaderboard/, lowest first: each may import only those before it
+LEADERBOARD_LAYERS = [
+    "results",
+    "cells",
+    "stats",
+    "summary",
+    "plot",
+    "tables",
+    "hook",
+    "runner",
+    "command",
+]
+
+
+def _leaderboard_imports(path: Path) -> set[str]:
+    """The modules of recbole_fair.leaderboard that the module at ``path`` imports (the package
+    itself as ``"__init__"``), at its top level or inside a function."""
+    import ast
+
+    imported = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            names = [node.module] if node.module else [a.name for a in node.names]
+            imported |= {f"recbole_fair.leaderboard.{name}" for name in names}
+        elif isinstance(node, ast.ImportFrom) and node.module == "recbole_fair":
+            imported |= {f"recbole_fair.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(node.module or "")
+        elif isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+    parts = [m.split(".") for m in imported if m.split(".")[:2] == ["recbole_fair", "leaderboard"]]
+    return {p[2] if len(p) > 2 else "__init__" for p in parts}
+
+
+def test_leaderboard_modules_import_only_lower_ones():
+    """No module of the package imports one above it, nor the package (no import cycle)."""
+    folder = REPO / "recbole_fair" / "leaderboard"
+    modules = sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__")
+    assert modules == sorted(LEADERBOARD_LAYERS)
+    for rank, name in enumerate(LEADERBOARD_LAYERS):
+        imported = _leaderboard_imports(folder / f"{name}.py")
+        above = {m for m in imported if m == "__init__" or LEADERBOARD_LAYERS.index(m) >= rank}
+        assert not above, f"{name} imports {sorted(above)}: a module above it, or the package"
+    # and the check sees an import: the runner imports the hook and the tables
+    assert {"hook", "tables"} <= _leaderboard_imports(folder / "runner.py")
+
+
+def test_no_leaderboard_name_hides_a_module():
+    """``lb.<module>`` is the module: no re-exported name (``render``, ``cli``) shadows one, so
+    ``import recbole_fair.leaderboard.<module> as m`` and ``monkeypatch`` paths reach it."""
+    import importlib
+    import types
+
+    for name in LEADERBOARD_LAYERS:
+        module = importlib.import_module(f"recbole_fair.leaderboard.{name}")
+        assert isinstance(getattr(lb, name), types.ModuleType) and getattr(lb, name) is module
+    assert callable(lb.cli) and callable(lb.render)  # the functions the CLI and tests use
