@@ -111,9 +111,6 @@ from recbole_fair.trusted_files import (
     write_signed,
 )
 
-# recbole_fair.leaderboard imports it from here, where it was defined before trusted_files.
-from recbole_fair.trusted_files import file_digest as _file_digest  # noqa: F401
-
 _APPLIED = False
 _ORIGINAL_NP_LOAD = np.load
 # The functions that replace RecBole's cache readers and writers, by their RecBole name.

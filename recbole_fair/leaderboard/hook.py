@@ -130,11 +130,11 @@ class CellHook:
             return None
 
     def _consistent(self, state: dict[str, Any]) -> bool:
-        from recbole_fair.compat import _file_digest
+        from recbole_fair.trusted_files import file_digest
 
         if not os.path.isfile(self.last_path) or not state.get("sha256"):
             return False
-        return _file_digest(self.last_path) == state["sha256"]
+        return file_digest(self.last_path) == state["sha256"]
 
     def _resume(self, state: dict[str, Any]) -> None:
         r"""Continue from the last-epoch checkpoint (RecBole's ``resume_checkpoint``)."""
@@ -230,7 +230,7 @@ class CellHook:
             raise StopRequested(f"{self.stop_file} exists: stopped after epoch {epoch_idx}")
 
     def _write_state(self, finished: bool) -> None:
-        from recbole_fair.compat import _file_digest
+        from recbole_fair.trusted_files import file_digest
 
         trainer = self.trainer
         elapsed = time.time() - self._fit_start if self._fit_start else 0.0
@@ -245,7 +245,7 @@ class CellHook:
             "valid_scores": list(self.timings["valid_score"]),
             "train_losses": list(self.timings["train_loss"]),
             "fit_seconds": self.prior_fit_seconds + elapsed,
-            "sha256": _file_digest(self.last_path) if os.path.isfile(self.last_path) else None,
+            "sha256": file_digest(self.last_path) if os.path.isfile(self.last_path) else None,
         }
         atomic_write_text(self.state_path, json.dumps(state))
 
