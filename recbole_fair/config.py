@@ -28,7 +28,8 @@ from recbole.utils import (
 )
 
 from recbole_fair.errors import ConfigError
-from recbole_fair.utils import get_model, get_properties_dir
+from recbole_fair.paths import DATA_PATH_ENV, get_properties_dir
+from recbole_fair.utils import get_model
 
 
 # Settings checked once the configuration is final: key -> (test, what a valid value is). A key
@@ -77,9 +78,6 @@ _SETTING_RULES: dict[str, tuple[Any, str]] = {
         "a share in [0, 1] (of the interactions a run may lose to data problems; 1 = no check)",
     ),
 }
-
-# Environment variable giving the default data_path (the folder holding one folder per dataset).
-DATA_PATH_ENV = "RECBOLE_FAIR_DATA_PATH"
 
 # Keys RecBole sets or reads that appear in none of its YAML files.
 _RUNTIME_KEYS = {

@@ -736,8 +736,9 @@ def format_summary(stats: dict[str, Any]) -> str:
 
 def check_recbole_load(out: str, name: str) -> dict[str, int]:
     r"""Load the output with RecBole 1.2.1 (SASRec config) as a run would, through
-    :func:`recbole_fair.utils.create_dataset` (RecBole's reader and filtering, with recbole-fair's
-    file checks and drop accounting); return its user/item/interaction counts.
+    :func:`recbole_fair.data.checked.create_recbole_dataset` (what
+    :func:`recbole_fair.utils.create_dataset` picks for SASRec: RecBole's reader and filtering, with
+    recbole-fair's file checks and drop accounting); return its user/item/interaction counts.
 
     RecBole's counts include the ``[PAD]`` user and item.
 
@@ -748,7 +749,7 @@ def check_recbole_load(out: str, name: str) -> dict[str, int]:
     # recbole_fair (this package) is imported already: its compatibility shims are installed.
     from recbole.config import Config
 
-    from recbole_fair.utils import create_dataset
+    from recbole_fair.data.checked import create_recbole_dataset
 
     argv, sys.argv = sys.argv, sys.argv[:1]  # RecBole's Config also parses the command line
     try:
@@ -767,7 +768,7 @@ def check_recbole_load(out: str, name: str) -> dict[str, int]:
                     "show_progress": False,
                 },
             )
-            dataset = create_dataset(config)
+            dataset = create_recbole_dataset(config)
     finally:
         sys.argv = argv
     return {"users": dataset.user_num, "items": dataset.item_num, "interactions": dataset.inter_num}
