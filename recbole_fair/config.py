@@ -11,11 +11,13 @@ for semantic-ID models < ``properties/model/<Model>.yaml`` < ``properties/datase
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import glob
 import os
+import sys
 from logging import getLogger
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 from recbole.config import Config as RecBoleConfig
@@ -103,6 +105,19 @@ _RUNTIME_KEYS = {
     "gpu_id",
     "use_gpu",
 }
+
+
+@contextlib.contextmanager
+def command_line(argv: list[str]) -> Iterator[None]:
+    r"""Run the block with ``sys.argv = argv``. RecBole's Config reads ``--key=value`` overrides
+    from ``sys.argv``: code that builds a :class:`Config` under a command line of its own (an
+    analysis script's flags) hides that command line from it."""
+    saved = sys.argv
+    sys.argv = list(argv)
+    try:
+        yield
+    finally:
+        sys.argv = saved
 
 
 class Config(RecBoleConfig):
