@@ -15,7 +15,7 @@ import torch
 import torch.multiprocessing as mp
 from ddp_worker import build_rank
 
-from recbole_fair.distributed import check_gpus
+from recbole_fair.cli.launch import check_gpus
 from recbole_fair.parallel import build_once, process_group
 
 

@@ -148,6 +148,10 @@ def test_wheel_ships_properties(tmp_path):
     ]
     for item in expected:
         assert any(n.endswith(".data/data/" + item) for n in names), item
+    # the recbole-fair command is installed as a console script
+    (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "recbole-fair = recbole_fair.cli:main" in scripts
 
 
 def test_properties_dir_after_install(tmp_path):

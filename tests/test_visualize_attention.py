@@ -3,7 +3,8 @@ analyses of benchmarks/ that start from a checkpoint.
 
 A tiny FAIR (focused attention) and a tiny RPG (standard attention) are trained for one epoch by
 RecBole's trainer on a synthetic dataset with item titles (a fake text encoder stands in for
-sentence-transformers) and saved; ``main()`` then rebuilds both from their checkpoints.
+sentence-transformers) and saved; ``recbole-fair attention`` then rebuilds both from their
+checkpoints.
 """
 
 import argparse
@@ -23,12 +24,17 @@ from recbole_fair.analysis import popularity
 from recbole_fair.analysis import score_calibration as calibration
 from recbole_fair.analysis.attention import last_row_weights, normalised_entropy, topk_share
 from recbole_fair.checkpoint import load_checkpoint
+from recbole_fair.cli.attention import build_parser, draw_and_measure, main
 from recbole_fair.config import Config
 from recbole_fair.data.dataset import SemanticIDDataset
 from recbole_fair.utils import create_dataset, get_model, get_trainer
-from recbole_fair.visualize_attention import main
 
 N_ITEMS, N_USERS, SEQ_LEN = 40, 60, 7
+
+
+def attention(argv: list[str]) -> dict:
+    """``recbole-fair attention`` on ``argv``, returning its report (errors raised)."""
+    return draw_and_measure(build_parser().parse_args(argv))
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -89,7 +95,7 @@ def checkpoints(tmp_path_factory):
 def test_main_draws_and_measures_both_models(checkpoints, capsys):
     paths, root = checkpoints
     out = root / "attention"
-    report = main(
+    report = attention(
         f"--checkpoint {paths['FAIR']} --compare {paths['RPG']} --users 3 --out {out}".split()
     )
     assert len(report["users_drawn"]) == 3
@@ -112,18 +118,25 @@ def test_main_draws_and_measures_both_models(checkpoints, capsys):
     assert "entropy" in printed and "FAIR (focused)" in printed and "RPG (standard)" in printed
 
 
-def test_main_one_user_and_errors(checkpoints, tmp_path):
+def test_main_one_user_and_errors(checkpoints, tmp_path, capsys):
     paths, _ = checkpoints
     options = "--similarity codes --top_k 2 --head 1 --max_users 10"
-    report = main(f"--checkpoint {paths['RPG']} --user_id u5 --out {tmp_path} {options}".split())
+    argv = f"--checkpoint {paths['RPG']} --user_id u5 --out {tmp_path} {options}".split()
+    report = attention(argv)
     assert report["users_drawn"] == ["u5"] and (tmp_path / "user_u5.png").stat().st_size > 0
     assert report["models"][0]["n_users"] == 10
+    assert main(argv) == 0  # the command: exit status 0
+    nobody = ["--checkpoint", paths["RPG"], "--user_id", "nobody", "--out", str(tmp_path)]
     with pytest.raises(ValueError, match="user_id"):
-        main(["--checkpoint", paths["RPG"], "--user_id", "nobody", "--out", str(tmp_path)])
+        attention(nobody)
+    capsys.readouterr()
+    assert main(nobody) == 1  # the command: one paragraph, no traceback
+    err = capsys.readouterr().err
+    assert err.startswith("error: user_id [nobody]") and "Traceback" not in err
     tampered = tmp_path / "tampered.pth"
     tampered.write_bytes(open(paths["RPG"], "rb").read() + b"\0")  # not signed: refused
     with pytest.raises(ValueError, match="signed"):
-        main(["--checkpoint", str(tampered), "--out", str(tmp_path)])
+        attention(["--checkpoint", str(tampered), "--out", str(tmp_path)])
 
 
 # ------------------------------------------------------------------------------- the measures

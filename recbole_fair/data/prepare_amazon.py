@@ -774,9 +774,11 @@ def check_recbole_load(out: str, name: str) -> dict[str, int]:
     return {"users": dataset.user_num, "items": dataset.item_num, "interactions": dataset.inter_num}
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(
+    argv: list[str] | None = None, prog: str = "python -m recbole_fair.data.prepare_amazon"
+) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m recbole_fair.data.prepare_amazon",
+        prog=prog,
         description="Raw Amazon review downloads (2014 or 2018, .json or .json.gz) -> RecBole "
         "atomic files <out>/<name>/<name>.inter/.item (+ .stats.json): dedup, iterated k-core, "
         "chronological order, cleaned item text.",

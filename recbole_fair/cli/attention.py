@@ -1,11 +1,14 @@
-r"""recbole_fair.visualize_attention
-#################################
+r"""recbole_fair.cli.attention
+##########################
 
-Draw and measure where trained semantic-ID recommenders attend (the measures and pictures:
-:mod:`recbole_fair.analysis.attention`)::
+``recbole-fair attention``: attention maps and attention-focus numbers of trained FAIR/RPG
+checkpoints (the measures: :mod:`recbole_fair.analysis.attention`)::
 
-    python -m recbole_fair.visualize_attention --checkpoint saved/FAIR-xxx.pth \
+    recbole-fair attention --checkpoint saved/FAIR-xxx.pth \
         [--compare saved/RPG-xxx.pth] [--users 5 | --user_id TOKEN] --out attention/
+
+Writes one PNG per drawn user, ``summary.png`` and ``attention_metrics.json`` into ``--out`` and
+prints the numbers of every model.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -27,14 +29,12 @@ from recbole_fair.analysis.attention import (
     sample_users,
 )
 from recbole_fair.checkpoint import load_checkpoint
+from recbole_fair.cli.common import add_debug_argument, debug_requested, report_errors
 
 
-# ---------------------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m recbole_fair.visualize_attention",
+        prog=prog,
         description="Attention maps and attention-focus numbers of trained FAIR/RPG checkpoints.",
     )
     parser.add_argument("--checkpoint", required=True, help="RecBole checkpoint (e.g. FAIR).")
@@ -49,17 +49,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_users", type=int, help="measure at most this many test users.")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--data_path", help="folder holding the dataset folder, if it moved.")
+    add_debug_argument(parser)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    r"""Run the command (see the module docstring).
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    r"""Run the command on ``argv`` (default: the command line); returns the exit status (an
+    error: 1, with one paragraph on stderr)."""
+    args = build_parser(prog).parse_args(argv)
+
+    def command() -> int:
+        draw_and_measure(args)
+        return 0
+
+    return report_errors(command, debug_requested(args))
+
+
+def draw_and_measure(args: argparse.Namespace) -> dict:
+    r"""What the command does with parsed flags (see the module docstring).
 
     Returns:
         dict: what ``attention_metrics.json`` holds: the settings, ``models`` (one
-        :func:`attention_metrics` dict each) and ``figures`` (the PNG paths).
+        :func:`~recbole_fair.analysis.attention.attention_metrics` dict each), ``users_drawn``
+        and ``figures`` (the PNG paths).
+
+    Raises:
+        ValueError: a bad ``--top_k``/``--head``, an unknown ``--user_id``, or a checkpoint that
+            cannot be loaded.
     """
-    args = build_parser().parse_args(argv)
     if args.top_k < 1:
         raise ValueError(f"top_k must be >= 1, got [{args.top_k}].")
     if args.head != "mean" and not args.head.isdigit():
@@ -93,18 +110,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
     }
     with open(out_dir / "attention_metrics.json", "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)
+    _print_numbers(results, args.top_k)
+    print(f"figures and attention_metrics.json written to {out_dir}")
+    return report
 
-    print(
-        f"{'model':<32} {'users':>6} {'entropy':>8} {f'top{args.top_k}_share':>11} {'uniform':>8}"
-    )
+
+def _print_numbers(results: list[dict], top_k: int) -> None:
+    print(f"{'model':<32} {'users':>6} {'entropy':>8} {f'top{top_k}_share':>11} {'uniform':>8}")
     for r in results:
         label = r["label"].replace("\n", " ")
         print(
             f"{label:<32} {r['n_users']:>6} {_fmt(r['entropy']):>8} "
             f"{_fmt(r['topk_share']):>11} {_fmt(r['uniform_topk_share']):>8}"
         )
-    print(f"figures and attention_metrics.json written to {out_dir}")
-    return report
 
 
 def _fmt(value: float | None) -> str:
@@ -113,7 +131,3 @@ def _fmt(value: float | None) -> str:
         if value is None or (isinstance(value, float) and math.isnan(value))
         else f"{value:.4f}"
     )
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main(sys.argv[1:])

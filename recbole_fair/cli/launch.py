@@ -1,15 +1,13 @@
-r"""recbole_fair.distributed
-########################
+r"""recbole_fair.cli.launch
+#######################
 
-Multi-GPU training through RecBole's own DDP path (``--nproc=N``), with one rule of ours on top:
-expensive per-dataset artefacts (the semantic-ID cache) are built **once**, by rank 0, while the
-other ranks wait (:func:`recbole_fair.parallel.build_once`).
-
-* :func:`run_distributed` is the launcher behind ``run_recbole_fair.py --nproc=N``: one process
-  per GPU (``torch.multiprocessing.spawn``), RecBole's Config then joins them into an NCCL
-  process group (``local_rank``, ``world_size``, ``ip``, ``port``, ``offset`` keys), RecBole's
-  trainer wraps the model in ``DistributedDataParallel`` and shards the training data, and rank 0
-  returns the result.
+Multi-GPU training through RecBole's own DDP path (``recbole-fair run --nproc=N``, also
+``python run_recbole_fair.py --nproc=N``). :func:`run_distributed` starts one process per GPU
+(``torch.multiprocessing.spawn``); RecBole's Config then joins them into an NCCL process group
+(``local_rank``, ``world_size``, ``ip``, ``port``, ``offset`` keys), RecBole's trainer wraps the
+model in ``DistributedDataParallel`` and shards the training data, and rank 0 returns the result.
+The semantic-ID cache is built once, by rank 0, while the other ranks wait
+(:func:`recbole_fair.parallel.build_once`).
 
 RecBole's DDP path is NCCL-only (GPUs): asking for more processes than visible GPUs is an error
 that says so, before anything is spawned.
@@ -21,6 +19,9 @@ import secrets
 from typing import Any
 
 import torch
+
+from recbole_fair.errors import UserInputError
+from recbole_fair.quick_start import run_recbole_fair
 
 
 def check_gpus(nproc: int, world_size: int = -1) -> None:
@@ -45,8 +46,6 @@ def check_gpus(nproc: int, world_size: int = -1) -> None:
 def _rank_main(rank: int, kwargs: dict[str, Any]) -> None:
     r"""One rank of :func:`run_distributed` (a module-level function, so that ``spawn`` can
     pickle it)."""
-    from recbole_fair.quick_start import run_recbole_fair
-
     config_dict = dict(kwargs.pop("config_dict") or {})
     config_dict["local_rank"] = rank
     run_recbole_fair(config_dict=config_dict, **kwargs)
@@ -95,16 +94,14 @@ def run_distributed(
     try:
         mp.spawn(_rank_main, args=(kwargs,), nprocs=nproc, join=True)
     except mp.ProcessRaisedException as err:
-        raise _user_error_of(err) from err
+        raise user_error_of(err) from err
     return None if queue.empty() else queue.get()
 
 
-def _user_error_of(err: Exception) -> Exception:
+def user_error_of(err: Exception) -> Exception:
     r"""A rank's error as the CLI should see it: a problem with the user's input raised in a
     rank (its last traceback line names a :class:`~recbole_fair.errors.UserInputError`) becomes
     one here, with its message alone; anything else stays ``err``."""
-    from recbole_fair.errors import UserInputError
-
     lines = [line for line in str(err).strip().splitlines() if line.strip()]
     last = lines[-1] if lines else ""
     name, _, message = last.partition(": ")
