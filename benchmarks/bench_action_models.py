@@ -35,10 +35,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+# mean ± std over seeds, skips nan (private: to become the leaderboard package's public statistic)
+from recbole_fair.leaderboard.stats import mean_std
 
-from recbole_fair.leaderboard.stats import mean_std  # noqa: E402  (over seeds, skips nan)
+REPO = Path(__file__).resolve().parents[1]
 
 MODELS = ["Interleaved", "AttnLFA", "AttnMVP"]
 METRICS = ["bce", "ne", "auroc"]

@@ -274,7 +274,7 @@ def test_recent_training_targets_are_each_users_latest(tmp_path, calls, train_mo
 def test_training_popularity_counts_every_target_not_only_window_ends(tmp_path, calls):
     # the all_positions split keeps one row per window: its inter_feat holds only each window's
     # last target, so popularity (prior correction, graph start items) is counted before thinning
-    from recbole_fair.model.graph_decoding import item_popularity
+    from recbole_fair.data.item_counts import item_popularity
 
     write_dataset(tmp_path, seq_lengths=[4 + (u * 7) % 30 for u in range(40)])
     _, (prefix_train, _, _) = build(tmp_path, train_mode="prefix")

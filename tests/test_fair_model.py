@@ -21,7 +21,8 @@ from recbole.trainer import Trainer
 from recbole.utils import init_seed
 from synthetic import write_walk_dataset
 
-from recbole_fair.model.calibration import prior_correction, recent_target_counts
+from recbole_fair.data.item_counts import recent_target_counts
+from recbole_fair.model.calibration import prior_correction
 from recbole_fair.model.losses import mtp_loss
 from recbole_fair.model.sequential_recommender.fair import FAIR
 

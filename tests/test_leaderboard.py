@@ -771,13 +771,16 @@ def test_killing_the_leaderboard_stops_its_cell(tmp_path):
 
 
 def test_per_user_buckets_align_users_and_split_them(tmp_path, toy_data, benchmark_script):
-    buckets = benchmark_script("per_user_buckets")
+    from recbole_fair.analysis.user_buckets import bucket_table, split_statistics, users_sha1
+    from recbole_fair.data.item_counts import recent_target_counts
+
+    buckets = benchmark_script("per_user_buckets")  # the script: tables of a results file
     config = {
         "data_path": toy_data,
         "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
         "MAX_ITEM_LIST_LENGTH": 5,
     }
-    users = buckets.split_statistics(config, "toy")
+    users = split_statistics(config, "toy")
     assert len(users["uid"]) == N_USERS and np.all(np.diff(users["uid"]) > 0)
     assert np.all(users["history"] == 5)  # 9 earlier items, capped at 5
     # leave-one-out: 8 training items per user, 7 of them training targets
@@ -791,9 +794,8 @@ def test_per_user_buckets_align_users_and_split_them(tmp_path, toy_data, benchma
     assert np.array_equal(np.bincount(users["train_uid"])[1:], np.full(N_USERS, 7))
     assert sorted(set(users["train_history"].tolist())) == [1, 2, 3, 4, 5]
     # each user's latest training target (its 8th item; histories 5-7 are all capped at 5)
-    cal = benchmark_script("score_calibration")
     n_items = len(users["item_popularity"])
-    recent = cal.recent_target_counts(
+    recent = recent_target_counts(
         users["train_uid"], users["train_history"], users["train_target"], n_items, 1
     )
     rows = [line.split("\t") for line in open(os.path.join(toy_data, "toy", "toy.inter"))][1:]
@@ -804,21 +806,19 @@ def test_per_user_buckets_align_users_and_split_them(tmp_path, toy_data, benchma
     rng = np.random.default_rng(1)
     ref, other = rng.random(N_USERS), rng.random(N_USERS)
     feature = np.arange(N_USERS)  # buckets 0-9, 10-29, 30+
-    rows = buckets.bucket_table({"SASRec": ref, "X": other}, feature, (9, 29, np.inf), "SASRec")
+    rows = bucket_table({"SASRec": ref, "X": other}, feature, (9, 29, np.inf), "SASRec")
     assert [(r["bucket"], r["users"]) for r in rows] == [("0–9", 10), ("10–29", 20), ("30+", 30)]
     for row, part in zip(rows, (slice(0, 10), slice(10, 30), slice(30, None))):
         assert row["X"] == pytest.approx(other[part].mean())
         assert row["X Δ%"] == pytest.approx(100 * (other[part].mean() / ref[part].mean() - 1))
         assert row["X p"] == pytest.approx(lb.paired_test(other[part], ref[part]))
-    assert [
-        r["bucket"] for r in buckets.bucket_table({"SASRec": ref}, feature, (9, 99), "SASRec")
-    ] == [
+    assert [r["bucket"] for r in bucket_table({"SASRec": ref}, feature, (9, 99), "SASRec")] == [
         "0–9",
         "10–99",
     ]
 
     # the script on a results file: values aligned by the users' hash, or a clear error
-    sha1 = buckets.users_sha1(users["uid"])
+    sha1 = users_sha1(users["uid"])
     results = tmp_path / "results.jsonl"
     for model, values in (("SASRec", ref), ("X", other)):
         record = _fake_record(model, "toy", 1, float(values.mean()))
@@ -879,9 +879,10 @@ def test_per_user_buckets_align_users_and_split_them(tmp_path, toy_data, benchma
             buckets.main(argv)
 
 
-def test_per_user_buckets_collision_groups_align_items_by_token(benchmark_script, toy_data):
-    buckets = benchmark_script("per_user_buckets")
+def test_per_user_buckets_collision_groups_align_items_by_token(toy_data):
     import torch
+
+    from recbole_fair.analysis import user_buckets as buckets
 
     class Built:  # FAIR's training split: codes in its own item order
         field2id_token = {"item_id": np.array(["[PAD]", "b", "a", "d", "c"])}
@@ -893,12 +894,12 @@ def test_per_user_buckets_collision_groups_align_items_by_token(benchmark_script
 
     config = {"data_path": toy_data, "load_col": {"inter": ["user_id", "item_id", "timestamp"]}}
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("recbole_fair.utils.create_dataset", lambda config: Dataset())
+        mp.setattr(buckets, "create_dataset", lambda config: Dataset())
         sizes = buckets.collision_group_sizes(
             config, "toy", np.array(["[PAD]", "a", "b", "c", "d"])
         )
         np.testing.assert_array_equal(sizes, [0, 1, 3, 3, 3])  # b, c, d share [1, 2]
-        with pytest.raises(SystemExit, match=r"1 items of toy's split have no semantic ID"):
+        with pytest.raises(ValueError, match=r"1 items of toy's split have no semantic ID"):
             buckets.collision_group_sizes(config, "toy", np.array(["[PAD]", "a", "e"]))
     rows = buckets.bucket_table(
         {"SASRec": np.array([0.5, 0.2, 0.1]), "X": np.array([0.4, 0.2, 0.3])},

@@ -18,7 +18,7 @@ arrays, not the file). The copies leave out the item text embeddings (``--keep_e
 them): 12,101 x 384 float32 are 17 MiB per cache compressed, a quarter of what one device call
 carries, and no run needs them there (the cache check wants a ``[n_items, d]`` array: it gets
 ``d = 0``, with the checksum recomputed; ``dataset.item_text_embeddings`` is then empty, which
-only ``recbole_fair.visualize_attention``'s text similarity reads). Used by
+only ``recbole_fair.analysis.attention``'s text similarity reads). Used by
 benchmarks/gpu/prepare_bundle.sh and by the suite's CPU dry run (tests/test_gpu_suite.py, with a
 stand-in text encoder).
 """

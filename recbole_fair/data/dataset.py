@@ -29,10 +29,9 @@ import torch
 from recbole.utils import FeatureSource, set_color
 
 from recbole_fair.data.checked import SequentialDataset
-from recbole_fair.distributed import build_once
+from recbole_fair.data.item_counts import count_items, recent_prior_size, recent_target_counts
 from recbole_fair.errors import DataError
-from recbole_fair.model.calibration import recent_prior_size, recent_target_counts
-from recbole_fair.model.graph_decoding import count_items
+from recbole_fair.parallel import build_once
 from recbole_fair.tokenizer import SemanticIDs, SemanticIDSettings, build_semantic_ids
 from recbole_fair.tokenizer.text import (
     build_item_texts,

@@ -210,8 +210,9 @@ def prepare_amazon(
 
 def check_recbole_load(out: str, name: str) -> dict[str, int]:
     r"""Load the output with RecBole 1.2.1 (SASRec config) as a run would, through
-    :func:`recbole_fair.utils.create_dataset` (RecBole's reader and filtering, with recbole-fair's
-    file checks and drop accounting); return its user/item/interaction counts.
+    :func:`recbole_fair.data.checked.create_recbole_dataset` (what
+    :func:`recbole_fair.utils.create_dataset` picks for SASRec: RecBole's reader and filtering, with
+    recbole-fair's file checks and drop accounting); return its user/item/interaction counts.
 
     RecBole's counts include the ``[PAD]`` user and item.
 
@@ -222,7 +223,7 @@ def check_recbole_load(out: str, name: str) -> dict[str, int]:
     # recbole_fair (this package) is imported already: its compatibility shims are installed.
     from recbole.config import Config
 
-    from recbole_fair.utils import create_dataset
+    from recbole_fair.data.checked import create_recbole_dataset
 
     argv, sys.argv = sys.argv, sys.argv[:1]  # RecBole's Config also parses the command line
     try:
@@ -241,15 +242,15 @@ def check_recbole_load(out: str, name: str) -> dict[str, int]:
                     "show_progress": False,
                 },
             )
-            dataset = create_dataset(config)
+            dataset = create_recbole_dataset(config)
     finally:
         sys.argv = argv
     return {"users": dataset.user_num, "items": dataset.item_num, "interactions": dataset.inter_num}
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m recbole_fair.data.prepare_amazon",
+        prog=prog,
         description="Raw Amazon review downloads (2014 or 2018, .json or .json.gz) -> RecBole "
         "atomic files <out>/<name>/<name>.inter/.item (+ .stats.json): dedup, iterated k-core, "
         "chronological order, cleaned item text.",
@@ -296,10 +297,12 @@ def _check_with_recbole(out: str, name: str, stats: dict[str, Any]) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(
+    argv: list[str] | None = None, prog: str = "python -m recbole_fair.data.prepare_amazon"
+) -> int:
     r"""The command line (``python -m recbole_fair.data.prepare_amazon --help``): 0 done, 1
     nothing left after filtering or a failed ``--check``; a bad argument exits with 2."""
-    parser = _parser()
+    parser = _parser(prog)
     args = parser.parse_args(argv)
     for label, path in (("--reviews", args.reviews), ("--meta", args.meta)):
         if not os.path.isfile(path):

@@ -57,7 +57,9 @@ from recbole_fair.data.atomic import (
     split_quoted,
     validate_atomic_file,
 )
+from recbole_fair.data.download import recbole_url
 from recbole_fair.errors import UserInputError
+from recbole_fair.paths import DATA_PATH_ENV
 
 
 def load_and_unload(config: Any, source: str) -> tuple[set | None, set | None]:
@@ -97,10 +99,6 @@ def missing_dataset_message(dataset: str, inter_path: str) -> str:
     looked, how to point ``--data_path`` at the files, how to prepare or download them. Raised
     by :func:`recbole_fair.quick_start.check_data_files` before a run and by
     :func:`validate_dataset_files` for a dataset created without it."""
-    # imported here: recbole_fair.config and recbole_fair.data import this module's package
-    from recbole_fair.config import DATA_PATH_ENV
-    from recbole_fair.data.download import recbole_url
-
     url = recbole_url(dataset)
     hint = (
         f" Or pass --download=True to fetch RecBole's own copy ({url}): not the papers' split, "

@@ -18,7 +18,8 @@ digit ``l``. :func:`prior_correction` returns the per-item term
 training split only, so it is computed once, at model construction.
 
 ``q`` counts every training target by default. With ``score_prior_recent = N > 0`` it counts
-each user's ``N`` most recent training targets only (:func:`recent_target_counts`): a
+each user's ``N`` most recent training targets only
+(:func:`recbole_fair.data.item_counts.recent_target_counts`): a
 recency-weighted popularity, closer in time to the held-out targets. That is no longer the
 naive-Bayes prior but an empirical choice: on Amazon_Scientific it is the prior that validation
 selects (docs/notes/investigation.md, section 0c).
@@ -26,11 +27,7 @@ selects (docs/notes/investigation.md, section 0c).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
-
-from recbole_fair.model.graph_decoding import count_items
 
 
 def prior_correction(
@@ -63,48 +60,3 @@ def prior_correction(
     log_code_prior = code_prior.log().gather(1, codes).sum(0)  # Σ_l log q_l(c_l(i)), [N]
     bias[1:] = prior.log() - log_code_prior
     return bias.float()
-
-
-def recent_prior_size(config: Any) -> int:
-    r"""``score_prior_recent`` of a config: ``0`` (absent: every training target) or ``N >= 1``."""
-    value = config["score_prior_recent"]
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(
-            f"score_prior_recent must be an integer >= 0 (0 = the prior counts every training "
-            f"target; N = each user's N most recent ones), got [{value!r}]."
-        )
-    return value
-
-
-def recent_target_counts(
-    users: Any, history: Any, targets: Any, n_items: int, last: int
-) -> torch.Tensor:
-    r"""How often each item id is one of its users' ``last`` most recent training targets,
-    ``LongTensor [n_items]`` (the padding item 0 and ids out of range are not counted).
-
-    One entry per training row of RecBole's sequential split (one row per prefix, per user in
-    chronological order): a row with a longer history is a later target, and among histories
-    capped at ``MAX_ITEM_LIST_LENGTH`` (equal lengths) the later row is.
-    """
-    users, history, targets = (
-        torch.as_tensor(x).long().reshape(-1) for x in (users, history, targets)
-    )
-    if not users.numel() == history.numel() == targets.numel():
-        raise ValueError(
-            f"users, history and targets need one entry per training row, got "
-            f"{users.numel()}, {history.numel()} and {targets.numel()}."
-        )
-    if users.numel() == 0 or last < 1:
-        return torch.zeros(n_items, dtype=torch.long, device=users.device)
-    row = torch.arange(users.numel(), device=users.device)
-    # per user, latest first: stable sorts from the least significant key (later row) up
-    order = torch.argsort(-row, stable=True)
-    order = order[torch.argsort(-history[order], stable=True)]
-    order = order[torch.argsort(users[order], stable=True)]
-    sorted_users = users[order]
-    starts = torch.ones_like(sorted_users, dtype=torch.bool)
-    starts[1:] = sorted_users[1:] != sorted_users[:-1]
-    first = torch.cummax(torch.where(starts, row, torch.zeros_like(row)), 0).values
-    return count_items(targets[order[row - first < last]], n_items)

@@ -27,13 +27,13 @@ import torch.nn.functional as F
 from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
-from recbole_fair.model.calibration import prior_correction, recent_prior_size
+from recbole_fair.data.item_counts import item_popularity, recent_prior_size
+from recbole_fair.model.calibration import prior_correction
 from recbole_fair.model.graph_decoding import (
     GRAPH_DECODING_KEYS,
     GraphDecodingSettings,
     ItemGraphCache,
     graph_decode,
-    item_popularity,
     popular_items,
     start_items,
 )
