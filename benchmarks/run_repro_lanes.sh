@@ -73,7 +73,7 @@ scientific)
     run fair-d128-pca128-whiten FAIR $S --seeds=2020 "${cpu128[@]}" --sid_pca_dim=128 \
         --sid_pca_whiten=True
     run fair-d128-no-description FAIR $S --seeds=2020 "${cpu128[@]}" \
-        "--text_fields=['title','price','brand','feature','categories']"
+        "--text_fields=['title','brand','categories']"
     run rpg-d128-cpu-graph RPG $S --seeds=2020 "${cpu128[@]}" --input_dropout_prob=0 \
         --attn_dropout_prob=0 --decoding=graph
     ;;

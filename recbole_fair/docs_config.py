@@ -18,7 +18,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 
-from recbole_fair.utils import get_properties_dir
+from recbole_fair.paths import get_properties_dir
 
 # Files in the order of the page: the layering order of the config, then the model presets (the
 # paper's models first), then the dataset presets and the quick start.

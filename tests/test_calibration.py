@@ -1,11 +1,13 @@
-"""The prior correction of factorised semantic-ID scores (recbole_fair.model.calibration): an
-analysis of trained checkpoints (benchmarks/score_calibration.py), checked against brute force."""
+"""The prior correction of factorised semantic-ID scores (recbole_fair.analysis.score_calibration)
+and its recency prior (recbole_fair.data.item_counts): an analysis of trained checkpoints
+(benchmarks/score_calibration.py), checked against brute force."""
 
 import numpy as np
 import pytest
 import torch
 
-from recbole_fair.model.calibration import prior_correction, recent_target_counts
+from recbole_fair.analysis.score_calibration import prior_correction
+from recbole_fair.data.item_counts import recent_target_counts
 
 
 def test_prior_correction_equals_brute_force():

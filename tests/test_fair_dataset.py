@@ -256,7 +256,7 @@ def test_all_positions_long_sequences_same_targets(tmp_path, calls):
 def test_training_popularity_counts_every_target_not_only_window_ends(tmp_path, calls):
     # the all_positions split keeps one row per window: its inter_feat holds only each window's
     # last target, so popularity (prior correction, graph start items) is counted before thinning
-    from recbole_fair.model.graph_decoding import item_popularity
+    from recbole_fair.data.item_counts import item_popularity
 
     write_dataset(tmp_path, seq_lengths=[4 + (u * 7) % 30 for u in range(40)])
     _, (prefix_train, _, _) = build(tmp_path, train_mode="prefix")
@@ -288,7 +288,7 @@ def test_all_positions_row_index_windows():
 
 def test_semantic_id_yaml_defaults_reach_the_settings():
     from recbole_fair.config import Config as FairConfig
-    from recbole_fair.tokenizer.semantic_ids import SemanticIDSettings
+    from recbole_fair.tokenizer import SemanticIDSettings
 
     config = FairConfig(model="FAIR", dataset="ml-100k", config_dict={"sid_pca_dim": 64})
     settings = SemanticIDSettings.from_config(config)

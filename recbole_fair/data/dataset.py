@@ -8,7 +8,8 @@ RecBole sequential datasets that carry semantic IDs.
 * the item texts, rebuilt from the loaded item text fields when the dataset is created;
 * after :meth:`build`, the semantic IDs of every item, fitted on the training-split items only
   and attached to the dataset and to each split: ``item_codes`` (LongTensor
-  ``[item_num, n_codes]``, row 0 = padding item), ``semantic_id_report``,
+  ``[item_num, n_codes]``: the code at each digit of every item, row 0 = padding item; see the
+  glossary of :mod:`recbole_fair.tokenizer`), ``semantic_id_report``,
   ``semantic_id_cache_key``, ``semantic_id_cache_path``, ``item_text_embeddings``,
   ``train_item_mask`` and ``train_target_counts`` (LongTensor ``[item_num]``: how often each item
   is a training target, counted before ``all_positions`` keeps one row per window);
@@ -26,14 +27,10 @@ import torch
 from recbole.utils import FeatureSource, set_color
 
 from recbole_fair.data.checked import SequentialDataset
-from recbole_fair.distributed import build_once
+from recbole_fair.data.item_counts import count_items
 from recbole_fair.errors import DataError
-from recbole_fair.model.graph_decoding import count_items
-from recbole_fair.tokenizer.semantic_ids import (
-    SemanticIDs,
-    SemanticIDSettings,
-    build_semantic_ids,
-)
+from recbole_fair.parallel import build_once
+from recbole_fair.tokenizer import SemanticIDs, SemanticIDSettings, build_semantic_ids
 from recbole_fair.tokenizer.text import (
     build_item_texts,
     item_file_fields,
@@ -83,8 +80,8 @@ class SemanticIDDataset(SequentialDataset):
     Config keys (``properties/semantic_ids.yaml``): ``text_fields``, ``text_template``,
     ``text_encoder``, ``text_encode_batch_size``, ``sid_pca_dim``, ``sid_pca_whiten``,
     ``sid_opq_iterations``, ``sid_seed``, ``sid_cache_dir``, ``sid_drop_text_fields``,
-    ``train_mode``; ``n_codes`` and ``codebook_size`` (model YAML). The item text fields must be
-    in ``load_col['item']``.
+    ``train_mode``; ``n_codes`` (digits ``L``) and ``codebook_size`` (codes per digit ``K``),
+    in the model YAML. The item text fields must be in ``load_col['item']``.
 
     Attributes:
         encoder_fn (callable, optional): class-level hook ``list[str] -> [n, d] float32``

@@ -101,37 +101,6 @@ class GraphDecodingSettings:
 # ---------------------------------------------------------------------------------------------
 # Graph construction
 # ---------------------------------------------------------------------------------------------
-def item_popularity(dataset: Any, n_items: int) -> torch.Tensor:
-    r"""Number of training interactions whose target is each item, ``LongTensor [n_items]``.
-
-    A dataset built by :class:`~recbole_fair.data.dataset.SemanticIDDataset` carries these counts
-    as ``train_target_counts`` (counted before ``train_mode: all_positions`` thins the training
-    split to one row per window, whose ``inter_feat`` holds only each window's last target);
-    otherwise counts ``dataset.inter_feat[dataset.iid_field]``. A dataset without interactions
-    gives zeros (the start beams then fall back to the lowest item ids).
-    """
-    counts = torch.zeros(n_items, dtype=torch.long)
-    known = getattr(dataset, "train_target_counts", None)
-    if known is not None:
-        known = torch.as_tensor(known).long().reshape(-1)[:n_items]
-        counts[: known.numel()] = known
-        counts[0] = 0  # the padding item
-        return counts
-    inter = getattr(dataset, "inter_feat", None)
-    iid_field = getattr(dataset, "iid_field", None)
-    if inter is None or iid_field is None or iid_field not in inter:
-        return counts
-    return count_items(inter[iid_field], n_items)
-
-
-def count_items(items: Any, n_items: int) -> torch.Tensor:
-    r"""How often each real item id (``1 … n_items − 1``) occurs in ``items``, ``LongTensor
-    [n_items]`` (the padding item 0 and ids out of range are not counted)."""
-    items = torch.as_tensor(items).long().reshape(-1)
-    items = items[(items > 0) & (items < n_items)]
-    return torch.bincount(items, minlength=n_items)[:n_items]
-
-
 def popular_items(popularity: torch.Tensor, n: int) -> torch.Tensor:
     r"""The ``n`` most popular real items (ties: lower id first), ``LongTensor [min(n, N-1)]``."""
     real = popularity[1:].double()

@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
+from recbole_fair.data.item_counts import item_popularity
 from recbole_fair.model.fair_settings import FAIRSettings, check_item_codes
-from recbole_fair.model.graph_decoding import item_popularity
 from recbole_fair.model.host_batch import HostBatch, host_batch_of
 from recbole_fair.model.item_id_digit import ItemIDDigit, rename_legacy_keys
 from recbole_fair.model.layers import DigitHeads, TransformerStack, _dropout
