@@ -83,14 +83,24 @@ merge)
         for f in "$OUT"/"$dataset"-e"$EPOCHS"-*/results.jsonl; do
             [[ -s $f ]] && files+=("$f")
         done
-        if [[ $dataset == Amazon_Scientific ]]; then  # the reference row of the recipe lanes
-            base=$OUT/Amazon_Scientific-e$EPOCHS-reference.jsonl
-            $PYTHON -c "import json, sys
+        # reference rows: SASRec-CE (RecBole's defaults, 40-epoch cap) and FAIR d=128 under the
+        # 40-epoch schedule from docs/leaderboards/<dataset>-e40; on Scientific also FAIR d=128
+        # of the recipe lanes (the same recipe as these runs)
+        base=$OUT/$dataset-e$EPOCHS-reference.jsonl
+        $PYTHON -c "import json, sys
+data = ['--data_path=../shared/datasets', '--epochs=40']
+sid = ['--sid_cache_dir=benchmarks/results/sid_cache']  # FAIR there: d=128 from cpu_budget.yaml
+wanted = {('SASRec', tuple(data)), ('FAIR', tuple(data + sid))}
 for line in open(sys.argv[1]):
-    if json.loads(line)['config'].get('hidden_size') == 128:
-        print(line, end='')" "docs/leaderboards/Amazon_Scientific-recipe-e$EPOCHS/results.jsonl" >"$base"
-            [[ -s $base ]] && files+=("$base")
-        fi
+    r = json.loads(line)
+    if r['status'] == 'ok' and (r['model'], tuple(r['spec']['argv'][1:])) in wanted:
+        print(line, end='')
+if sys.argv[2] == 'Amazon_Scientific':
+    for line in open(sys.argv[3]):
+        if json.loads(line)['config'].get('hidden_size') == 128:
+            print(line, end='')" "docs/leaderboards/$dataset-e40/results.jsonl" "$dataset" \
+            "docs/leaderboards/$dataset-recipe-e$EPOCHS/results.jsonl" >"$base"
+        [[ -s $base ]] && files+=("$base")
         ((${#files[@]})) || continue
         list=$(IFS=,; echo "${files[*]}")
         $PYTHON run_recbole_fair.py --leaderboard-only "$list" \

@@ -1058,3 +1058,16 @@ def test_no_leaderboard_name_hides_a_module():
         module = importlib.import_module(f"recbole_fair.leaderboard.{name}")
         assert isinstance(getattr(lb, name), types.ModuleType) and getattr(lb, name) is module
     assert callable(lb.cli) and callable(lb.render)  # the functions the CLI and tests use
+
+
+def test_recorded_paths_are_relative_to_the_working_directory(tmp_path, monkeypatch):
+    from recbole_fair.leaderboard.runner import relative_paths
+
+    monkeypatch.chdir(tmp_path)
+    inside = str(tmp_path / "leaderboards" / "x" / "checkpoints" / "a.pth")
+    outside = os.path.abspath(os.path.join(str(tmp_path), "..", "elsewhere", "b.log"))
+    got = relative_paths({"checkpoint": inside, "log_file": outside, "semantic_id_cache": None})
+    assert got["checkpoint"] == os.path.join("leaderboards", "x", "checkpoints", "a.pth")
+    assert got["log_file"] == outside  # outside the working directory: kept as it is
+    assert got["semantic_id_cache"] is None
+    assert relative_paths(None) is None

@@ -135,9 +135,24 @@ def _finished(result: dict[str, Any], hook: CellHook) -> dict[str, Any]:
         "best_valid_score": result.get("best_valid_score"),
         "semantic_ids": result.get("semantic_ids"),
         "costs": costs,
-        "paths": result.get("paths"),
+        "paths": relative_paths(result.get("paths")),
         "per_user": hook.per_user(),
     }
+
+
+def relative_paths(paths: dict[str, Any] | None) -> dict[str, Any] | None:
+    r"""``paths`` with every file under the working directory written relative to it, so that a
+    committed record names no machine (files elsewhere keep their absolute path)."""
+    if not paths:
+        return paths
+    here = os.path.abspath(os.getcwd())
+    out = {}
+    for key, value in paths.items():
+        if isinstance(value, str) and os.path.isabs(value):
+            rel = os.path.relpath(value, here)
+            value = value if rel.startswith("..") else rel
+        out[key] = value
+    return out
 
 
 def _release_memory() -> None:
