@@ -57,6 +57,7 @@ Linux only (``fork``, ``/proc``).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import signal
@@ -69,9 +70,21 @@ from typing import Any, Iterator
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path[:0] = [str(HERE), str(REPO)]  # the other scale_* scripts, and the package
 
-import scale_stages  # noqa: E402
+
+def _sibling(name: str) -> Any:
+    r"""The benchmark module ``benchmarks/<name>.py`` (this script's own helpers), loaded by path
+    and registered under ``name`` so that the others' ``from <name> import ...`` find it."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+scale_catalogue = _sibling("scale_catalogue")
+scale_stages = _sibling("scale_stages")
 
 TRAIN_EVAL_STAGES = (
     "train:FAIR",
@@ -508,7 +521,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    import scale_report
+    scale_report = _sibling("scale_report")
 
     if args.render:
         paths = scale_report.render(load_records(args.results), args.docs_dir, args.clock)

@@ -273,7 +273,7 @@ def timed_quantizer(out: dict) -> Iterator[None]:
             result = fit(self, x, *args, **kwargs)
         if "fit_seconds" not in out:
             out.update(m.report("fit"), fit_items=len(x), embedding_dim=int(x.shape[1]))
-            out.update(faiss_threads=self.threads, fit_codes=self.n_codes)
+            out.update(faiss_threads=self.threads, fit_codes=self.n_digits)
         step("encode all")
         return result
 

@@ -41,12 +41,12 @@ TIMES = {
 
 @pytest.fixture(scope="module")
 def bench(benchmark_script):
-    return benchmark_script("bench_scale")  # puts benchmarks/ on sys.path for its scale_* scripts
+    return benchmark_script("bench_scale")  # loads its scale_* helper modules by path
 
 
 @pytest.fixture(scope="module")
 def report(bench):
-    return importlib.import_module("scale_report")
+    return bench._sibling("scale_report")
 
 
 @pytest.fixture(scope="module")
