@@ -95,6 +95,15 @@ ROWS = {
             "FAIR [epochs=10, learning_rate=0.01, sid_pca_dim=128, sid_pca_whiten=True]",
         ),
         "RPG, CPU recipe": ("repro-e10", "RPG"),
+        "RPG, CPU recipe, input LayerNorm": ("repro-e10", "RPG [input_layer_norm=True]"),
+        "FAIR, title, brand and categories only, 10-epoch recipe": (
+            "repro-e10",
+            "FAIR [epochs=10, learning_rate=0.01, text_fields=['title','brand','categories']]",
+        ),
+        "FAIR, standard attention, no NRT, no MIM, 10-epoch recipe": (
+            "repro-e10",
+            "FAIR [attention=standard, epochs=10, learning_rate=0.01, mim_weight=0, nrt_weight=0]",
+        ),
         "RPG, CPU recipe, graph decoding": ("repro-e10", "RPG [decoding=graph]"),
         "GRU4Rec-CE": "GRU4Rec",
         "BERT4Rec-CE": "BERT4Rec",
