@@ -30,8 +30,9 @@ import time
 import traceback
 from dataclasses import asdict
 from logging import getLogger
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
+from recbole_fair.config import command_line as argv_as  # sys.argv inside a block
 from recbole_fair.leaderboard.cells import CellSpec, build_cells, checkpoint_paths
 from recbole_fair.leaderboard.hook import CellHook, StopRequested
 from recbole_fair.leaderboard.results import (
@@ -58,17 +59,6 @@ STOPPED_EXIT_CODE = 75
 FAILED_EXIT_CODE = 3
 # seconds a cell's process gets to exit after SIGTERM (past its time limit) before SIGKILL
 KILL_GRACE_SECONDS = 10.0
-
-
-@contextlib.contextmanager
-def argv_as(argv: list[str]) -> Iterator[None]:
-    r"""``sys.argv`` is ``argv`` inside the block (what RecBole's Config parses)."""
-    saved = sys.argv
-    sys.argv = list(argv)
-    try:
-        yield
-    finally:
-        sys.argv = saved
 
 
 # ----------------------------------------------------------------------------- one cell
