@@ -76,6 +76,12 @@ scientific)
         "--text_fields=['title','brand','categories']"
     run rpg-d128-cpu-graph RPG $S --seeds=2020 "${cpu128[@]}" --input_dropout_prob=0 \
         --attn_dropout_prob=0 --decoding=graph
+    # RPG's gap to FAIR: FAIR with the paper's three parts off (RPG by construction, but for the
+    # input LayerNorm) and RPG with an input LayerNorm
+    run fair-d128-rpg-equivalent FAIR $S --seeds=2020 "${cpu128[@]}" --attention=standard \
+        --nrt_weight=0 --mim_weight=0
+    run rpg-d128-cpu-input-ln RPG $S --seeds=2020 "${cpu128[@]}" --input_dropout_prob=0 \
+        --attn_dropout_prob=0 --input_layer_norm=True
     ;;
 merge)
     for dataset in Amazon_Beauty Amazon_Scientific; do
