@@ -134,7 +134,9 @@ def _grow(spec):
     from scale_stages import step
 
     step("growing")
-    blocks = [np.ones(2**24) for _ in range(6)]  # 768 MiB
+    # 1.5 GiB: well past the limit (the parent's RSS + 400 MiB) even when the forked child
+    # starts well below its parent's RSS (fork does not copy every page-table entry)
+    blocks = [np.ones(2**24) for _ in range(12)]
     time.sleep(30)
     return {"n": len(blocks)}
 
