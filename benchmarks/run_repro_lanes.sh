@@ -5,7 +5,10 @@
 # stops a run after its current epoch). Lanes run single-threaded (one per core).
 #
 #   bash benchmarks/run_repro_lanes.sh beauty      # FAIR (the paper's method) on Amazon_Beauty at
-#                                                  # d=256, lr 0.005 (0.01 x 128/d), 3 seeds
+#                                                  # d=256, lr 0.005 (0.01 x 128/d), SEEDS (default
+#                                                  # 2020,2021,2022)
+#   bash benchmarks/run_repro_lanes.sh beauty-rpg  # RPG on Amazon_Beauty at the CPU budget (d=128,
+#                                                  # lr 0.01), with and without an input LayerNorm
 #   bash benchmarks/run_repro_lanes.sh scientific  # on Amazon_Scientific at the CPU budget (d=128,
 #                                                  # lr 0.01): the paper's ablations, the code-length
 #                                                  # sweep, tokenizer variants, RPG exact and graph
@@ -16,12 +19,12 @@
 #
 # Environment: DATA_PATH (default ../shared/datasets), SID_CACHE (default
 # benchmarks/results/sid_cache), OUT (default leaderboards/repro), EPOCHS (default 10), WARMUP
-# (default 1), PYTHON (default python), THREADS (default 1). Paths are passed as given (keep them
+# (default 1), SEEDS (beauty lane), PYTHON (default python), THREADS (default 1). Paths are passed as given (keep them
 # relative: they are recorded with each result).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-lane=${1:?usage: run_repro_lanes.sh beauty|scientific|merge}
+lane=${1:?usage: run_repro_lanes.sh beauty|beauty-rpg|scientific|merge}
 DATA_PATH=${DATA_PATH:-../shared/datasets}
 SID_CACHE=${SID_CACHE:-benchmarks/results/sid_cache}
 OUT=${OUT:-leaderboards/repro}
@@ -56,8 +59,15 @@ run() {  # name model dataset args...
 
 case $lane in
 beauty)
-    run fair-d256 FAIR Amazon_Beauty --seeds=2020,2021,2022 --hidden_size=256 --inner_size=512 \
-        --learning_rate=0.005
+    run fair-d256 FAIR Amazon_Beauty --seeds="${SEEDS:-2020,2021,2022}" --hidden_size=256 \
+        --inner_size=512 --learning_rate=0.005
+    ;;
+beauty-rpg)
+    B=Amazon_Beauty
+    run rpg-d128-cpu-input-ln RPG $B --seeds=2020 "${cpu128[@]}" --input_dropout_prob=0 \
+        --attn_dropout_prob=0 --input_layer_norm=True
+    run rpg-d128-cpu RPG $B --seeds=2020 "${cpu128[@]}" --input_dropout_prob=0 \
+        --attn_dropout_prob=0
     ;;
 scientific)
     # the reference row, FAIR at d=128 lr 0.01 under the same recipe, is the recipe lanes' run
@@ -114,7 +124,7 @@ if sys.argv[2] == 'Amazon_Scientific':
     done
     ;;
 *)
-    echo "unknown lane '$lane': beauty, scientific or merge" >&2
+    echo "unknown lane '$lane': beauty, beauty-rpg, scientific or merge" >&2
     exit 2
     ;;
 esac
