@@ -8,6 +8,8 @@ rank would encode all item texts and fit the quantiser at the same time (N times
 writers racing on one cache file). Outside a process group (the usual single-process run)
 :func:`build_once` simply calls the step.
 
+:func:`default_threads` is the thread count of one process's faiss and text encoder.
+
 The launcher that starts such a run (``--nproc=N``) is :mod:`recbole_fair.cli.launch`. This module
 imports nothing of recbole-fair: the data layer uses it.
 
@@ -19,10 +21,18 @@ texts and the tokenizer settings, not by the model), then launch the multi-GPU r
 
 from __future__ import annotations
 
+import os
 from logging import getLogger
 from typing import Callable, TypeVar
 
 T = TypeVar("T")
+
+
+def default_threads() -> int:
+    r"""Half the cores (at most 16), the threads of faiss and of the text encoder: faiss' OpenMP
+    threads busy-wait, and on a machine shared with other work (or with a data loader) using
+    every core makes k-means several times slower."""
+    return max(1, min(16, (os.cpu_count() or 2) // 2))
 
 
 def process_group() -> tuple[int, int]:

@@ -78,10 +78,11 @@ class SemanticIDDataset(SequentialDataset):
     r"""Sequential dataset with item semantic IDs (see the module docstring).
 
     Config keys (``properties/semantic_ids.yaml``): ``text_fields``, ``text_template``,
-    ``text_encoder``, ``text_encode_batch_size``, ``sid_pca_dim``, ``sid_pca_whiten``,
-    ``sid_opq_iterations``, ``sid_seed``, ``sid_cache_dir``, ``sid_drop_text_fields``,
-    ``train_mode``; ``n_codes`` (digits ``L``) and ``codebook_size`` (codes per digit ``K``),
-    in the model YAML. The item text fields must be in ``load_col['item']``.
+    ``text_encoder``, ``text_encode_batch_size``, ``text_encode_dtype``, ``sid_pca_dim``,
+    ``sid_pca_whiten``, ``sid_opq_iterations``, ``sid_seed``, ``sid_cache_dir``,
+    ``sid_drop_text_fields``, ``train_mode``; ``n_codes`` (digits ``L``) and ``codebook_size``
+    (codes per digit ``K``), in the model YAML. The item text fields must be in
+    ``load_col['item']``.
 
     Attributes:
         encoder_fn (callable, optional): class-level hook ``list[str] -> [n, d] float32``

@@ -97,6 +97,7 @@ def item_embeddings(
             settings.text_encode_batch_size,
             settings.device,
             settings.show_progress,
+            settings.text_encode_dtype,
         )
     getLogger().info(set_color("encoding item texts", "green") + f": {len(texts)} texts")
     embeddings = np.ascontiguousarray(encoder_fn(list(texts)), dtype=np.float32)
@@ -204,6 +205,7 @@ def _sid_report(
         "text_fields": list(settings.text_fields),
         "text_template": settings.text_template,
         "text_encoder": settings.text_encoder,
+        "text_encode_dtype": settings.text_encode_dtype,
         "sid_pca_dim": settings.sid_pca_dim,
         "sid_pca_whiten": settings.sid_pca_whiten,
         "sid_seed": settings.sid_seed,
@@ -353,6 +355,7 @@ def _rqvae_report(
         "text_fields": list(settings.text_fields),
         "text_template": settings.text_template,
         "text_encoder": settings.text_encoder,
+        "text_encode_dtype": settings.text_encode_dtype,
         "rqvae_settings": dataclasses.asdict(rqvae),
         "rqvae_seed": rqvae.seed(settings.sid_seed),
         "rqvae_first_recon_loss": recon[0] if recon else None,

@@ -6,7 +6,8 @@ The content-keyed cache of the semantic IDs (directory ``sid_cache_dir``). All f
 planted file cannot run code) and written atomically (temporary file + ``os.replace``):
 
 * ``emb-<key>.npz``: the text embeddings. The key hashes the item texts (one per internal item
-  id, so it also covers the id mapping), the text fields, template and encoder; changing
+  id, so it also covers the id mapping), the text fields, template, encoder and
+  ``text_encode_dtype`` (when not ``float32``); changing
   ``n_codes``, ``codebook_size``, PCA or the seed re-quantises without re-encoding.
 * ``sid-<key>.npz``: embeddings + OPQ/PQ (or random) codes + quality report. The key hashes the
   embedding key, the training-item set and every quantiser setting.
@@ -93,7 +94,10 @@ def _train_items(train_mask: np.ndarray) -> np.ndarray:
 
 
 def embedding_cache_key(texts: Sequence[str], settings: SemanticIDSettings) -> str:
-    r"""Key of the embedding cache: texts, text fields, template, encoder, format version."""
+    r"""Key of the embedding cache: texts, text fields, template, encoder, format version and
+    ``text_encode_dtype`` (only when not ``float32``, so that the keys of existing caches stay
+    valid)."""
+    dtype = settings.text_encode_dtype
     return _sha256(
         "emb",
         CACHE_FORMAT_VERSION,
@@ -101,6 +105,7 @@ def embedding_cache_key(texts: Sequence[str], settings: SemanticIDSettings) -> s
         list(settings.text_fields),
         settings.text_template,
         settings.text_encoder,
+        *([f"dtype={dtype}"] if dtype != "float32" else []),
     )[:16]
 
 
@@ -133,7 +138,7 @@ def rqvae_cache_key(
     rqvae: RQVAESettings,
 ) -> str:
     r"""Key of the RQ-VAE semantic-ID cache: the embedding key (texts, text fields, template,
-    encoder), the training items, every RQ-VAE setting and the effective seed."""
+    encoder, ``text_encode_dtype``), the training items, every RQ-VAE setting and the effective seed."""
     return _sha256(
         "rqvae",
         CACHE_FORMAT_VERSION,

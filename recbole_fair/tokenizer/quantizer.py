@@ -14,7 +14,6 @@ Everything is fitted on the training-split items only, then all items are encode
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from logging import getLogger
 from typing import Callable, Iterator
@@ -23,15 +22,9 @@ import faiss
 import numpy as np
 
 from recbole_fair.errors import UserInputError
+from recbole_fair.parallel import default_threads
 from recbole_fair.tokenizer.codes import collision_rate, separate_collisions
 from recbole_fair.tokenizer.settings import check_collision_mode
-
-
-def default_threads() -> int:
-    r"""Half the cores (at most 16): faiss' OpenMP threads busy-wait, and on a machine shared
-    with other work (or with a data loader) using every core makes k-means several times
-    slower."""
-    return max(1, min(16, (os.cpu_count() or 2) // 2))
 
 
 @contextmanager

@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from recbole_fair.errors import UserInputError
-from recbole_fair.tokenizer.encoder import DEFAULT_TEXT_ENCODER
+from recbole_fair.tokenizer.encoder import DEFAULT_TEXT_ENCODER, check_encode_dtype
 from recbole_fair.tokenizer.text import DEFAULT_TEXT_FIELDS
 
 #: values of the ``sid_collisions`` setting
@@ -52,6 +52,8 @@ class SemanticIDSettings:
         text_template (str): ``join`` or ``field_value``.
         text_encoder (str): sentence-transformers model name or path.
         text_encode_batch_size (int): encoding batch size.
+        text_encode_dtype (str): ``float32`` or ``bfloat16`` (the encoder's matrix products in
+            bfloat16: faster, other embeddings; part of the embedding cache key).
         sid_pca_dim (int): PCA output dimension, 0 = no PCA.
         sid_pca_whiten (bool): whiten the PCA output.
         sid_opq_iterations (int): OPQ training rounds (faiss default 50).
@@ -77,7 +79,8 @@ class SemanticIDSettings:
     text_fields: list = dataclasses.field(default_factory=lambda: list(DEFAULT_TEXT_FIELDS))
     text_template: str = "join"
     text_encoder: str = DEFAULT_TEXT_ENCODER
-    text_encode_batch_size: int = 64
+    text_encode_batch_size: int = 32
+    text_encode_dtype: str = "float32"
     sid_pca_dim: int = 0
     sid_pca_whiten: bool = False
     sid_opq_iterations: int = 50
@@ -128,6 +131,7 @@ class SemanticIDSettings:
         values["sid_pca_whiten"] = bool(values["sid_pca_whiten"])
         values["sid_collisions"] = check_collision_mode(str(values["sid_collisions"]), _YAML)
         values["sid_method"] = check_sid_method(str(values["sid_method"]), _YAML)
+        values["text_encode_dtype"] = check_encode_dtype(str(values["text_encode_dtype"]), _YAML)
         return check_random_digits(cls(**values), _YAML)
 
 
