@@ -17,12 +17,15 @@ from recbole_fair.tokenizer.build import build_semantic_ids
 from recbole_fair.tokenizer.cache import (
     CACHE_FORMAT_VERSION,
     _sha256,
+    checksum,
     embedding_cache_key,
     rqvae_cache_key,
     semantic_id_cache_key,
     texts_hash,
 )
 from recbole_fair.tokenizer.encoder import (
+    SentenceEncoder,
+    assemble_batches,
     check_encode_dtype,
     encode_with_model,
     length_sorted_batches,
@@ -94,6 +97,17 @@ def test_sorted_batches_give_the_embeddings_of_encode(minilm):
     np.testing.assert_array_equal(two, after)
 
 
+def test_batches_encoded_apart_give_the_same_floats(minilm):
+    # what a process group does (recbole_fair.tokenizer.sharded): the batches of the one-process
+    # encode, dealt out in turn, encoded apart and put back: the same matrix, bit for bit
+    encoder = SentenceEncoder(batch_size=2, show_progress=False)
+    whole = encoder(TEXTS)
+    batches = length_sorted_batches(encoder.lengths(TEXTS), 2)
+    odd, even = batches[1::2], batches[0::2]
+    parts = encoder.encode_batches(TEXTS, odd) + encoder.encode_batches(TEXTS, even)
+    assert assemble_batches(len(TEXTS), odd + even, parts).tobytes() == whole.tobytes()
+
+
 def test_bfloat16_is_close_but_not_equal(minilm):
     fp32 = encode_with_model(minilm, TEXTS, batch_size=4, show_progress=False, threads=1)
     bf16 = encode_with_model(minilm, TEXTS, 4, "bfloat16", show_progress=False, threads=1)
@@ -134,6 +148,19 @@ def test_default_cache_keys_are_those_of_before_text_encode_dtype():
     settings.text_encode_dtype = "bfloat16"
     assert semantic_id_cache_key(texts, mask, settings) != "f25a623f4a6a5e48"
     assert rqvae_cache_key(texts, mask, settings, RQVAESettings()) != "d1a46153b8240e80"
+
+
+def test_cache_file_checksums_are_unchanged():
+    # computed by main (149c7ee): the arrays are hashed without a copy now, the same bytes
+    arrays = {
+        "key": np.array("0123456789abcdef"),
+        "codes": np.arange(12, dtype=np.int64).reshape(3, 4),
+        "embeddings": np.linspace(-1, 1, 6, dtype=np.float32).reshape(3, 2),
+        "report": np.array('{"a": 1}'),
+    }
+    assert checksum(arrays) == "2f5b9296dbc13af1ea7b98991d98efc9df8069b9966e62ff36c9d899f3ec1755"
+    transposed = np.arange(12, dtype=np.int64).reshape(4, 3).T  # not contiguous
+    assert checksum({"codes": transposed}) == checksum({"codes": transposed.copy()})
 
 
 def test_encode_dtype_reaches_the_encoder_the_cache_and_the_report(tmp_path, monkeypatch):

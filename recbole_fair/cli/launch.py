@@ -6,7 +6,8 @@ Multi-GPU training through RecBole's own DDP path (``recbole-fair run --nproc=N`
 (``torch.multiprocessing.spawn``); RecBole's Config then joins them into an NCCL process group
 (``local_rank``, ``world_size``, ``ip``, ``port``, ``offset`` keys), RecBole's trainer wraps the
 model in ``DistributedDataParallel`` and shards the training data, and rank 0 returns the result.
-The semantic-ID cache is built once, by rank 0, while the other ranks wait
+The item texts are encoded by all ranks together (:mod:`recbole_fair.tokenizer.sharded`), then the
+semantic-ID cache is built once, by rank 0, while the other ranks wait
 (:func:`recbole_fair.parallel.build_once`).
 
 RecBole's DDP path is NCCL-only (GPUs): asking for more processes than visible GPUs is an error

@@ -8,8 +8,9 @@ Any other ``--key=value`` reaches RecBole's Config (e.g. ``--epochs=5 --hidden_s
 With no ``--model`` and no ``--dataset`` it runs the quick-start preset: FAIR on ml-100k
 (``properties/quick_start.yaml``), small enough for a 2-core CPU.
 
-``--nproc=N`` trains on N local GPUs with RecBole's distributed (DDP) path; the semantic-ID cache
-is built once, by rank 0 (:mod:`recbole_fair.cli.launch`, :mod:`recbole_fair.parallel`).
+``--nproc=N`` trains on N local GPUs with RecBole's distributed (DDP) path; the ranks encode the
+item texts together, the semantic-ID cache is built once, by rank 0 (:mod:`recbole_fair.cli.launch`,
+:mod:`recbole_fair.parallel`).
 
 Comma-separated ``--model``/``--dataset`` lists, ``--seeds`` or any other leaderboard flag run a
 leaderboard instead (as ``recbole-fair leaderboard`` does; see docs/leaderboard.md), e.g.

@@ -30,7 +30,13 @@ from recbole_fair.data.checked import SequentialDataset
 from recbole_fair.data.item_counts import count_items
 from recbole_fair.errors import DataError
 from recbole_fair.parallel import build_once
-from recbole_fair.tokenizer import SemanticIDs, SemanticIDSettings, build_semantic_ids
+from recbole_fair.tokenizer import (
+    SemanticIDs,
+    SemanticIDSettings,
+    build_semantic_ids,
+    sharded_encoder_fn,
+)
+from recbole_fair.tokenizer.cache import cache_file, semantic_id_cache_key
 from recbole_fair.tokenizer.text import (
     build_item_texts,
     item_file_fields,
@@ -200,11 +206,22 @@ class SemanticIDDataset(SequentialDataset):
         return train_dataset.copy(inter[torch.as_tensor(index)])
 
     # ------------------------------------------------------------------------------- build
-    def build_item_semantic_ids(self, train_item_mask: np.ndarray) -> SemanticIDs:
+    def semantic_id_cache_file(self, train_item_mask: np.ndarray) -> str | None:
+        r"""The cache file of :meth:`build_item_semantic_ids` (``None`` without a cache);
+        subclasses with another quantiser override both."""
+        key = semantic_id_cache_key(self.item_texts, train_item_mask, self.sid_settings)
+        return cache_file(self.sid_settings.sid_cache_dir or None, "sid", key)
+
+    def build_item_semantic_ids(
+        self, train_item_mask: np.ndarray, encoder_fn: Callable | None = None
+    ) -> SemanticIDs:
         r"""The quantiser step of :meth:`build` (subclasses override it, e.g. ``TIGERDataset``).
 
         Args:
             train_item_mask: bool ``[item_num]``, the items of the training split.
+            encoder_fn: the text encoder; ``None`` = the class hook :attr:`encoder_fn`, else
+                ``text_encoder`` (under a process group :meth:`build` passes the embeddings
+                the ranks encoded together).
 
         Returns:
             SemanticIDs: codes ``[item_num, n_codes]``, embeddings, report, cache key and path.
@@ -213,7 +230,7 @@ class SemanticIDDataset(SequentialDataset):
             self.item_texts,
             train_item_mask,
             self.sid_settings,
-            encoder_fn=type(self).encoder_fn,
+            encoder_fn=encoder_fn or type(self).encoder_fn,
             items_without_text=self.items_without_text,
         )
 
@@ -232,8 +249,15 @@ class SemanticIDDataset(SequentialDataset):
         train_target_counts = count_items(datasets[0].inter_feat[self.iid_field], self.item_num)
         if self.train_mode == "all_positions":
             datasets[0] = self._all_positions_split(datasets[0])
-        # under DDP, rank 0 builds (or loads) the cache while the other ranks wait, then load it
-        sids = build_once(lambda: self.build_item_semantic_ids(train_item_mask))
+        # under DDP the ranks encode the texts together (unless rank 0 has them cached), then
+        # rank 0 builds (or loads) the cache while the other ranks wait, then load it
+        encoder_fn = sharded_encoder_fn(
+            self.item_texts,
+            self.sid_settings,
+            type(self).encoder_fn,
+            lambda: [self.semantic_id_cache_file(train_item_mask)],
+        )
+        sids = build_once(lambda: self.build_item_semantic_ids(train_item_mask, encoder_fn))
         item_codes = torch.from_numpy(sids.codes)  # [item_num, n_codes]
         embeddings = torch.from_numpy(sids.embeddings)  # [item_num, d]
         # items of the .inter file without a .item row were dropped before the build (the

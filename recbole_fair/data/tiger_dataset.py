@@ -18,12 +18,13 @@ Reference:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from recbole_fair.data.dataset import SemanticIDDataset
 from recbole_fair.tokenizer import RQVAESettings, SemanticIDs, build_rqvae_semantic_ids
+from recbole_fair.tokenizer.cache import cache_file, rqvae_cache_key
 
 
 class TIGERDataset(SemanticIDDataset):
@@ -44,11 +45,21 @@ class TIGERDataset(SemanticIDDataset):
             )
         self.rqvae_settings = RQVAESettings.from_config(config)
 
-    def build_item_semantic_ids(self, train_item_mask: np.ndarray) -> SemanticIDs:
+    def semantic_id_cache_file(self, train_item_mask: np.ndarray) -> str | None:
+        r"""The RQ-VAE cache file of :meth:`build_item_semantic_ids` (``None`` without a cache)."""
+        settings = self.sid_settings
+        key = rqvae_cache_key(self.item_texts, train_item_mask, settings, self.rqvae_settings)
+        return cache_file(settings.sid_cache_dir or None, "rqvae", key)
+
+    def build_item_semantic_ids(
+        self, train_item_mask: np.ndarray, encoder_fn: Callable | None = None
+    ) -> SemanticIDs:
         r"""RQ-VAE codes + collision digit, trained on the training-split items (cached).
 
         Args:
             train_item_mask: bool ``[item_num]``, the items of the training split.
+            encoder_fn: the text encoder (see
+                :meth:`~recbole_fair.data.dataset.SemanticIDDataset.build_item_semantic_ids`).
 
         Returns:
             SemanticIDs: codes ``[item_num, rqvae_levels + 1]``, embeddings, report, cache key
@@ -59,6 +70,6 @@ class TIGERDataset(SemanticIDDataset):
             train_item_mask,
             self.sid_settings,
             self.rqvae_settings,
-            encoder_fn=type(self).encoder_fn,
+            encoder_fn=encoder_fn or type(self).encoder_fn,
             items_without_text=self.items_without_text,
         )

@@ -32,17 +32,25 @@ Modules, in reading order:
 * :mod:`~recbole_fair.tokenizer.cache`: cache keys and checked, atomically written files.
 * :mod:`~recbole_fair.tokenizer.build`: the orchestration, :func:`build_semantic_ids` and
   :func:`build_rqvae_semantic_ids`.
+* :mod:`~recbole_fair.tokenizer.sharded`: the text encoding shared out among the ranks of a
+  process group (:func:`sharded_encoder_fn`).
 """
 
 from recbole_fair.tokenizer.build import build_rqvae_semantic_ids, build_semantic_ids
 from recbole_fair.tokenizer.cache import SemanticIDs
 from recbole_fair.tokenizer.codes import add_collision_digit, random_codes, separate_collisions
-from recbole_fair.tokenizer.encoder import DEFAULT_TEXT_ENCODER, encode_texts, make_encoder_fn
+from recbole_fair.tokenizer.encoder import (
+    DEFAULT_TEXT_ENCODER,
+    SentenceEncoder,
+    encode_texts,
+    make_encoder_fn,
+)
 from recbole_fair.tokenizer.quantizer import OPQProductQuantizer, quantize
 from recbole_fair.tokenizer.report import codes_fingerprint, collision_report, quality_report
 from recbole_fair.tokenizer.rqvae import RQVAE
 from recbole_fair.tokenizer.rqvae_train import train_rqvae
 from recbole_fair.tokenizer.settings import RQVAESettings, SemanticIDSettings
+from recbole_fair.tokenizer.sharded import sharded_encoder_fn
 from recbole_fair.tokenizer.text import DEFAULT_TEXT_FIELDS, build_item_texts, resolve_text_fields
 
 __all__ = [
@@ -53,6 +61,7 @@ __all__ = [
     "RQVAESettings",
     "SemanticIDSettings",
     "SemanticIDs",
+    "SentenceEncoder",
     "add_collision_digit",
     "build_item_texts",
     "build_rqvae_semantic_ids",
@@ -66,5 +75,6 @@ __all__ = [
     "random_codes",
     "resolve_text_fields",
     "separate_collisions",
+    "sharded_encoder_fn",
     "train_rqvae",
 ]

@@ -69,6 +69,18 @@ def _checked_inputs(
     return texts, mask, int(items_without_text)
 
 
+def encoder_of_settings(settings: SemanticIDSettings) -> EncoderFn:
+    r"""The encoder function of ``text_encoder`` with the settings' batch size, device, progress
+    bar and ``text_encode_dtype``."""
+    return make_encoder_fn(
+        settings.text_encoder,
+        settings.text_encode_batch_size,
+        settings.device,
+        settings.show_progress,
+        settings.text_encode_dtype,
+    )
+
+
 def item_embeddings(
     texts: Sequence[str],
     settings: SemanticIDSettings,
@@ -92,13 +104,7 @@ def item_embeddings(
     if cached is not None:
         return cached, True
     if encoder_fn is None:
-        encoder_fn = make_encoder_fn(
-            settings.text_encoder,
-            settings.text_encode_batch_size,
-            settings.device,
-            settings.show_progress,
-            settings.text_encode_dtype,
-        )
+        encoder_fn = encoder_of_settings(settings)
     getLogger().info(set_color("encoding item texts", "green") + f": {len(texts)} texts")
     embeddings = np.ascontiguousarray(encoder_fn(list(texts)), dtype=np.float32)
     if embeddings.ndim != 2 or embeddings.shape[0] != len(texts):
@@ -424,4 +430,9 @@ def build_rqvae_semantic_ids(
     return SemanticIDs(codes, embeddings, report, key, path)
 
 
-__all__ = ["build_rqvae_semantic_ids", "build_semantic_ids", "item_embeddings"]
+__all__ = [
+    "build_rqvae_semantic_ids",
+    "build_semantic_ids",
+    "encoder_of_settings",
+    "item_embeddings",
+]

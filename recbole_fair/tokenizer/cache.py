@@ -70,7 +70,7 @@ def _sha256(*parts: Any) -> str:
     for part in parts:
         if isinstance(part, np.ndarray):
             h.update(str((part.dtype.str, part.shape)).encode())
-            h.update(np.ascontiguousarray(part).tobytes())
+            h.update(np.ascontiguousarray(part))  # the same bytes as .tobytes(), not copied
         elif isinstance(part, bytes):
             h.update(part)
         else:
@@ -138,7 +138,8 @@ def rqvae_cache_key(
     rqvae: RQVAESettings,
 ) -> str:
     r"""Key of the RQ-VAE semantic-ID cache: the embedding key (texts, text fields, template,
-    encoder, ``text_encode_dtype``), the training items, every RQ-VAE setting and the effective seed."""
+    encoder, ``text_encode_dtype``), the training items, every RQ-VAE setting and the effective
+    seed."""
     return _sha256(
         "rqvae",
         CACHE_FORMAT_VERSION,

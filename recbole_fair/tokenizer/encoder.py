@@ -10,7 +10,9 @@ access is attempted. Any other ``text_encoder`` value (a hub name such as
 to ``SentenceTransformer`` as is.
 
 An *encoder function* maps ``list[str]`` to a float32 array ``[n, d]`` of L2-normalised rows;
-:func:`make_encoder_fn` builds the real one, tests pass fakes.
+:func:`make_encoder_fn` builds the real one, a :class:`SentenceEncoder` (which also exposes its
+batches, so that a process group can share them out: :mod:`recbole_fair.tokenizer.sharded`);
+tests pass fakes.
 
 Speed (``benchmarks/bench_text_encoder.py``): the encoding is matrix products, so its cost is the
 tokens it computes. ``SentenceTransformer.encode`` orders the texts by *character* length before
@@ -194,6 +196,51 @@ def _precision(dtype: str, device: str) -> ContextManager:
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
+def encode_batches(
+    model: Any,
+    texts: list[str],
+    batches: list[np.ndarray],
+    dtype: str = "float32",
+    show_progress: bool = True,
+    threads: int | None = None,
+) -> list[np.ndarray]:
+    r"""The embeddings of the given batches of texts, one ``encode`` call per batch.
+
+    Args:
+        model: the sentence-transformers model (:func:`load_sentence_encoder`).
+        texts: the strings the batches index.
+        batches: index arrays into ``texts`` (:func:`length_sorted_batches`).
+        dtype: ``text_encode_dtype``: ``float32`` or ``bfloat16`` (autocast).
+        show_progress: show a tqdm progress bar over the batches.
+        threads: torch CPU threads while encoding (see :func:`torch_threads`).
+
+    Returns:
+        list of numpy.ndarray: float32 ``[len(batch), d]`` per batch, rows of unit norm.
+    """
+    from tqdm import tqdm
+
+    parts = []
+    with torch_threads(threads), _precision(dtype, str(model.device)):
+        for batch in tqdm(batches, desc="Encoding", disable=not show_progress):
+            # one call per batch: encode would re-order a longer list by character length
+            embeddings = model.encode(
+                [texts[i] for i in batch],
+                batch_size=len(batch),
+                show_progress_bar=False,
+                convert_to_tensor=True,
+                normalize_embeddings=True,
+            )
+            parts.append(embeddings.float().cpu().numpy())  # [len(batch), d]
+    return parts
+
+
+def assemble_batches(n: int, batches: list[np.ndarray], parts: list[np.ndarray]) -> np.ndarray:
+    r"""The rows of ``parts`` (one array per batch) put back in text order: ``[n, d]``."""
+    out = np.empty((n, parts[0].shape[1]), dtype=np.float32)  # [n, d]
+    out[np.concatenate(batches)] = np.concatenate(parts)
+    return out
+
+
 def encode_with_model(
     model: Any,
     texts: list[str],
@@ -208,34 +255,17 @@ def encode_with_model(
         model: the sentence-transformers model (:func:`load_sentence_encoder`).
         texts: ``n`` strings.
         batch_size: texts per batch.
-        dtype: ``text_encode_dtype``: ``float32`` or ``bfloat16`` (autocast).
-        show_progress: show a tqdm progress bar over the batches.
-        threads: torch CPU threads while encoding (see :func:`torch_threads`).
+        dtype, show_progress, threads: see :func:`encode_batches`.
 
     Returns:
         numpy.ndarray: float32 ``[n, d]``, each row of unit norm.
     """
-    from tqdm import tqdm
-
     texts = list(texts)
     if not texts:
         return np.zeros((0, 0), dtype=np.float32)
     batches = length_sorted_batches(token_lengths(model, texts), int(batch_size))
-    parts = []
-    with torch_threads(threads), _precision(dtype, str(model.device)):
-        for batch in tqdm(batches, desc="Encoding", disable=not show_progress):
-            # one call per batch: encode would re-order a longer list by character length
-            embeddings = model.encode(
-                [texts[i] for i in batch],
-                batch_size=len(batch),
-                show_progress_bar=False,
-                convert_to_tensor=True,
-                normalize_embeddings=True,
-            )
-            parts.append(embeddings.float().cpu().numpy())  # [len(batch), d]
-    out = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)  # [n, d]
-    out[np.concatenate(batches)] = np.concatenate(parts)
-    return out
+    parts = encode_batches(model, texts, batches, dtype, show_progress, threads)
+    return assemble_batches(len(texts), batches, parts)
 
 
 def encode_texts(
@@ -265,17 +295,52 @@ def encode_texts(
     return np.ascontiguousarray(embeddings, dtype=np.float32)  # [n, d]
 
 
+class SentenceEncoder:
+    r"""The encoder function of a ``text_encoder`` (what :func:`make_encoder_fn` returns):
+    ``encoder(texts)`` gives the ``[n, d]`` embeddings. Its two halves, the token lengths and
+    the encoding of given batches, let :mod:`recbole_fair.tokenizer.sharded` share the batches
+    out among the ranks of a process group. The model loads on first use.
+
+    Args:
+        name, batch_size, device, show_progress, dtype: see :func:`encode_texts`.
+    """
+
+    def __init__(
+        self,
+        name: str = DEFAULT_TEXT_ENCODER,
+        batch_size: int = 32,
+        device: str = "cpu",
+        show_progress: bool = True,
+        dtype: str = "float32",
+    ) -> None:
+        self.name = name
+        self.batch_size = int(batch_size)
+        self.device = str(device)
+        self.show_progress = bool(show_progress)
+        self.dtype = check_encode_dtype(dtype)
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        return encode_texts(
+            texts, self.name, self.batch_size, self.device, self.show_progress, self.dtype
+        )
+
+    def lengths(self, texts: list[str]) -> np.ndarray:
+        r"""Token counts ``[n]`` of the texts (:func:`token_lengths`)."""
+        return token_lengths(load_sentence_encoder(self.name, self.device), list(texts))
+
+    def encode_batches(self, texts: list[str], batches: list[np.ndarray]) -> list[np.ndarray]:
+        r"""The embeddings of these batches of ``texts`` (:func:`encode_batches`)."""
+        model = load_sentence_encoder(self.name, self.device)
+        return encode_batches(model, texts, batches, self.dtype, self.show_progress)
+
+
 def make_encoder_fn(
     name: str = DEFAULT_TEXT_ENCODER,
     batch_size: int = 32,
     device: str = "cpu",
     show_progress: bool = True,
     dtype: str = "float32",
-) -> EncoderFn:
+) -> SentenceEncoder:
     r"""An encoder function ``texts -> [n, d] float32`` bound to one model, batch size and
-    ``text_encode_dtype``."""
-
-    def encoder_fn(texts: list[str]) -> np.ndarray:
-        return encode_texts(texts, name, batch_size, device, show_progress, dtype)
-
-    return encoder_fn
+    ``text_encode_dtype`` (a :class:`SentenceEncoder`)."""
+    return SentenceEncoder(name, batch_size, device, show_progress, dtype)
