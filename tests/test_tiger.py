@@ -9,6 +9,7 @@ a fake text encoder, and the whole pipeline once on ml-100k (inside the recbole 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import logging
 import os
@@ -27,8 +28,11 @@ from recbole.utils import init_seed
 from synthetic import write_walk_dataset
 
 import recbole_fair  # noqa: F401  (compatibility shims)
+from recbole_fair.errors import ConfigError
 from recbole_fair.model.beam_search import ItemTrie, constrained_beam_search, count_invalid
 from recbole_fair.model.sequential_recommender.tiger import TIGER
+from recbole_fair.model.t5_decoder import DecoderContext
+from recbole_fair.model.tiger_settings import TIGERSettings
 from recbole_fair.tokenizer.rqvae import (
     RQVAESettings,
     add_collision_digit,
@@ -123,7 +127,7 @@ def random_batch(model: TIGER, B: int, T: int = 5, seed: int = 1) -> Interaction
     )
 
 
-def context_of(model: TIGER, interaction: Interaction) -> dict:
+def context_of(model: TIGER, interaction: Interaction) -> DecoderContext:
     hidden, mask = model.encode(interaction)
     return model.decoder_context(hidden, mask)
 
@@ -168,6 +172,39 @@ def test_beam_size_smaller_than_topk_raises(syn):
 def test_bad_config_raises_naming_the_key(syn, key, value, match):
     with pytest.raises(ValueError, match=match):
         make_model(syn, **{key: value})
+
+
+def test_settings_cover_the_yaml_with_its_paper_defaults():
+    """Every key TIGERSettings reads (but RecBole's topk) is in TIGER.yaml, with the same value
+    as the dataclass default (the paper's)."""
+    keys = yaml.safe_load(TIGER_YAML.read_text())
+    defaults = TIGERSettings()
+    for field in dataclasses.fields(TIGERSettings):
+        if field.name == "topk":
+            continue
+        assert field.name in keys, f"{field.name} is read by TIGER but not in TIGER.yaml"
+        assert keys[field.name] == getattr(defaults, field.name), field.name
+    settings = TIGERSettings.from_config({**keys, "topk": [5, 10]})
+    assert settings == TIGERSettings(topk=[10, 5])
+    assert settings.topk == [5, 10] and isinstance(settings.n_heads, int)
+
+
+@pytest.mark.parametrize(
+    "values, match",
+    [
+        ({"hidden_size": None}, r"config key \[hidden_size\] is missing"),
+        ({"layer_norm_eps": 0}, r"layer_norm_eps must be > 0"),
+        ({"n_heads": 0}, r"n_heads must be >= 1"),
+        ({"dropout_prob": "high"}, r"dropout_prob must be a number"),
+        ({"attn_implementation": "flash"}, "attn_implementation must be one of"),
+        ({"tiger_exact_check_mode": "some"}, "tiger_exact_check_mode must be one of"),
+        ({"loss_type": "BPR"}, "loss_type must be CE"),
+    ],
+)
+def test_settings_errors_name_the_key(values, match):
+    keys = {**yaml.safe_load(TIGER_YAML.read_text()), **values}
+    with pytest.raises(ConfigError, match=match):
+        TIGERSettings.from_config(keys)
 
 
 def test_incremental_decoder_matches_transformers(syn):
