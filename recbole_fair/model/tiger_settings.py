@@ -36,6 +36,7 @@ _BOUNDS = {
     "beam_size": (1, False),
     "tiger_exact_check_users": (0, False),
     "tiger_decode_chunk": (1, False),
+    "tiger_length_groups": (1, False),
 }
 
 # Keys with a fixed set of values.
@@ -69,6 +70,9 @@ class TIGERSettings:
         tiger_exact_check_users (int): users per evaluation pass of the beam-vs-exact check.
         tiger_exact_check_mode (str): one of :data:`EXACT_CHECK_MODES`.
         tiger_decode_chunk (int): decoder sequences decoded at once.
+        tiger_length_groups (int): at most this many groups of rows of similar history length
+            per training batch, each trimmed to its own longest history (1 = the batch trimmed
+            to its longest; :func:`~recbole_fair.model.host_batch.length_groups`).
         topk (list of int): RecBole's ``topk``, sorted and distinct ([] = no top-k check).
         loss_type (str): ``CE``, the only type.
         train_mode (str): ``prefix``, the only mode (one (history, next item) row per prefix).
@@ -91,6 +95,7 @@ class TIGERSettings:
     tiger_exact_check_users: int = 64
     tiger_exact_check_mode: str = "bound"
     tiger_decode_chunk: int = 4096
+    tiger_length_groups: int = 8
     topk: list = dataclasses.field(default_factory=list)
     loss_type: str = "CE"
     train_mode: str = "prefix"

@@ -44,7 +44,7 @@ from recbole_fair.model.beam_search import (
     constrained_beam_search,
 )
 from recbole_fair.model.generation_report import GenerationReport
-from recbole_fair.model.host_batch import HostBatch, host_batch_of
+from recbole_fair.model.host_batch import HostBatch, host_batch_of, length_groups
 from recbole_fair.model.layers import full_precision
 from recbole_fair.model.t5_decoder import DecoderContext
 from recbole_fair.model.tiger_settings import TIGERSettings
@@ -195,40 +195,66 @@ class TIGER(SequentialRecommender):
         input_ids, mask = self.encoder_inputs(item_seq, item_seq_len, user_ids, longest)
         labels = self.item_tokens(target_items)  # [B, C]
         decoder_input_ids = torch.cat([labels.new_zeros(labels.size(0), 1), labels[:, :-1]], 1)
-        logits = self.t5(
-            input_ids=input_ids, attention_mask=mask, decoder_input_ids=decoder_input_ids
-        ).logits  # [B, C, vocab]
-        B = logits.size(0)
-        index = self.level_tokens.unsqueeze(0).expand(B, -1, -1)  # [B, C, V]
-        return logits.gather(2, index)
+        hidden = self.t5.encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        out = self.t5.decoder(
+            input_ids=decoder_input_ids, encoder_hidden_states=hidden, encoder_attention_mask=mask
+        ).last_hidden_state  # [B, C, d]
+        out = out * t5_decoder.decoder_output_scale(self.t5.config)
+        # T5's LM head restricted to each digit's own V tokens (the logits it would gather)
+        weight = self.t5.lm_head.weight[self.level_tokens]  # [C, V, d]
+        return torch.einsum("bcd,cvd->bcv", out, weight)  # [B, C, V]
 
     def prepare_batch(self, interaction: Any) -> Any:
         r"""Trim a training batch to its longest history on the host, before its copy to the
         device, and note that length (``interaction.host_batch``), so that
         :meth:`calculate_loss` need not read it back from the device
-        (:mod:`recbole_fair.model.host_batch`). Called by recbole-fair's trainer; a batch
-        already on an accelerator is returned as is."""
-        item_seq_len = interaction[self.ITEM_SEQ_LEN]
-        if item_seq_len.device.type != "cpu":
+        (:mod:`recbole_fair.model.host_batch`); with ``tiger_length_groups > 1`` sort its rows by
+        history length first and note the groups of rows to trim separately. Called by
+        recbole-fair's trainer; a batch already on an accelerator is returned as is."""
+        if interaction[self.ITEM_SEQ_LEN].device.type != "cpu":
             return interaction
-        longest = int(item_seq_len.max())
+        return self._sort_and_trim(interaction)
+
+    def _sort_and_trim(self, interaction: Any) -> Any:
+        r"""The batch trimmed to its longest history, with its :class:`HostBatch`; with
+        ``tiger_length_groups > 1`` a copy whose rows are sorted by history length (stable) and
+        split into the groups of :func:`~recbole_fair.model.host_batch.length_groups`."""
+        lengths = interaction[self.ITEM_SEQ_LEN]
+        groups = None
+        if self.settings.tiger_length_groups > 1:
+            interaction = interaction[torch.argsort(lengths, stable=True)]  # a copy
+            lengths = interaction[self.ITEM_SEQ_LEN]
+            groups = length_groups(lengths.cpu().numpy(), self.settings.tiger_length_groups)
+        longest = int(lengths.max())
         item_seq = interaction[self.ITEM_SEQ][:, :longest].contiguous()
         interaction.interaction[self.ITEM_SEQ] = item_seq
-        interaction.host_batch = HostBatch(item_seq.size(0), longest)
+        interaction.host_batch = HostBatch(item_seq.size(0), longest, groups=groups)
         return interaction
 
     def calculate_loss(self, interaction: Any) -> torch.Tensor:
-        r"""Teacher-forced cross-entropy over the ``C`` digits of the next item."""
-        target = interaction[self.POS_ITEM_ID]  # [B]
-        item_seq = interaction[self.ITEM_SEQ]
-        host = host_batch_of(interaction, item_seq)
-        logits = self.forward(
-            item_seq,
-            interaction[self.ITEM_SEQ_LEN],
-            target,
-            self._user_ids(interaction),
-            longest=host.longest if host is not None else None,
-        )  # [B, C, V]
+        r"""Teacher-forced cross-entropy over the ``C`` digits of the next item, the mean over the
+        batch's rows and digits. Rows grouped by history length (``tiger_length_groups``) run
+        through T5 group by group, each trimmed to its own longest history: the same loss up to
+        float rounding (padding is masked), on fewer padded positions."""
+        host = host_batch_of(interaction, interaction[self.ITEM_SEQ])
+        if host is None and self.settings.tiger_length_groups > 1:
+            interaction = self._sort_and_trim(interaction)  # (reads the lengths back from a GPU)
+            host = interaction.host_batch
+        item_seq, lengths = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        target, users = interaction[self.POS_ITEM_ID], self._user_ids(interaction)  # [B]
+        if host is None:
+            groups: tuple = ((len(target), None),)  # forward reads the longest history
+        else:
+            groups = host.groups or ((host.rows, host.longest),)
+        logits, start = [], 0
+        for end, longest in groups:
+            rows = slice(start, end)
+            user_rows = None if users is None else users[rows]
+            logits.append(
+                self.forward(item_seq[rows], lengths[rows], target[rows], user_rows, longest)
+            )  # [b, C, V]
+            start = end
+        logits = torch.cat(logits) if len(logits) > 1 else logits[0]  # [B, C, V]
         codes = self.item_codes[target]  # [B, C]
         return F.cross_entropy(logits.reshape(-1, self.code_vocab), codes.reshape(-1))
 
