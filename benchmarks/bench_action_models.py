@@ -35,10 +35,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+# mean ± std over seeds, skips nan (private: to become the leaderboard package's public statistic)
+from recbole_fair.leaderboard.stats import mean_std
 
-from recbole_fair.leaderboard import _mean_std  # noqa: E402  (mean ± std over seeds, skips nan)
+REPO = Path(__file__).resolve().parents[1]
 
 MODELS = ["Interleaved", "AttnLFA", "AttnMVP"]
 METRICS = ["bce", "ne", "auroc"]
@@ -221,9 +221,9 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             if not group:
                 continue
             keys = sorted({k for r in group for k in r["test"]})
-            row = {k: _mean_std([r["test"].get(k) for r in group]) for k in keys}
+            row = {k: mean_std([r["test"].get(k) for r in group]) for k in keys}
             for cost in ("train_s_per_epoch", "peak_rss_mb", "peak_cuda_mb", "activation_mb"):
-                row[cost] = _mean_std([r[cost] for r in group if r[cost] is not None])
+                row[cost] = mean_std([r[cost] for r in group if r[cost] is not None])
             row["parameters"] = group[0]["parameters"]
             row["seeds"] = [r["seed"] for r in group]
             rows[model] = row

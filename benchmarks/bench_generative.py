@@ -66,7 +66,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 # run name -> (model, extra config, table label)
 RUNS: dict[str, tuple[str, dict[str, Any], str]] = {
@@ -186,17 +185,6 @@ def _eval_batches(test_data: Any, n_users: int):
         seen += n
 
 
-def _masked_topk(scores: Any, history_index: Any, k: int) -> Any:
-    r"""``Trainer._full_sort_batch_eval``'s masking (padding item, history if any), then top-k."""
-    import numpy as np
-
-    scores = scores.view(scores.size(0), -1)
-    scores[:, 0] = -np.inf
-    if history_index is not None:
-        scores[history_index] = -np.inf
-    return scores.topk(k, dim=1).indices.cpu()  # [B, k]
-
-
 def topk_metrics(top: Any, positive_u: Any, positive_i: Any, n_items: int) -> tuple[float, float]:
     r"""Sums over the batch's users of Recall@k and NDCG@k (RecBole's definitions) of ``top``
     (``[B, k]`` ranked item ids) against the positives ``(positive_u, positive_i)``."""
@@ -219,6 +207,8 @@ def time_evaluation(model: Any, test_data: Any, device: Any, n_users: int) -> di
     warm-up call on the first batch), plus their top-``TOPK`` items and metrics."""
     import torch
 
+    from recbole_fair.analysis.popularity import masked_topk
+
     n_items = test_data._dataset.item_num
     model.eval()
     with torch.no_grad():
@@ -233,7 +223,7 @@ def time_evaluation(model: Any, test_data: Any, device: Any, n_users: int) -> di
             scores = model.full_sort_predict(interaction)
             _sync(device)
             seconds += time.perf_counter() - start
-            top = _masked_topk(scores, history_index, TOPK)
+            top = masked_topk(scores, history_index, TOPK)
             r, n = topk_metrics(top, positive_u, positive_i, n_items)
             recall, ndcg, users = recall + r, ndcg + n, users + len(interaction)
             batch_sizes.add(len(interaction))

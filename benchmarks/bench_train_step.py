@@ -19,13 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from bench_generative import time_train_steps  # the step timer of both scripts (benchmarks/)
 
-from bench_generative import time_train_steps  # noqa: E402  (the step timer of both scripts)
+REPO = Path(__file__).resolve().parents[1]
 
 
 def time_steps(

@@ -8,7 +8,8 @@ script measures why, on a checkpoint's test histories (the same perturbation as 
 without NRT, e.g. RPG, so that ``D(h, h̃)`` is 0 there): the distribution of
 ``D(h, h̃)`` (clean vs perturbed input) and ``D(h, h⁻)`` (clean vs another user's history) for
 both distances, and the share of triplets with a non-zero loss ("active") for a grid of margins.
-A margin is useful when a sizeable share of the triplets is active.
+A margin is useful when a sizeable share of the triplets is active
+(:mod:`recbole_fair.analysis.nrt` measures it).
 
     python benchmarks/diag_nrt.py --checkpoint leaderboards/.../checkpoints/FAIR-...-best.pth \
         [--data_path ../shared/datasets] [--repeats 3] [--out benchmarks/results/diag_nrt.json]
@@ -21,72 +22,9 @@ import json
 import os
 import sys
 
-import numpy as np
-import torch
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from recbole_fair.model.losses import (  # noqa: E402
-    NRT_DISTANCES,
-    nrt_distance,
-    perturb_code_tokens,
-)
-from recbole_fair.visualize_attention import _test_batches, load_checkpoint  # noqa: E402
-
-MARGINS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
-QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
-
-
-@torch.no_grad()
-def collect(loaded, repeats: int, seed: int) -> dict[str, dict[str, np.ndarray]]:
-    r"""``D(h, h̃)`` and ``D(h, h⁻)`` at each test history's last position, per distance."""
-    model = loaded.model
-    torch.manual_seed(seed)
-    out = {kind: {"pos": [], "neg": []} for kind in NRT_DISTANCES}
-    for interaction in _test_batches(loaded):
-        item_seq = model.trim(interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN])
-        last = interaction[model.ITEM_SEQ_LEN] - 1
-        tokens = model.item_tokens(item_seq)
-        clean = model.gather_indexes(model.encode_tokens(tokens, items=item_seq)[0], last)  # [B, d]
-        negative = clean.roll(1, dims=0)
-        for _ in range(repeats):
-            noisy_tokens = perturb_code_tokens(
-                tokens,
-                model.codebook_size,
-                model.mask_token,
-                model.nrt_mask_prob,
-                model.nrt_sub_prob,
-            )
-            noisy = model.gather_indexes(model.encode_tokens(noisy_tokens, items=item_seq)[0], last)
-            for kind in NRT_DISTANCES:
-                out[kind]["pos"].append(nrt_distance(clean, noisy, kind).cpu())
-                out[kind]["neg"].append(nrt_distance(clean, negative, kind).cpu())
-    return {
-        kind: {k: torch.cat(v).double().numpy() for k, v in parts.items()}
-        for kind, parts in out.items()
-    }
-
-
-def summarise(values: dict[str, dict[str, np.ndarray]], configured: tuple[str, float]) -> dict:
-    report = {}
-    for kind, parts in values.items():
-        gap = parts["neg"] - parts["pos"]  # a triplet is active when gap < margin
-        report[kind] = {
-            "pos_quantiles": dict(zip(map(str, QUANTILES), np.quantile(parts["pos"], QUANTILES))),
-            "neg_quantiles": dict(zip(map(str, QUANTILES), np.quantile(parts["neg"], QUANTILES))),
-            "active_share": {str(m): float((gap < m).mean()) for m in MARGINS},
-            "mean_loss": {str(m): float(np.maximum(0, m - gap).mean()) for m in MARGINS},
-            "triplets": int(gap.size),
-        }
-    kind, margin = configured
-    gap = values[kind]["neg"] - values[kind]["pos"]
-    report["configured"] = {
-        "distance": kind,
-        "margin": margin,
-        "active_share": float((gap < margin).mean()),
-        "mean_loss": float(np.maximum(0, margin - gap).mean()),
-    }
-    return report
+from recbole_fair.analysis.nrt import MARGINS, QUANTILES, collect, summarise
+from recbole_fair.checkpoint import load_checkpoint
+from recbole_fair.model.losses import NRT_DISTANCES
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -102,15 +40,15 @@ def main(argv: list[str] | None = None) -> dict:
     if not hasattr(loaded.model, "mask_token"):
         sys.exit(f"error: {args.checkpoint}: {loaded.config['model']} has no NRT perturbation")
     model = loaded.model
-    configured = (model.nrt_distance, float(model.nrt_margin))
+    configured = (model.settings.nrt_distance, float(model.settings.nrt_margin))
     report = summarise(collect(loaded, args.repeats, args.seed), configured)
     report.update(
         checkpoint=args.checkpoint,
         dataset=loaded.config["dataset"],
         hidden_size=loaded.config["hidden_size"],
-        nrt_weight=model.nrt_weight,
-        nrt_mask_prob=model.nrt_mask_prob,
-        nrt_sub_prob=model.nrt_sub_prob,
+        nrt_weight=model.settings.nrt_weight,
+        nrt_mask_prob=model.settings.nrt_mask_prob,
+        nrt_sub_prob=model.settings.nrt_sub_prob,
     )
 
     print(f"{report['dataset']}: {args.checkpoint} (d={report['hidden_size']})")

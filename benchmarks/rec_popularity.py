@@ -12,6 +12,8 @@ has one, the user's history masked), takes the top-10 and reports:
   often as the tail is the answer),
 * catalogue coverage: distinct items recommended to at least one user / all items.
 
+(:mod:`recbole_fair.analysis.popularity` computes them.)
+
     python benchmarks/rec_popularity.py --checkpoints A-best.pth B-best.pth \
         [--data_path ../shared/datasets] [--out docs/leaderboards/Amazon_Beauty-e40/rec_popularity.md] \
         [--labels "FAIR,SASRec"]
@@ -20,92 +22,12 @@ has one, the user's history masked), takes the top-10 and reports:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
-import numpy as np
-import torch
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [HERE, os.path.dirname(HERE)]  # the other benchmark scripts, and the package
-
-from bench_generative import _masked_topk  # noqa: E402
-from per_user_buckets import (  # noqa: E402
-    POPULARITY_EDGES,
-    _bucket_labels,
-    save_report,
-    split_statistics,
-)
-
-from recbole_fair.visualize_attention import load_checkpoint  # noqa: E402
-
-K = 10
-
-
-@torch.no_grad()
-def top_k(loaded, k: int = K, data: Any = None) -> tuple[np.ndarray, np.ndarray]:
-    r"""Top-k item ids per user ``[users, k]`` and the targets ``[targets]`` of an evaluation
-    loader (default: the test loader; leave-one-out, so one target per user, in user order)."""
-    tops, targets = [], []
-    for interaction, history_index, _, positive_i in loaded.test_data if data is None else data:
-        interaction = interaction.to(loaded.config["device"])
-        scores = loaded.model.full_sort_predict(interaction)
-        tops.append(_masked_topk(scores, history_index, k).numpy())
-        targets.append(positive_i.cpu().numpy())
-    return np.concatenate(tops), np.concatenate(targets)
-
-
-def training_statistics(loaded) -> dict[str, np.ndarray]:
-    r"""RecBole's sequential split of a checkpoint's dataset, whatever the model
-    (:func:`per_user_buckets.split_statistics`)."""
-    config = {"data_path": os.path.dirname(os.path.normpath(loaded.config["data_path"]))}
-    return split_statistics(config, loaded.config["dataset"])
-
-
-def item_popularity(loaded) -> np.ndarray:
-    r"""Training-target count per internal item id of a checkpoint's dataset."""
-    return training_statistics(loaded)["item_popularity"]
-
-
-def measure(loaded, popularity: np.ndarray) -> dict[str, Any]:
-    r"""Popularity figures of one loaded checkpoint's top-10 lists."""
-    if len(popularity) != loaded.dataset.item_num:
-        raise ValueError(
-            f"{loaded.path}: {loaded.dataset.item_num} item ids, but the popularity counts "
-            f"have {len(popularity)}: not the same dataset"
-        )
-    top, targets = top_k(loaded)
-    return {
-        "checkpoint": loaded.path,
-        "model": loaded.config["model"],
-        "dataset": loaded.config["dataset"],
-        **profile(top, targets, popularity),
-    }
-
-
-def profile(top: np.ndarray, targets: np.ndarray, popularity: np.ndarray) -> dict[str, Any]:
-    r"""Popularity figures of top-k lists ``top`` ``[users, k]`` against their ``targets``;
-    ``popularity`` ``[n_items]`` counts training targets per item id (0 = padding)."""
-    rec_pop, target_pop = popularity[top.ravel()], popularity[targets]
-    edges = np.asarray(POPULARITY_EDGES)
-    rec_bucket = np.searchsorted(edges, rec_pop, side="left")
-    target_bucket = np.searchsorted(edges, target_pop, side="left")
-    n_items = len(popularity) - 1  # without the padding item
-    return {
-        "users": int(top.shape[0]),
-        "mean_popularity": float(rec_pop.mean()),
-        "median_popularity": float(np.median(rec_pop)),
-        "target_mean_popularity": float(target_pop.mean()),
-        "coverage": float(len(np.unique(top)) / n_items),
-        "buckets": {
-            label: {
-                "recommended": float((rec_bucket == b).mean()),
-                "targets": float((target_bucket == b).mean()),
-            }
-            for b, label in enumerate(_bucket_labels(POPULARITY_EDGES))
-        },
-    }
+from recbole_fair.analysis.popularity import K, measure, training_popularity
+from recbole_fair.analysis.report import save_report
+from recbole_fair.checkpoint import load_checkpoint
 
 
 def to_markdown(reports: list[dict[str, Any]]) -> str:
@@ -153,7 +75,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     for path in args.checkpoints:
         loaded = load_checkpoint(path, data_path=args.data_path, require_attention_maps=False)
         if popularity is None:
-            popularity = item_popularity(loaded)
+            popularity = training_popularity(loaded)
         reports.append(measure(loaded, popularity))
     if len({r["dataset"] for r in reports}) > 1:
         sys.exit("error: the checkpoints are from different datasets")

@@ -11,7 +11,7 @@
 #   bash benchmarks/run_cpu_leaderboards.sh merge   # -> docs/leaderboards/<dataset>-e40/
 #
 # `merge` reads every $OUT/<dataset>-e<EPOCHS>-*/results.jsonl: a variant run in a folder of its
-# own (e.g. leaderboards/Amazon_Beauty-e40-fair-nb, FAIR with --score_prior_correction=1.0) joins
+# own (e.g. leaderboards/Amazon_Beauty-e40-fair-item1, FAIR with --item_loss_weight=1.0) joins
 # the dataset's leaderboard as a row labelled by its settings.
 #
 # Environment: DATA_PATH (folder holding Amazon_Beauty/ and Amazon_Scientific/, default

@@ -5,7 +5,10 @@
 # stops a run after its current epoch). Lanes run single-threaded (one per core).
 #
 #   bash benchmarks/run_repro_lanes.sh beauty      # FAIR (the paper's method) on Amazon_Beauty at
-#                                                  # d=256, lr 0.005 (0.01 x 128/d), 3 seeds
+#                                                  # d=256, lr 0.005 (0.01 x 128/d), SEEDS (default
+#                                                  # 2020,2021,2022)
+#   bash benchmarks/run_repro_lanes.sh beauty-rpg  # RPG on Amazon_Beauty at the CPU budget (d=128,
+#                                                  # lr 0.01), with and without an input LayerNorm
 #   bash benchmarks/run_repro_lanes.sh scientific  # on Amazon_Scientific at the CPU budget (d=128,
 #                                                  # lr 0.01): the paper's ablations, the code-length
 #                                                  # sweep, tokenizer variants, RPG exact and graph
@@ -16,12 +19,12 @@
 #
 # Environment: DATA_PATH (default ../shared/datasets), SID_CACHE (default
 # benchmarks/results/sid_cache), OUT (default leaderboards/repro), EPOCHS (default 10), WARMUP
-# (default 1), PYTHON (default python), THREADS (default 1). Paths are passed as given (keep them
+# (default 1), SEEDS (beauty lane), PYTHON (default python), THREADS (default 1). Paths are passed as given (keep them
 # relative: they are recorded with each result).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-lane=${1:?usage: run_repro_lanes.sh beauty|scientific|merge}
+lane=${1:?usage: run_repro_lanes.sh beauty|beauty-rpg|scientific|merge}
 DATA_PATH=${DATA_PATH:-../shared/datasets}
 SID_CACHE=${SID_CACHE:-benchmarks/results/sid_cache}
 OUT=${OUT:-leaderboards/repro}
@@ -56,8 +59,15 @@ run() {  # name model dataset args...
 
 case $lane in
 beauty)
-    run fair-d256 FAIR Amazon_Beauty --seeds=2020,2021,2022 --hidden_size=256 --inner_size=512 \
-        --learning_rate=0.005
+    run fair-d256 FAIR Amazon_Beauty --seeds="${SEEDS:-2020,2021,2022}" --hidden_size=256 \
+        --inner_size=512 --learning_rate=0.005
+    ;;
+beauty-rpg)
+    B=Amazon_Beauty
+    run rpg-d128-cpu-input-ln RPG $B --seeds=2020 "${cpu128[@]}" --input_dropout_prob=0 \
+        --attn_dropout_prob=0 --input_layer_norm=True
+    run rpg-d128-cpu RPG $B --seeds=2020 "${cpu128[@]}" --input_dropout_prob=0 \
+        --attn_dropout_prob=0
     ;;
 scientific)
     # the reference row, FAIR at d=128 lr 0.01 under the same recipe, is the recipe lanes' run
@@ -73,9 +83,15 @@ scientific)
     run fair-d128-pca128-whiten FAIR $S --seeds=2020 "${cpu128[@]}" --sid_pca_dim=128 \
         --sid_pca_whiten=True
     run fair-d128-no-description FAIR $S --seeds=2020 "${cpu128[@]}" \
-        "--text_fields=['title','price','brand','feature','categories']"
+        "--text_fields=['title','brand','categories']"
     run rpg-d128-cpu-graph RPG $S --seeds=2020 "${cpu128[@]}" --input_dropout_prob=0 \
         --attn_dropout_prob=0 --decoding=graph
+    # RPG's gap to FAIR: FAIR with the paper's three parts off (RPG by construction, but for the
+    # input LayerNorm) and RPG with an input LayerNorm
+    run fair-d128-rpg-equivalent FAIR $S --seeds=2020 "${cpu128[@]}" --attention=standard \
+        --nrt_weight=0 --mim_weight=0
+    run rpg-d128-cpu-input-ln RPG $S --seeds=2020 "${cpu128[@]}" --input_dropout_prob=0 \
+        --attn_dropout_prob=0 --input_layer_norm=True
     ;;
 merge)
     for dataset in Amazon_Beauty Amazon_Scientific; do
@@ -83,14 +99,24 @@ merge)
         for f in "$OUT"/"$dataset"-e"$EPOCHS"-*/results.jsonl; do
             [[ -s $f ]] && files+=("$f")
         done
-        if [[ $dataset == Amazon_Scientific ]]; then  # the reference row of the recipe lanes
-            base=$OUT/Amazon_Scientific-e$EPOCHS-reference.jsonl
-            $PYTHON -c "import json, sys
+        # reference rows: SASRec-CE (RecBole's defaults, 40-epoch cap) and FAIR d=128 under the
+        # 40-epoch schedule from docs/leaderboards/<dataset>-e40; on Scientific also FAIR d=128
+        # of the recipe lanes (the same recipe as these runs)
+        base=$OUT/$dataset-e$EPOCHS-reference.jsonl
+        $PYTHON -c "import json, sys
+data = ['--data_path=../shared/datasets', '--epochs=40']
+sid = ['--sid_cache_dir=benchmarks/results/sid_cache']  # FAIR there: d=128 from cpu_budget.yaml
+wanted = {('SASRec', tuple(data)), ('FAIR', tuple(data + sid))}
 for line in open(sys.argv[1]):
-    if json.loads(line)['config'].get('hidden_size') == 128:
-        print(line, end='')" "docs/leaderboards/Amazon_Scientific-recipe-e$EPOCHS/results.jsonl" >"$base"
-            [[ -s $base ]] && files+=("$base")
-        fi
+    r = json.loads(line)
+    if r['status'] == 'ok' and (r['model'], tuple(r['spec']['argv'][1:])) in wanted:
+        print(line, end='')
+if sys.argv[2] == 'Amazon_Scientific':
+    for line in open(sys.argv[3]):
+        if json.loads(line)['config'].get('hidden_size') == 128:
+            print(line, end='')" "docs/leaderboards/$dataset-e40/results.jsonl" "$dataset" \
+            "docs/leaderboards/$dataset-recipe-e$EPOCHS/results.jsonl" >"$base"
+        [[ -s $base ]] && files+=("$base")
         ((${#files[@]})) || continue
         list=$(IFS=,; echo "${files[*]}")
         $PYTHON run_recbole_fair.py --leaderboard-only "$list" \
@@ -98,7 +124,7 @@ for line in open(sys.argv[1]):
     done
     ;;
 *)
-    echo "unknown lane '$lane': beauty, scientific or merge" >&2
+    echo "unknown lane '$lane': beauty, beauty-rpg, scientific or merge" >&2
     exit 2
     ;;
 esac

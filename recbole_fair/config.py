@@ -11,11 +11,13 @@ for semantic-ID models < ``properties/model/<Model>.yaml`` < ``properties/datase
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import glob
 import os
+import sys
 from logging import getLogger
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 from recbole.config import Config as RecBoleConfig
@@ -28,7 +30,8 @@ from recbole.utils import (
 )
 
 from recbole_fair.errors import ConfigError
-from recbole_fair.utils import get_model, get_properties_dir
+from recbole_fair.paths import DATA_PATH_ENV, get_properties_dir
+from recbole_fair.utils import get_model
 
 
 # Settings checked once the configuration is final: key -> (test, what a valid value is). A key
@@ -78,9 +81,6 @@ _SETTING_RULES: dict[str, tuple[Any, str]] = {
     ),
 }
 
-# Environment variable giving the default data_path (the folder holding one folder per dataset).
-DATA_PATH_ENV = "RECBOLE_FAIR_DATA_PATH"
-
 # Keys RecBole sets or reads that appear in none of its YAML files.
 _RUNTIME_KEYS = {
     "model",
@@ -105,6 +105,19 @@ _RUNTIME_KEYS = {
     "gpu_id",
     "use_gpu",
 }
+
+
+@contextlib.contextmanager
+def command_line(argv: list[str]) -> Iterator[None]:
+    r"""Run the block with ``sys.argv = argv``. RecBole's Config reads ``--key=value`` overrides
+    from ``sys.argv``: code that builds a :class:`Config` under a command line of its own (an
+    analysis script's flags) hides that command line from it."""
+    saved = sys.argv
+    sys.argv = list(argv)
+    try:
+        yield
+    finally:
+        sys.argv = saved
 
 
 class Config(RecBoleConfig):

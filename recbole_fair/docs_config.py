@@ -18,7 +18,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 
-from recbole_fair.utils import get_properties_dir
+from recbole_fair.paths import get_properties_dir
 
 # Files in the order of the page: the layering order of the config, then the model presets (the
 # paper's models first), then the dataset presets and the quick start.
@@ -170,11 +170,12 @@ project's design and benchmark notes, kept outside this repository.
 OUTRO = """\
 ## Keys outside these files
 
-FAIR reads a few keys with a default when they are absent from `FAIR.yaml`: `input_dropout_prob`
-(default: `hidden_dropout_prob`), the recbole-fair extensions `item_id_embedding`,
-`item_loss_weight`, `score_prior_correction` and `score_prior_recent` (all off by default: the
-paper's model), and the graph-decoding keys (`decoding`, `graph_*`). They are described in
-[rpg_and_ablations.md](rpg_and_ablations.md); the Transformer keys of TIGER in
+FAIR, RPG and the action models read every key from their YAML file above, once, into a
+settings dataclass (`FAIRSettings`, `ActionModelSettings`, `AttnLFASettings` in
+`recbole_fair/model/`) that checks each value and names the key of a bad one. RPG leaves FAIR's
+focused-attention, NRT and MIM keys out: it fixes those parts off. The recbole-fair extensions
+(`input_dropout_prob`, `item_id_embedding`, `item_loss_weight`, `decoding: graph`) are described
+in [rpg_and_ablations.md](rpg_and_ablations.md); the Transformer keys of TIGER in
 [tiger.md](tiger.md), those of the action models in [action_models.md](action_models.md).
 """
 

@@ -29,8 +29,8 @@ def build_rank(rank: int, world_size: int, folder: str, fail_on_rank0: bool) -> 
     """Join a gloo group, build semantic IDs through ``build_once``, save what came back."""
     import torch.distributed as dist
 
-    from recbole_fair.distributed import build_once, process_group
-    from recbole_fair.tokenizer.semantic_ids import SemanticIDSettings, build_semantic_ids
+    from recbole_fair.parallel import build_once, process_group
+    from recbole_fair.tokenizer import SemanticIDSettings, build_semantic_ids
 
     dist.init_process_group(
         "gloo",

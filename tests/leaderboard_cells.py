@@ -1,6 +1,6 @@
-"""Stand-ins for a leaderboard cell's process (``recbole_fair.leaderboard._cell_worker``) for the
-tests of the cell time limit. A spawned process imports this module to run them: it imports
-neither torch nor RecBole, so that a cell starts in a fraction of a second."""
+"""Stand-ins for a leaderboard cell's process (``recbole_fair.leaderboard.runner._cell_worker``)
+for the tests of the cell time limit. A spawned process imports this module to run them: it
+imports neither torch nor RecBole, so that a cell starts in a fraction of a second."""
 
 from __future__ import annotations
 

@@ -19,7 +19,9 @@ from recbole.utils import init_seed
 
 from recbole_fair.config import Config
 from recbole_fair.data.action_dataset import ActionTypeWarning, parse_action_types
+from recbole_fair.errors import ConfigError
 from recbole_fair.model.action_layers import causal_mask
+from recbole_fair.model.action_settings import ActionModelSettings, AttnLFASettings
 from recbole_fair.quick_start import run_recbole_fair
 from recbole_fair.utils import create_dataset, get_model, get_trainer
 
@@ -113,6 +115,25 @@ def random_batch(model, batch=3, length=12, seed=0):
     items = torch.randint(1, model.n_items, (batch, length), generator=gen)
     actions = torch.randint(0, 2, (batch, length, model.num_action_types), generator=gen).float()
     return items, actions
+
+
+# ---------------------------------------------------------------------------- settings
+def test_settings_are_read_in_one_place_and_name_the_key(synth_path, synth_dataset):
+    model = build("AttnLFA", synth_path, synth_dataset)
+    assert isinstance(model.settings, AttnLFASettings) and model.settings.lfa_pooling is True
+    assert model.settings.hidden_size == model.hidden_size == 16
+    assert type(build("AttnMVP", synth_path, synth_dataset).settings) is ActionModelSettings
+    values = dict(make_config("AttnMVP", "synth", synth_path, **TINY).final_config_dict)
+    for key, value, match in [
+        ("attention_type", "linear", "attention_type must be one of"),
+        ("n_heads", 3, r"hidden_size \[16\] must be divisible by n_heads \[3\]"),
+        ("layer_norm_eps", 0.0, "layer_norm_eps must be > 0"),
+        ("attn_dropout_prob", None, r"\[attn_dropout_prob\] is missing.*model/AttnMVP\.yaml"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            ActionModelSettings.from_config({**values, key: value}, "AttnMVP")
+    with pytest.raises(ConfigError, match=r"\[lfa_pooling\] is missing.*AttnLFA\.yaml"):
+        AttnLFASettings.from_config(values, "AttnLFA")
 
 
 # ---------------------------------------------------------------------------- causality

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from recbole_fair import compat
+from recbole_fair import compat, trusted_files
 
 
 class _NotATensor:
@@ -21,7 +21,7 @@ class _NotATensor:
 @pytest.fixture(autouse=True)
 def _private_key_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("RECBOLE_FAIR_KEY_DIR", str(tmp_path / "keys"))
-    compat._TRUSTED_DIGESTS.clear()
+    trusted_files._TRUSTED_DIGESTS.clear()
 
 
 def _write_checkpoint(path):
@@ -31,8 +31,8 @@ def _write_checkpoint(path):
 def test_signed_checkpoint_loads_fully(tmp_path):
     path = tmp_path / "ours.pth"
     _write_checkpoint(path)
-    compat.sign_checkpoint(path)
-    loaded = compat.trusted_torch_load(str(path))
+    trusted_files.sign_checkpoint(path)
+    loaded = trusted_files.trusted_torch_load(str(path))
     assert loaded["config"].value == 3
     assert torch.equal(loaded["state_dict"]["w"], torch.ones(2))
 
@@ -40,47 +40,55 @@ def test_signed_checkpoint_loads_fully(tmp_path):
 def test_signature_survives_a_new_process(tmp_path):
     path = tmp_path / "ours.pth"
     _write_checkpoint(path)
-    compat.sign_checkpoint(path)
-    compat._TRUSTED_DIGESTS.clear()  # as if another process: only the .sig file remains
-    assert compat.is_trusted_checkpoint(path)
+    trusted_files.sign_checkpoint(path)
+    trusted_files._TRUSTED_DIGESTS.clear()  # as if another process: only the .sig file remains
+    assert trusted_files.is_trusted_checkpoint(path)
 
 
 def test_foreign_pickle_is_refused(tmp_path):
     path = tmp_path / "foreign.pth"
     _write_checkpoint(path)  # never signed
     with pytest.raises(pickle.UnpicklingError):
-        compat.trusted_torch_load(str(path))
+        trusted_files.trusted_torch_load(str(path))
 
 
 def test_modified_checkpoint_is_refused(tmp_path):
     path = tmp_path / "ours.pth"
     _write_checkpoint(path)
-    compat.sign_checkpoint(path)
+    trusted_files.sign_checkpoint(path)
     torch.save({"config": _NotATensor(4)}, path)  # replaced after signing
-    compat._TRUSTED_DIGESTS.clear()
-    assert not compat.is_trusted_checkpoint(path)
+    trusted_files._TRUSTED_DIGESTS.clear()
+    assert not trusted_files.is_trusted_checkpoint(path)
     with pytest.raises(pickle.UnpicklingError):
-        compat.trusted_torch_load(str(path))
+        trusted_files.trusted_torch_load(str(path))
 
 
 def test_forged_signature_is_refused(tmp_path):
     path = tmp_path / "forged.pth"
     _write_checkpoint(path)
     (tmp_path / "forged.pth.sig").write_text("0" * 64)
-    assert not compat.is_trusted_checkpoint(path)
+    assert not trusted_files.is_trusted_checkpoint(path)
 
 
 def test_plain_weights_still_load_without_signature(tmp_path):
     path = tmp_path / "weights.pth"
     torch.save({"w": torch.arange(3)}, path)
-    assert torch.equal(compat.trusted_torch_load(str(path))["w"], torch.arange(3))
+    assert torch.equal(trusted_files.trusted_torch_load(str(path))["w"], torch.arange(3))
+
+
+def test_names_moved_to_trusted_files_stay_importable_from_compat():
+    # callers (benchmarks, visualize_attention, leaderboard) import them from compat
+    for name in ["trusted_torch_load", "sign_checkpoint", "is_trusted_checkpoint",
+                 "read_trusted_bytes", "write_signed", "UntrustedFileError",
+                 "load_dataset_cache", "recbole_dataset_class_name"]:  # fmt: skip
+        assert getattr(compat, name) is getattr(trusted_files, name), name
 
 
 def test_only_recbole_trainer_sees_the_shim():
     import recbole.trainer.trainer as trainer_module
 
-    assert trainer_module.torch.load is compat.trusted_torch_load
-    assert torch.load is compat._ORIGINAL_TORCH_LOAD  # global torch.load untouched
+    assert trainer_module.torch.load is trusted_files.trusted_torch_load
+    assert torch.load is trusted_files._ORIGINAL_TORCH_LOAD  # global torch.load untouched
     assert trainer_module.torch.no_grad is torch.no_grad  # everything else delegates
 
 
@@ -121,7 +129,7 @@ def test_trainer_save_is_signed_and_atomic(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         trainer_module.Trainer._save_checkpoint(trainer, 2)
     monkeypatch.setattr(torch, "save", real_save)
-    compat._TRUSTED_DIGESTS.clear()  # as in a new process: only the .sig file vouches for it
+    trusted_files._TRUSTED_DIGESTS.clear()  # as in a new process: only the .sig file vouches for it
     assert trainer_module.torch.load(str(path))["epoch"] == 1  # the previous checkpoint intact
 
 
@@ -203,14 +211,14 @@ def test_pandas_fillna_fills_missing_values(tmp_path):
     ],
 )
 def test_dataset_class_is_recboles_choice(model, model_type, expected):
-    """One rule for RecBole's create_dataset (compat) and recbole-fair's (checked)."""
+    """One rule for RecBole's create_dataset (trusted_files) and recbole-fair's (checked)."""
     from recbole.data import dataset as recbole_datasets
     from recbole.utils import ModelType
 
     from recbole_fair.data import checked
 
     config = {"model": model, "MODEL_TYPE": getattr(ModelType, model_type, model_type)}
-    assert compat.recbole_dataset_class_name(config) == expected
+    assert trusted_files.recbole_dataset_class_name(config) == expected
     cls = checked.recbole_dataset_class(config)
     assert cls is checked.CHECKED_CLASSES[expected]
     assert cls.__name__ == expected and issubclass(cls, getattr(recbole_datasets, expected))

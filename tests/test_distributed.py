@@ -15,7 +15,8 @@ import torch
 import torch.multiprocessing as mp
 from ddp_worker import build_rank
 
-from recbole_fair.distributed import build_once, check_gpus, process_group
+from recbole_fair.cli.launch import check_gpus
+from recbole_fair.parallel import build_once, process_group
 
 
 def _spawn(tmp_path, fail_on_rank0: bool) -> None:

@@ -253,28 +253,10 @@ def test_all_positions_long_sequences_same_targets(tmp_path, calls):
     assert len(all_train) < len(prefix_train) / 2
 
 
-@pytest.mark.parametrize("train_mode", ["prefix", "all_positions"])
-def test_recent_training_targets_are_each_users_latest(tmp_path, calls, train_mode):
-    # users longer than MAX_ITEM_LIST_LENGTH + 1 have several rows with capped histories
-    seqs = write_dataset(tmp_path, seq_lengths=[4 + (u * 7) % 30 for u in range(40)])
-    _, (train, valid, _) = build(tmp_path, train_mode=train_mode, score_prior_recent=2)
-    token_id = {t: i for i, t in enumerate(train.field2id_token["item_id"])}
-    expected = torch.zeros(train.item_num, dtype=torch.long)
-    for seq in seqs.values():  # training targets: positions 1 .. len-3 (valid, test follow)
-        for item in seq[1:-2][-2:]:
-            expected[token_id[item]] += 1
-    assert torch.equal(train.train_recent_target_counts, expected)
-    assert valid.train_recent_target_counts is train.train_recent_target_counts
-    assert train.train_recent_prior_size == valid.train_recent_prior_size == 2
-    _, (plain, _, _) = build(tmp_path, train_mode=train_mode)
-    assert plain.train_recent_target_counts is None  # absent key: not counted
-    assert plain.train_recent_prior_size == 0
-
-
 def test_training_popularity_counts_every_target_not_only_window_ends(tmp_path, calls):
     # the all_positions split keeps one row per window: its inter_feat holds only each window's
     # last target, so popularity (prior correction, graph start items) is counted before thinning
-    from recbole_fair.model.graph_decoding import item_popularity
+    from recbole_fair.data.item_counts import item_popularity
 
     write_dataset(tmp_path, seq_lengths=[4 + (u * 7) % 30 for u in range(40)])
     _, (prefix_train, _, _) = build(tmp_path, train_mode="prefix")
@@ -306,7 +288,7 @@ def test_all_positions_row_index_windows():
 
 def test_semantic_id_yaml_defaults_reach_the_settings():
     from recbole_fair.config import Config as FairConfig
-    from recbole_fair.tokenizer.semantic_ids import SemanticIDSettings
+    from recbole_fair.tokenizer import SemanticIDSettings
 
     config = FairConfig(model="FAIR", dataset="ml-100k", config_dict={"sid_pca_dim": 64})
     settings = SemanticIDSettings.from_config(config)

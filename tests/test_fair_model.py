@@ -6,7 +6,7 @@ followed by item ``i + 1 (mod N)``; semantic IDs are random distinct codes (L=4,
 """
 
 import copy
-import logging
+import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,7 +21,8 @@ from recbole.trainer import Trainer
 from recbole.utils import init_seed
 from synthetic import write_walk_dataset
 
-from recbole_fair.model.calibration import prior_correction, recent_target_counts
+from recbole_fair.errors import ConfigError
+from recbole_fair.model.fair_settings import FAIRSettings
 from recbole_fair.model.losses import mtp_loss
 from recbole_fair.model.sequential_recommender.fair import FAIR
 
@@ -145,12 +146,46 @@ def test_item_codes_must_match_config(syn, key, value, match):
         ("head_temperature", 0.0),
         ("nrt_weight", -1.0),
         ("nrt_sub_prob", 0.95),
-        ("score_prior_correction", -0.5),
     ],
 )
 def test_invalid_config_values_raise_naming_the_key(syn, key, value):
     with pytest.raises(ValueError, match=key):
         make_model(syn, **{key: value})
+
+
+def test_settings_are_read_in_one_place_and_name_the_key(syn):
+    values = dict(syn.config.final_config_dict)
+    settings = FAIRSettings.from_config(values)
+    assert settings.n_codes == L and settings.graph.decoding == "exact"
+    assert settings.input_dropout_prob == settings.hidden_dropout_prob  # absent: the same
+    assert not settings.item_id_embedding and settings.item_loss_weight == 0  # the paper's
+    del values["nrt_margin"]
+    with pytest.raises(ConfigError, match=r"\[nrt_margin\] is missing.*model/FAIR\.yaml"):
+        FAIRSettings.from_config(values)
+    # a switched-off part's keys may be absent: they are never used
+    assert FAIRSettings.from_config({**values, "nrt_weight": 0}).nrt_margin == 0
+    for key, value in [("n_codes", 4.5), ("nrt_weight", "1"), ("input_layer_norm", "yes")]:
+        with pytest.raises(ConfigError, match=key):
+            FAIRSettings.from_config({**values, key: value})
+    rpg = {"attention": "standard", "nrt_weight": 0.0, "mim_weight": 0.0}
+    with pytest.raises(ConfigError, match=r"attention \[focused\] is fixed to \[standard\]"):
+        FAIRSettings.from_config({**values, "nrt_weight": 0, "mim_weight": 0}, "RPG", rpg)
+
+
+def test_item_id_checkpoints_of_earlier_versions_load(syn):
+    model = make_model(syn, item_id_embedding=True)
+    legacy = {
+        key.replace("item_id.embedding.", "item_embedding.").replace(
+            "item_id.head.", "item_head."
+        ): v
+        for key, v in model.state_dict().items()
+    }
+    assert {"item_embedding.weight", "item_head.weight", "item_head.bias"} <= set(legacy)
+    other = make_model(syn, item_id_embedding=True)
+    with torch.no_grad():
+        other.item_id.embedding.weight.zero_()
+    other.load_state_dict(legacy)  # strict: every key found
+    assert torch.equal(other.item_id.embedding.weight, model.item_id.embedding.weight)
 
 
 def test_item_tokens_and_input_embedding(syn):
@@ -217,8 +252,9 @@ def test_attention_maps_for_visualisation(syn):
     assert len(maps) == 2
     for layer in maps:
         for key in ("A1", "A2", "A"):
-            assert layer[key].shape == (3, model.n_heads, T, T)
-        assert torch.allclose(layer["A1"].sum(-1), torch.ones(3, model.n_heads, T), atol=1e-5)
+            assert layer[key].shape == (3, model.settings.n_heads, T, T)
+        heads = model.settings.n_heads
+        assert torch.allclose(layer["A1"].sum(-1), torch.ones(3, heads, T), atol=1e-5)
     std = make_model(syn, attention="standard")
     assert set(std.attention_maps(inter[model.ITEM_SEQ], lens)[0]) == {"A"}
 
@@ -252,7 +288,7 @@ def test_all_positions_loss_predicts_the_next_item_at_every_position(syn):
     wrong = _manual_mtp(logits, model.item_codes[torch.tensor([a, b, c, e, f])])
     assert not torch.allclose(loss, wrong, atol=1e-3)
 
-    model.train_mode = "prefix"
+    model.settings = dataclasses.replace(model.settings, train_mode="prefix")
     prefix = model.calculate_loss(inter)[0]
     expected_prefix = _manual_mtp(logits[[2, 4]], model.item_codes[torch.tensor([d, g])])
     assert torch.allclose(prefix, expected_prefix, atol=1e-5)
@@ -269,15 +305,17 @@ def test_zero_weights_give_exactly_mtp_without_extra_passes(syn):
     inter = random_batch(make_model(syn), B=8)
     plain = make_model(syn, nrt_weight=0.0, mim_weight=0.0)
     calls = _count_encoder_calls(plain)
-    mtp, nrt, mim = plain.calculate_loss(inter)
+    loss = plain.calculate_loss(inter)
+    mtp, nrt, mim, item = loss
+    assert loss._fields == ("mtp", "nrt", "mim", "item")  # always the same four terms
     assert len(calls) == 1  # no second (perturbed) forward pass
-    assert nrt.item() == 0.0 and mim.item() == 0.0
-    assert torch.equal(sum((mtp, nrt, mim)), mtp)
+    assert nrt.item() == 0.0 and mim.item() == 0.0 and item.item() == 0.0
+    assert torch.equal(sum(loss), mtp)  # switched-off terms change the total not one bit
 
     full = make_model(syn, nrt_margin=1000.0)  # same seed -> same weights; hinge active
     calls = _count_encoder_calls(full)
     torch.manual_seed(0)
-    mtp_full, nrt_full, mim_full = full.calculate_loss(inter)
+    mtp_full, nrt_full, mim_full, _ = full.calculate_loss(inter)
     assert len(calls) == 2
     assert torch.equal(mtp_full, mtp)  # MTP does not depend on the auxiliary losses
     assert nrt_full.item() > 0 and mim_full.item() > 0
@@ -289,7 +327,7 @@ def test_nrt_and_mim_are_finite_and_have_gradients(syn, nrt_positions, nrt_dista
     model = make_model(syn, nrt_positions=nrt_positions, nrt_distance=nrt_distance, nrt_margin=10.0)
     inter = random_batch(model, B=8)
     torch.manual_seed(0)
-    _, nrt, mim = model.calculate_loss(inter)
+    _, nrt, mim, _ = model.calculate_loss(inter)
     assert torch.isfinite(nrt) and torch.isfinite(mim) and nrt.item() > 0
     for part in (nrt, mim):
         model.zero_grad()
@@ -305,10 +343,10 @@ def test_a_batch_of_one_sequence_has_no_in_batch_terms(syn):
     model = make_model(syn, nrt_margin=1e4)
     calls = _count_encoder_calls(model)
     inter = random_batch(model, B=2)
-    _, nrt, mim = model.calculate_loss(inter)
+    _, nrt, mim, _ = model.calculate_loss(inter)
     assert nrt.item() > 0 and mim.item() != 0 and len(calls) == 2
     calls.clear()
-    mtp, nrt, mim = model.calculate_loss(inter[torch.tensor([0])])
+    mtp, nrt, mim, _ = model.calculate_loss(inter[torch.tensor([0])])
     assert nrt.item() == 0 and mim.item() == 0 and len(calls) == 1  # no NRT pass
     assert torch.isfinite(mtp) and mtp.item() > 0
 
@@ -321,7 +359,7 @@ def test_item_loss_is_the_softmax_over_items_of_the_ranking_score(syn):
         torch.manual_seed(1)
         with torch.no_grad():
             m.heads.weight.normal_(0, 0.2)
-    assert len(plain.calculate_loss(inter)) == 3  # default: the paper's three terms
+    assert plain.calculate_loss(inter).item.item() == 0  # default: the paper's three terms
     mtp, _, _, item = model.calculate_loss(inter)
     assert torch.equal(mtp, plain.calculate_loss(inter)[0])  # the extra term leaves MTP alone
     # reference: item logits = mean over digits of the digit logits along the item's codes,
@@ -360,13 +398,13 @@ def test_item_loss_trains_and_rejects_negative_weights(syn):
 
 def test_item_id_embedding_is_off_by_default_and_checked(syn):
     plain = make_model(syn, item_loss_weight=1.0)
-    assert not hasattr(plain, "item_embedding")  # the paper's model: checkpoints unchanged
+    assert plain.item_id is None  # the paper's model: checkpoints unchanged
     assert set(plain.state_dict()) == set(make_model(syn).state_dict())
     with pytest.raises(ValueError, match="item_id_embedding"):
         make_model(syn, item_id_embedding="yes")
     model = make_model(syn, item_id_embedding=True)
-    assert model.item_embedding.weight.shape == (model.n_items, 32)
-    assert torch.all(model.item_embedding.weight[0] == 0)
+    assert model.item_id.embedding.weight.shape == (model.n_items, 32)
+    assert torch.all(model.item_id.embedding.weight[0] == 0)
 
 
 def test_item_id_digit_is_tied_trained_and_scored_as_documented(syn):
@@ -375,18 +413,19 @@ def test_item_id_digit_is_tied_trained_and_scored_as_documented(syn):
     torch.manual_seed(1)
     with torch.no_grad():
         model.heads.weight.normal_(0, 0.2)
-        model.item_head.weight.normal_(0, 0.2)
-        model.item_head.bias.normal_(0, 0.2)
+        model.item_id.head.weight.normal_(0, 0.2)
+        model.item_id.head.bias.normal_(0, 0.2)
     inter = random_batch(model, B=6)
     seq, lens = inter[model.ITEM_SEQ], inter[model.ITEM_SEQ_LEN]
     # reference, by hand: z = h + SiLU(W h + b); item logit cos(z, e_i) / tau
     h = model(seq, lens)  # [B, d]
-    z = h + torch.nn.functional.silu(h @ model.item_head.weight[0].T + model.item_head.bias[0])
+    head = model.item_id.head
+    z = h + torch.nn.functional.silu(h @ head.weight[0].T + head.bias[0])
     cos = (
         torch.nn.functional.normalize(z, dim=-1)
-        @ torch.nn.functional.normalize(model.item_embedding.weight, dim=-1).T
+        @ torch.nn.functional.normalize(model.item_id.embedding.weight, dim=-1).T
     )  # [B, n_items]
-    item_logit = cos / model.head_temperature
+    item_logit = cos / model.settings.head_temperature
     logits = model.heads(h, model.code_table())  # [B, L, K]
     codes = model.item_codes
     digit_sum = torch.stack(
@@ -418,7 +457,7 @@ def test_item_id_digit_is_tied_trained_and_scored_as_documented(syn):
     item = int(seq[row, position])
     with torch.no_grad():
         before = model.encode(seq, lens)
-        model.item_embedding.weight[item] += torch.randn(32)  # (a constant: LayerNorm)
+        model.item_id.embedding.weight[item] += torch.randn(32)  # (a constant: LayerNorm)
         after = model.encode(seq, lens)
     earlier = (seq[row, :position] == item).any()
     assert earlier or torch.allclose(before[row, :position], after[row, :position], atol=1e-5)
@@ -434,8 +473,8 @@ def test_item_id_digit_under_graph_decoding_scores_the_visited_items_in_full(syn
     decoded = make_model(syn, item_id_embedding=True, **graph).eval()
     torch.manual_seed(2)
     with torch.no_grad():
-        exact.item_embedding.weight.normal_(0, 1.0)
-        exact.item_head.weight.normal_(0, 0.2)
+        exact.item_id.embedding.weight.normal_(0, 1.0)
+        exact.item_id.head.weight.normal_(0, 0.2)
     decoded.load_state_dict(exact.state_dict())
     inter = random_batch(exact, B=4)
     with torch.no_grad():
@@ -527,11 +566,12 @@ def test_sparse_exact_scores_equal_gather_and_follow_code_changes(syn):
     model = make_model(syn).eval()
     log_probs = torch.randn(5, L, K).log_softmax(-1)
     sparse = model.exact_scores(log_probs)
-    assert torch.allclose(sparse, model._exact_scores_gather(log_probs), atol=1e-5)
+    gather = model.ranker.exact_scores_gather
+    assert torch.allclose(sparse, gather(log_probs, model.item_codes), atol=1e-5)
     with torch.no_grad():  # new codes (e.g. a loaded checkpoint): the cached matrix is rebuilt
         model.item_codes.copy_(model.item_codes.roll(1, dims=0))
     assert torch.allclose(
-        model.exact_scores(log_probs), model._exact_scores_gather(log_probs), atol=1e-5
+        model.exact_scores(log_probs), gather(log_probs, model.item_codes), atol=1e-5
     )
     assert not torch.allclose(model.exact_scores(log_probs), sparse)
 
@@ -544,7 +584,7 @@ def test_padding_item_never_ranks_first(syn, monkeypatch):
     # a distribution that puts almost all mass on code 0 of every digit: item 1 is the best item
     log_probs = torch.full((3, L, K), -20.0)
     log_probs[:, :, 0] = 0.0
-    monkeypatch.setattr(model, "digit_log_probs", lambda seq, lens: log_probs)
+    monkeypatch.setattr(model, "code_log_probs", lambda h: log_probs)
     inter = random_batch(model, B=3)
     scores = model.full_sort_predict(inter)
     assert torch.all(scores.argmax(1) == 1)
@@ -560,121 +600,6 @@ def test_predict_agrees_with_full_sort_predict(syn):
     assert torch.allclose(model.predict(inter), full[torch.arange(6), items], atol=1e-5)
     padding = batch(model, inter[model.ITEM_SEQ], inter[model.ITEM_SEQ_LEN], torch.zeros(6).long())
     assert torch.all(model.predict(padding) == float("-inf"))
-
-
-# ------------------------------------------------------------------------- prior correction
-def test_prior_correction_equals_brute_force():
-    g = torch.Generator().manual_seed(3)
-    n_items, n_codes, k = 9, 3, 4
-    codes = torch.randint(0, k, (n_items, n_codes), generator=g)
-    popularity = torch.randint(0, 20, (n_items,), generator=g)
-    popularity[0] = 1000  # the padding row's count is ignored
-    bias = prior_correction(popularity, codes, k)
-    total = sum(int(popularity[j]) + 1 for j in range(1, n_items))
-    q = {j: (int(popularity[j]) + 1) / total for j in range(1, n_items)}
-    for i in range(1, n_items):
-        code_prior = [
-            sum(q[j] for j in range(1, n_items) if codes[j, d] == codes[i, d])
-            for d in range(n_codes)
-        ]
-        expected = np.log(q[i]) - sum(np.log(c) for c in code_prior)
-        assert bias[i].item() == pytest.approx(expected, rel=1e-5)
-    assert bias[0] == 0
-
-
-def test_prior_correction_counts_the_item_prior_once(syn):
-    """Digit distributions equal to the code priors (a history-free model): the paper's sum
-    favours items whose codes are shared with popular items; weight 1 ranks by popularity."""
-    model = make_model(syn).eval()
-    popularity = torch.zeros(model.n_items, dtype=torch.long)
-    popularity[1:] = torch.randint(
-        0, 50, (model.n_items - 1,), generator=torch.Generator().manual_seed(0)
-    )
-    codes = model.item_codes
-    q = (popularity[1:].double() + 1) / (popularity[1:].double() + 1).sum()
-    code_prior = torch.zeros(L, K, dtype=torch.float64)
-    code_prior.scatter_add_(1, codes[1:].T, q.expand(L, -1))
-    log_probs = code_prior.log().float().unsqueeze(0)  # [1, L, K]
-    plain = model.exact_scores(log_probs)[0, 1:]
-    corrected = plain + prior_correction(popularity, codes, K)[1:]
-    assert torch.allclose(corrected.double(), q.log(), atol=1e-4)
-    assert not torch.allclose(
-        plain.double() - plain.double().mean(), q.log() - q.log().mean(), atol=1e-2
-    )
-
-
-def test_prior_corrected_ranking_adds_the_bias_everywhere(syn):
-    plain = make_model(syn).eval()
-    model = make_model(syn, score_prior_correction=0.5).eval()
-    assert model.item_prior_bias.abs().sum() > 0  # the synthetic split has popularity differences
-    assert "item_prior_bias" not in model.state_dict()  # recomputed from the split, not saved
-    inter = random_batch(model, B=6)
-    full = model.full_sort_predict(inter)
-    expected = plain.full_sort_predict(inter) + 0.5 * model.item_prior_bias
-    assert torch.allclose(full[:, 1:], expected[:, 1:], atol=1e-5)
-    assert torch.all(full[:, 0] == float("-inf"))
-    items = inter[model.ITEM_ID]
-    assert torch.allclose(model.predict(inter), full[torch.arange(6), items], atol=1e-5)
-
-
-def test_recent_target_counts_keep_each_users_latest_targets():
-    uid = torch.tensor([1, 1, 1, 2, 2, 3])
-    history = torch.tensor([1, 2, 3, 1, 2, 1])  # a longer history is a later target
-    target = torch.tensor([5, 6, 7, 5, 7, 8])
-    assert recent_target_counts(uid, history, target, 10, 1).tolist() == [0] * 7 + [2, 1, 0]
-    assert recent_target_counts(uid, history, target, 10, 2).tolist() == [
-        0, 0, 0, 0, 0, 1, 1, 2, 1, 0
-    ]  # fmt: skip
-    every = torch.bincount(target, minlength=10)
-    assert torch.equal(recent_target_counts(uid, history, target, 10, 99), every)
-    # capped histories (equal lengths): the later row is the later target
-    capped = torch.tensor([1, 2, 2, 1, 2, 1])
-    assert recent_target_counts(uid, capped, target, 10, 1).tolist() == [0] * 7 + [2, 1, 0]
-    shuffled = torch.randperm(len(uid), generator=torch.Generator().manual_seed(0))
-    assert torch.equal(  # uncapped lengths: the row order is free
-        recent_target_counts(uid[shuffled], history[shuffled], target[shuffled], 10, 2),
-        recent_target_counts(uid, history, target, 10, 2),
-    )
-    # the padding item 0 and the out-of-range id 12 are not counted
-    latest = recent_target_counts(uid, history, torch.tensor([0, 6, 12, 5, 7, 8]), 10, 1)
-    assert latest.tolist() == [0] * 7 + [1, 1, 0]
-    with pytest.raises(ValueError, match="one entry per training row"):
-        recent_target_counts(uid, history[:3], target, 10, 1)
-
-
-def test_score_prior_recent_needs_the_semantic_id_datasets_counts(syn):
-    with pytest.raises(ValueError, match="train_recent_target_counts"):
-        make_model(syn, score_prior_recent=1)
-    for bad in (-1, 1.5, True, "2"):
-        with pytest.raises(ValueError, match="score_prior_recent must be an integer"):
-            make_model(syn, score_prior_recent=bad)
-
-
-def test_score_prior_recent_builds_the_bias_from_recent_counts(syn, caplog):
-    plain = make_model(syn)
-    recent = torch.zeros(plain.n_items, dtype=torch.long)
-    recent[1:4] = torch.tensor([5, 0, 2])
-    syn.dataset.train_recent_target_counts = recent
-    syn.dataset.train_recent_prior_size = 2
-    try:
-        with caplog.at_level(logging.WARNING):
-            model = make_model(syn, score_prior_recent=2)
-        assert "no effect while score_prior_correction is 0" in caplog.text
-        corrected = make_model(syn, score_prior_recent=2, score_prior_correction=1.0)
-        # counts built for another N (a split saved by save_dataloaders) are refused
-        with pytest.raises(ValueError, match="built for \\[2\\].*save_dataloaders"):
-            make_model(syn, score_prior_recent=3)
-    finally:
-        del syn.dataset.train_recent_target_counts, syn.dataset.train_recent_prior_size
-    expected = prior_correction(recent, model.item_codes, K)
-    assert torch.allclose(model.item_prior_bias, expected)
-    assert torch.allclose(corrected.item_prior_bias, expected)
-    assert not torch.allclose(plain.item_prior_bias, expected)
-
-
-def test_prior_correction_rejects_mismatched_popularity():
-    with pytest.raises(ValueError, match="popularity has 3 entries"):
-        prior_correction(torch.ones(3), torch.zeros(5, 2, dtype=torch.long), 4)
 
 
 # ------------------------------------------------------------------------------- learning

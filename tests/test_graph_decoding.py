@@ -20,18 +20,18 @@ from recbole.utils import init_seed
 from synthetic import write_walk_dataset
 
 import recbole_fair.model.graph_decoding as gd
+from recbole_fair.data.item_counts import item_popularity
 from recbole_fair.model.graph_decoding import (
     GraphDecodingSettings,
     build_item_graph,
     graph_decode,
     graph_item_vectors,
-    item_popularity,
     popular_items,
     score_items,
     start_items,
 )
 from recbole_fair.model.sequential_recommender.fair import FAIR
-from recbole_fair.utils import get_properties_dir
+from recbole_fair.paths import get_properties_dir
 
 N_ITEMS, N_USERS, SEQ_LEN, STRIDE, L, K = 1000, 600, 8, 7, 4, 16
 EPOCHS, LR = 6, 0.005

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from recbole_fair import leaderboard as lb
+from recbole_fair.leaderboard import command, runner
 
 REPO = Path(__file__).resolve().parents[1]
 N_USERS = 60
@@ -155,13 +156,13 @@ def test_resume_skips_finished_cells(in_tmp_dir, toy_config, monkeypatch):
     with pytest.raises(FileExistsError):
         _run(["Pop"], [1, 2], toy_config, in_tmp_dir / "lb")
     calls = []
-    real = lb.run_recbole_fair
+    real = runner.run_recbole_fair
 
     def counting(*args, **kwargs):
         calls.append(kwargs["model"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(lb, "run_recbole_fair", counting)
+    monkeypatch.setattr(runner, "run_recbole_fair", counting)
     out = _run(["Pop", "SASRec"], [1, 2], toy_config, in_tmp_dir / "lb", resume=True)
     assert calls == ["SASRec", "SASRec"]
     assert [k.split("|")[0] for k in out["ran"]] == ["SASRec", "SASRec"]
@@ -251,7 +252,7 @@ def test_a_stale_stop_file_is_removed_and_one_between_cells_stops_before_the_nex
         real_append(path, record)
         stop.touch()
 
-    monkeypatch.setattr(lb, "append_record", append_then_ask_to_stop)
+    monkeypatch.setattr(runner, "append_record", append_then_ask_to_stop)
     out = _run(["Pop", "SASRec"], [1], toy_config, directory)
     assert len(out["ran"]) == 1 and out["ran"][0].startswith("Pop|")
     assert out["stopped"].startswith("SASRec|") and not stop.exists()
@@ -281,11 +282,11 @@ def test_killed_before_its_record_is_written_a_finished_cell_is_not_retrained(
     def killed(path, record):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(lb, "append_record", killed)
+    monkeypatch.setattr(runner, "append_record", killed)
     with pytest.raises(KeyboardInterrupt):
         _run(["SASRec"], [1], toy_config, directory)
     assert list((directory / "checkpoints").glob("*-last.pth"))  # kept until the record is on disk
-    monkeypatch.setattr(lb, "append_record", real_append)
+    monkeypatch.setattr(runner, "append_record", real_append)
     _, seen = _resume_sasrec(toy_config, directory)
     (record,) = _records(directory)
     assert seen == [] and record["status"] == "ok"  # restored, evaluated, not trained again
@@ -635,8 +636,8 @@ def test_a_cell_over_its_time_limit_is_killed_recorded_failed_and_the_next_runs(
     limit, recorded as failed with the reason, listed under the table; the next cell runs."""
     import leaderboard_cells
 
-    monkeypatch.setattr(lb, "_cell_worker", leaderboard_cells.hanging_or_quick_cell)
-    monkeypatch.setattr(lb, "KILL_GRACE_SECONDS", 0.5)
+    monkeypatch.setattr(runner, "_cell_worker", leaderboard_cells.hanging_or_quick_cell)
+    monkeypatch.setattr(runner, "KILL_GRACE_SECONDS", 0.5)
     directory = in_tmp_dir / "lb"
     started = time.time()
     out = _run(["Hang", "Pop"], [1], toy_config, directory, isolate=True, cell_timeout=6)
@@ -770,13 +771,16 @@ def test_killing_the_leaderboard_stops_its_cell(tmp_path):
 
 
 def test_per_user_buckets_align_users_and_split_them(tmp_path, toy_data, benchmark_script):
-    buckets = benchmark_script("per_user_buckets")
+    from recbole_fair.analysis.user_buckets import bucket_table, split_statistics, users_sha1
+    from recbole_fair.data.item_counts import recent_target_counts
+
+    buckets = benchmark_script("per_user_buckets")  # the script: tables of a results file
     config = {
         "data_path": toy_data,
         "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
         "MAX_ITEM_LIST_LENGTH": 5,
     }
-    users = buckets.split_statistics(config, "toy")
+    users = split_statistics(config, "toy")
     assert len(users["uid"]) == N_USERS and np.all(np.diff(users["uid"]) > 0)
     assert np.all(users["history"] == 5)  # 9 earlier items, capped at 5
     # leave-one-out: 8 training items per user, 7 of them training targets
@@ -790,9 +794,8 @@ def test_per_user_buckets_align_users_and_split_them(tmp_path, toy_data, benchma
     assert np.array_equal(np.bincount(users["train_uid"])[1:], np.full(N_USERS, 7))
     assert sorted(set(users["train_history"].tolist())) == [1, 2, 3, 4, 5]
     # each user's latest training target (its 8th item; histories 5-7 are all capped at 5)
-    cal = benchmark_script("score_calibration")
     n_items = len(users["item_popularity"])
-    recent = cal.recent_target_counts(
+    recent = recent_target_counts(
         users["train_uid"], users["train_history"], users["train_target"], n_items, 1
     )
     rows = [line.split("\t") for line in open(os.path.join(toy_data, "toy", "toy.inter"))][1:]
@@ -803,21 +806,19 @@ def test_per_user_buckets_align_users_and_split_them(tmp_path, toy_data, benchma
     rng = np.random.default_rng(1)
     ref, other = rng.random(N_USERS), rng.random(N_USERS)
     feature = np.arange(N_USERS)  # buckets 0-9, 10-29, 30+
-    rows = buckets.bucket_table({"SASRec": ref, "X": other}, feature, (9, 29, np.inf), "SASRec")
+    rows = bucket_table({"SASRec": ref, "X": other}, feature, (9, 29, np.inf), "SASRec")
     assert [(r["bucket"], r["users"]) for r in rows] == [("0–9", 10), ("10–29", 20), ("30+", 30)]
     for row, part in zip(rows, (slice(0, 10), slice(10, 30), slice(30, None))):
         assert row["X"] == pytest.approx(other[part].mean())
         assert row["X Δ%"] == pytest.approx(100 * (other[part].mean() / ref[part].mean() - 1))
         assert row["X p"] == pytest.approx(lb.paired_test(other[part], ref[part]))
-    assert [
-        r["bucket"] for r in buckets.bucket_table({"SASRec": ref}, feature, (9, 99), "SASRec")
-    ] == [
+    assert [r["bucket"] for r in bucket_table({"SASRec": ref}, feature, (9, 99), "SASRec")] == [
         "0–9",
         "10–99",
     ]
 
     # the script on a results file: values aligned by the users' hash, or a clear error
-    sha1 = buckets.users_sha1(users["uid"])
+    sha1 = users_sha1(users["uid"])
     results = tmp_path / "results.jsonl"
     for model, values in (("SASRec", ref), ("X", other)):
         record = _fake_record(model, "toy", 1, float(values.mean()))
@@ -878,9 +879,10 @@ def test_per_user_buckets_align_users_and_split_them(tmp_path, toy_data, benchma
             buckets.main(argv)
 
 
-def test_per_user_buckets_collision_groups_align_items_by_token(benchmark_script, toy_data):
-    buckets = benchmark_script("per_user_buckets")
+def test_per_user_buckets_collision_groups_align_items_by_token(toy_data):
     import torch
+
+    from recbole_fair.analysis import user_buckets as buckets
 
     class Built:  # FAIR's training split: codes in its own item order
         field2id_token = {"item_id": np.array(["[PAD]", "b", "a", "d", "c"])}
@@ -892,12 +894,12 @@ def test_per_user_buckets_collision_groups_align_items_by_token(benchmark_script
 
     config = {"data_path": toy_data, "load_col": {"inter": ["user_id", "item_id", "timestamp"]}}
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("recbole_fair.utils.create_dataset", lambda config: Dataset())
+        mp.setattr(buckets, "create_dataset", lambda config: Dataset())
         sizes = buckets.collision_group_sizes(
             config, "toy", np.array(["[PAD]", "a", "b", "c", "d"])
         )
         np.testing.assert_array_equal(sizes, [0, 1, 3, 3, 3])  # b, c, d share [1, 2]
-        with pytest.raises(SystemExit, match=r"1 items of toy's split have no semantic ID"):
+        with pytest.raises(ValueError, match=r"1 items of toy's split have no semantic ID"):
             buckets.collision_group_sizes(config, "toy", np.array(["[PAD]", "a", "e"]))
     rows = buckets.bucket_table(
         {"SASRec": np.array([0.5, 0.2, 0.1]), "X": np.array([0.4, 0.2, 0.3])},
@@ -994,6 +996,78 @@ def test_the_cli_reports_a_stopped_run_without_a_table(monkeypatch, capsys):
     lb.add_arguments(parser)
     args = parser.parse_args(["--model=SASRec", "--dataset=toy", "--leaderboard_dir=d"])
     stopped = {"dir": "d", "results": "d/results.jsonl", "ran": [], "stopped": "SASRec|toy|x"}
-    monkeypatch.setattr(lb, "run_leaderboard", lambda *a, **k: dict(stopped))
+    monkeypatch.setattr(command, "run_leaderboard", lambda *a, **k: dict(stopped))
     assert lb.cli(args, [])["stopped"] == "SASRec|toy|x"
     assert "stopped at SASRec|toy|x" in capsys.readouterr().out
+
+
+# the modules of recbole_fair/leaderboard/, lowest first: each may import only those before it
+LEADERBOARD_LAYERS = [
+    "results",
+    "cells",
+    "stats",
+    "summary",
+    "plot",
+    "tables",
+    "hook",
+    "runner",
+    "command",
+]
+
+
+def _leaderboard_imports(path: Path) -> set[str]:
+    """The modules of recbole_fair.leaderboard that the module at ``path`` imports (the package
+    itself as ``"__init__"``), at its top level or inside a function."""
+    import ast
+
+    imported = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            names = [node.module] if node.module else [a.name for a in node.names]
+            imported |= {f"recbole_fair.leaderboard.{name}" for name in names}
+        elif isinstance(node, ast.ImportFrom) and node.module == "recbole_fair":
+            imported |= {f"recbole_fair.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(node.module or "")
+        elif isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+    parts = [m.split(".") for m in imported if m.split(".")[:2] == ["recbole_fair", "leaderboard"]]
+    return {p[2] if len(p) > 2 else "__init__" for p in parts}
+
+
+def test_leaderboard_modules_import_only_lower_ones():
+    """No module of the package imports one above it, nor the package (no import cycle)."""
+    folder = REPO / "recbole_fair" / "leaderboard"
+    modules = sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__")
+    assert modules == sorted(LEADERBOARD_LAYERS)
+    for rank, name in enumerate(LEADERBOARD_LAYERS):
+        imported = _leaderboard_imports(folder / f"{name}.py")
+        above = {m for m in imported if m == "__init__" or LEADERBOARD_LAYERS.index(m) >= rank}
+        assert not above, f"{name} imports {sorted(above)}: a module above it, or the package"
+    # and the check sees an import: the runner imports the hook and the tables
+    assert {"hook", "tables"} <= _leaderboard_imports(folder / "runner.py")
+
+
+def test_no_leaderboard_name_hides_a_module():
+    """``lb.<module>`` is the module: no re-exported name (``render``, ``cli``) shadows one, so
+    ``import recbole_fair.leaderboard.<module> as m`` and ``monkeypatch`` paths reach it."""
+    import importlib
+    import types
+
+    for name in LEADERBOARD_LAYERS:
+        module = importlib.import_module(f"recbole_fair.leaderboard.{name}")
+        assert isinstance(getattr(lb, name), types.ModuleType) and getattr(lb, name) is module
+    assert callable(lb.cli) and callable(lb.render)  # the functions the CLI and tests use
+
+
+def test_recorded_paths_are_relative_to_the_working_directory(tmp_path, monkeypatch):
+    from recbole_fair.leaderboard.runner import relative_paths
+
+    monkeypatch.chdir(tmp_path)
+    inside = str(tmp_path / "leaderboards" / "x" / "checkpoints" / "a.pth")
+    outside = os.path.abspath(os.path.join(str(tmp_path), "..", "elsewhere", "b.log"))
+    got = relative_paths({"checkpoint": inside, "log_file": outside, "semantic_id_cache": None})
+    assert got["checkpoint"] == os.path.join("leaderboards", "x", "checkpoints", "a.pth")
+    assert got["log_file"] == outside  # outside the working directory: kept as it is
+    assert got["semantic_id_cache"] is None
+    assert relative_paths(None) is None

@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from recbole_fair import utils
+from recbole_fair import paths, utils
 from recbole_fair.config import Config
 
 TINY = {"show_progress": False}
@@ -45,7 +45,7 @@ def test_trainer_lookup_falls_back():
 
 
 def test_properties_dir_from_checkout():
-    root = utils.get_properties_dir()
+    root = paths.get_properties_dir()
     assert os.path.isfile(os.path.join(root, "overall.yaml"))
     assert os.path.isfile(os.path.join(root, "model", "FAIR.yaml"))
 
@@ -148,6 +148,10 @@ def test_wheel_ships_properties(tmp_path):
     ]
     for item in expected:
         assert any(n.endswith(".data/data/" + item) for n in names), item
+    # the recbole-fair command is installed as a console script
+    (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "recbole-fair = recbole_fair.cli:main" in scripts
 
 
 def test_properties_dir_after_install(tmp_path):
@@ -155,8 +159,8 @@ def test_properties_dir_after_install(tmp_path):
     share = tmp_path / "prefix" / "share" / "recbole_fair" / "properties"
     share.mkdir(parents=True)
     (share / "overall.yaml").write_text("{}\n")
-    package_file = tmp_path / "site-packages" / "recbole_fair" / "utils.py"
-    found = utils.find_properties_dir(str(package_file), [str(tmp_path / "prefix")])
+    package_file = tmp_path / "site-packages" / "recbole_fair" / "paths.py"
+    found = paths.find_properties_dir(str(package_file), [str(tmp_path / "prefix")])
     assert found == str(share)
     with pytest.raises(FileNotFoundError, match="properties"):
-        utils.find_properties_dir(str(package_file), [str(tmp_path / "elsewhere")])
+        paths.find_properties_dir(str(package_file), [str(tmp_path / "elsewhere")])

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from recbole_fair.data import prepare_amazon as pa
+from recbole_fair.data.amazon import files, text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DAY = 86400
@@ -292,13 +293,13 @@ def test_clean_text_and_parsers():
     assert pa.clean_text(["<div>x</div>", None, "y &amp; z"]) == "x y & z"
     assert pa.clean_text("size <5 cm> & a<b") == "size <5 cm> & a<b"  # not tags
     assert pa.clean_text("a\x00b\x1fc") == "ab c" and pa.clean_text(None) == ""
-    assert [pa._parse_price(p) for p in ("$1,299.00", 3, "$1 - $2", "", None)] == [
+    assert [text.parse_price(p) for p in ("$1,299.00", 3, "$1 - $2", "", None)] == [
         1299.0, 3.0, None, None, None,
     ]  # fmt: skip
-    assert pa._parse_review_time("01 2, 2014") == T0 + DAY
-    obj, how = pa._parse_object("{'a': 1, 'b': [u'x']}", python_first=False)
+    assert text.parse_review_time("01 2, 2014") == T0 + DAY
+    obj, how = files.parse_object("{'a': 1, 'b': [u'x']}", python_first=False)
     assert obj == {"a": 1, "b": ["x"]} and how == "python"
-    assert pa._parse_object("[" * 100000, python_first=True) == (None, "malformed")
+    assert files.parse_object("[" * 100000, python_first=True) == (None, "malformed")
 
 
 def test_detect_format(tmp_path):
@@ -314,7 +315,7 @@ def test_truncated_gzip_is_reported_not_fatal(tmp_path):
     data = gzip.compress(("\n".join(lines) + "\n").encode())
     path.write_bytes(data[: len(data) // 2])
     counts = Counter()
-    read = list(pa._iter_lines(str(path), "cut", counts, progress=False))
+    read = list(files.iter_lines(str(path), "cut", counts, progress=False))
     assert counts["read_error"] == 1 and 0 < len(read) < 3000
     assert read[0] == (1, lines[0] + "\n")
 

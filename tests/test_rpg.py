@@ -140,8 +140,8 @@ def test_rpg_is_standard_attention_and_mtp_only(syn):
     assert isinstance(model.encoder.blocks[0].drop1, torch.nn.Identity)
     calls = []
     model.encoder.register_forward_hook(lambda *args: calls.append(1))
-    mtp, nrt, mim = model.calculate_loss(random_batch(model))
-    assert len(calls) == 1 and nrt.item() == 0 and mim.item() == 0 and mtp.item() > 0
+    mtp, nrt, mim, item = model.calculate_loss(random_batch(model))
+    assert len(calls) == 1 and nrt.item() == mim.item() == item.item() == 0 and mtp.item() > 0
 
 
 # ------------------------------------------------------------------------------- equivalence

@@ -36,14 +36,14 @@ from recbole_fair.model.host_batch import length_groups
 from recbole_fair.model.sequential_recommender.tiger import TIGER
 from recbole_fair.model.t5_decoder import DecoderContext
 from recbole_fair.model.tiger_settings import TIGERSettings
-from recbole_fair.tokenizer.rqvae import (
+from recbole_fair.tokenizer import (
     RQVAESettings,
+    SemanticIDSettings,
     add_collision_digit,
     build_rqvae_semantic_ids,
     collision_report,
     train_rqvae,
 )
-from recbole_fair.tokenizer.semantic_ids import SemanticIDSettings
 
 TIGER_YAML = Path(__file__).resolve().parents[1] / "properties" / "model" / "TIGER.yaml"
 N_ITEMS, N_USERS, SEQ_LEN, M, K = 100, 400, 8, 3, 8
@@ -555,7 +555,7 @@ def test_rqvae_cache_hit_key_changes_and_corruption(tmp_path, caplog):
     np.testing.assert_array_equal(rebuilt.codes, first.codes)
 
     # a file whose IDs are not unique any more (re-signed, so only the content check fails)
-    from recbole_fair.tokenizer.semantic_ids import save_npz_atomic
+    from recbole_fair.tokenizer.cache import save_npz_atomic
 
     with np.load(first.cache_path, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files if k != "checksum"}

@@ -17,20 +17,20 @@ from recbole.data.dataset import SequentialDataset
 
 import recbole_fair  # noqa: F401  (compatibility shims)
 from recbole_fair.errors import DataError, UserInputError
-from recbole_fair.tokenizer.quantizer import (
+from recbole_fair.tokenizer import (
     OPQProductQuantizer,
-    check_quantizer_args,
-    default_threads,
-    min_training_items,
+    SemanticIDSettings,
+    build_semantic_ids,
+    quality_report,
     quantize,
     random_codes,
     separate_collisions,
 )
-from recbole_fair.tokenizer.semantic_ids import (
-    SemanticIDSettings,
-    build_semantic_ids,
-    quality_report,
-    save_npz_atomic,
+from recbole_fair.tokenizer.cache import save_npz_atomic
+from recbole_fair.tokenizer.quantizer import (
+    check_quantizer_args,
+    default_threads,
+    min_training_items,
 )
 from recbole_fair.tokenizer.text import build_item_texts, field_texts, resolve_text_fields
 
@@ -184,26 +184,26 @@ def _data(n=300, dim=DIM, seed=0):
 
 def test_quantize_shape_range_determinism():
     x, mask = _data()
-    codes = quantize(x, mask, n_codes=4, codebook_size=16, seed=3, opq_iterations=5)
+    codes = quantize(x, mask, n_digits=4, codebook_size=16, seed=3, opq_iterations=5)
     assert codes.shape == (300, 4) and codes.dtype == np.int64
     assert codes.min() >= 0 and codes.max() < 16 and (codes[0] == 0).all()
     assert len(np.unique(codes[1:, 0])) == 16  # every centroid is used by some item
-    again = quantize(x, mask, n_codes=4, codebook_size=16, seed=3, opq_iterations=5)
+    again = quantize(x, mask, n_digits=4, codebook_size=16, seed=3, opq_iterations=5)
     np.testing.assert_array_equal(codes, again)
-    other = quantize(x, mask, n_codes=4, codebook_size=16, seed=4, opq_iterations=5)
+    other = quantize(x, mask, n_digits=4, codebook_size=16, seed=4, opq_iterations=5)
     assert (other != codes).any()
     pca = quantize(
-        x, mask, n_codes=4, codebook_size=16, seed=3, pca_dim=16, pca_whiten=True, opq_iterations=5
+        x, mask, n_digits=4, codebook_size=16, seed=3, pca_dim=16, pca_whiten=True, opq_iterations=5
     )
     assert pca.shape == (300, 4) and pca.max() < 16
 
 
 def test_quantizer_is_fitted_on_training_rows_only():
     x, mask = _data()
-    codes = quantize(x, mask, n_codes=4, codebook_size=16, seed=3, opq_iterations=5)
+    codes = quantize(x, mask, n_digits=4, codebook_size=16, seed=3, opq_iterations=5)
     y = x.copy()
     y[~mask] = 100.0 * np.random.default_rng(9).standard_normal(((~mask).sum(), DIM))
-    moved = quantize(y, mask, n_codes=4, codebook_size=16, seed=3, opq_iterations=5)
+    moved = quantize(y, mask, n_digits=4, codebook_size=16, seed=3, opq_iterations=5)
     np.testing.assert_array_equal(codes[mask], moved[mask])  # non-training rows: no influence
     assert (codes[~mask][1:] != moved[~mask][1:]).any()  # ... but they are encoded
 
@@ -224,11 +224,11 @@ def test_quantizer_nearest_centroid_matches_faiss_pq():
 @pytest.mark.parametrize(
     "kwargs, pattern",
     [
-        ({"n_codes": 5}, r"not divisible by n_codes \[5\].*sid_pca_dim"),
-        ({"n_codes": 4, "pca_dim": 18}, r"after PCA \[18\].*n_codes"),
-        ({"n_codes": 4, "codebook_size": 512}, r"Only 259 items.*codebook_size \[512\]"),
-        ({"n_codes": 4, "codebook_size": 24}, r"power of two"),
-        ({"n_codes": 4, "pca_dim": 64}, r"sid_pca_dim \[64\] is larger"),
+        ({"n_digits": 5}, r"not divisible by n_codes \[5\].*sid_pca_dim"),
+        ({"n_digits": 4, "pca_dim": 18}, r"after PCA \[18\].*n_codes"),
+        ({"n_digits": 4, "codebook_size": 512}, r"Only 259 items.*codebook_size \[512\]"),
+        ({"n_digits": 4, "codebook_size": 24}, r"power of two"),
+        ({"n_digits": 4, "pca_dim": 64}, r"sid_pca_dim \[64\] is larger"),
     ],
 )
 def test_quantizer_errors(kwargs, pattern):
@@ -294,11 +294,11 @@ def test_the_fit_and_the_semantic_ids_refuse_too_few_items_before_faiss_runs(tmp
         f"""
         import numpy as np
         from recbole_fair.tokenizer.quantizer import OPQProductQuantizer
-        from recbole_fair.tokenizer.semantic_ids import SemanticIDSettings, build_semantic_ids
+        from recbole_fair.tokenizer import SemanticIDSettings, build_semantic_ids
 
         x = np.random.default_rng(0).standard_normal((300, 384)).astype("float32")
         try:
-            OPQProductQuantizer(n_codes=32, codebook_size=256, opq_iterations=2).fit(x)
+            OPQProductQuantizer(n_digits=32, codebook_size=256, opq_iterations=2).fit(x)
         except ValueError as err:
             print("fit:", err)
         texts = [""] + [f"item {{i}}" for i in range(1, 41)]
@@ -391,12 +391,12 @@ def test_separate_collisions_counts_unresolvable_items():
 def test_quantize_separate_removes_collisions_and_changes_nothing_else():
     x, mask = _data()
     x[10] = x[11] = x[12] = x[13]  # four items with the same embedding
-    keep = quantize(x, mask, n_codes=4, codebook_size=16, seed=3, opq_iterations=5)
+    keep = quantize(x, mask, n_digits=4, codebook_size=16, seed=3, opq_iterations=5)
     stats: dict = {}
     sep = quantize(
         x,
         mask,
-        n_codes=4,
+        n_digits=4,
         codebook_size=16,
         seed=3,
         opq_iterations=5,
@@ -412,14 +412,14 @@ def test_quantize_separate_removes_collisions_and_changes_nothing_else():
     assert stats["n_separated_items"] == changed.sum() and stats["n_unresolved_collisions"] == 0
     assert stats["collision_rate_before_separation"] == pytest.approx(before["collision_rate"])
     with pytest.raises(ValueError, match=r"sid_collisions must be one of .*\[merge\]"):
-        quantize(x, mask, n_codes=4, codebook_size=16, collisions="merge")
+        quantize(x, mask, n_digits=4, codebook_size=16, collisions="merge")
     with pytest.raises(ValueError, match=r"\[merge\] \(properties/semantic_ids.yaml\)"):
         SemanticIDSettings.from_config({"sid_collisions": "merge"})
     assert SemanticIDSettings.from_config({}).sid_collisions == "keep"
 
 
 def test_random_codes_distinct_seeded_and_uniform():
-    codes = random_codes(2001, n_codes=3, codebook_size=16, seed=5)
+    codes = random_codes(2001, n_digits=3, codebook_size=16, seed=5)
     assert codes.shape == (2001, 3) and codes.dtype == np.int64
     assert (codes[0] == 0).all() and codes.min() >= 0 and codes.max() < 16
     # 2000 items in 4096 tuples: a plain draw collides (birthday), the redraws make them unique
@@ -432,24 +432,24 @@ def test_random_codes_distinct_seeded_and_uniform():
     hist = np.stack([np.bincount(codes[1:, d], minlength=16) for d in range(3)])
     assert hist.min() > 0.6 * 2000 / 16 and hist.max() < 1.4 * 2000 / 16
     # exactly as many tuples as items: all of them used once
-    full = random_codes(17, n_codes=2, codebook_size=4, seed=0)
+    full = random_codes(17, n_digits=2, codebook_size=4, seed=0)
     assert len(np.unique(full[1:], axis=0)) == 16
     with pytest.raises(ValueError, match=r"4\^2 tuples of random digits cannot give 17 items"):
-        random_codes(18, n_codes=2, codebook_size=4, seed=0)
+        random_codes(18, n_digits=2, codebook_size=4, seed=0)
 
 
 def test_random_digits_after_a_semantic_prefix():
     prefix = np.zeros((41, 3), dtype=np.int64)
     prefix[1:] = np.arange(40)[:, None] // 8  # 5 groups of 8 items sharing all 3 codes
-    codes = random_codes(41, n_codes=2, codebook_size=4, seed=1, prefix=prefix)
+    codes = random_codes(41, n_digits=2, codebook_size=4, seed=1, prefix=prefix)
     assert codes.shape == (41, 5) and (codes[0] == 0).all()
     np.testing.assert_array_equal(codes[:, :3], prefix)  # the semantic digits are kept
     assert quality_report(codes, 8)["n_colliding_items"] == 0  # the random ones tell them apart
-    without = random_codes(41, n_codes=2, codebook_size=8, seed=1)
+    without = random_codes(41, n_digits=2, codebook_size=8, seed=1)
     assert without.shape == (41, 2)
     # 8 items share a prefix, 2^2 = 4 random tuples: impossible, said with the setting to change
     with pytest.raises(ValueError, match=r"cannot give 8 items sharing one semantic prefix.*sid_"):
-        random_codes(41, n_codes=2, codebook_size=2, seed=1, prefix=prefix)
+        random_codes(41, n_digits=2, codebook_size=2, seed=1, prefix=prefix)
 
 
 def test_random_sid_method_builds_cached_random_ids(tmp_path, caplog):

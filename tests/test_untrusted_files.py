@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import TINY_FAIR
 
-from recbole_fair import compat
+from recbole_fair import compat, trusted_files
 from recbole_fair.quick_start import run_recbole_fair
 
 SASREC = {
@@ -39,7 +39,7 @@ class _Payload:
 @pytest.fixture(autouse=True)
 def _private_key_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("RECBOLE_FAIR_KEY_DIR", str(tmp_path / "keys"))
-    compat._TRUSTED_DIGESTS.clear()
+    trusted_files._TRUSTED_DIGESTS.clear()
 
 
 def _plant(path, marker):
@@ -50,7 +50,7 @@ def _plant(path, marker):
 
 def _new_process():
     """What a later run sees: only the ``.sig`` files vouch for what an earlier run wrote."""
-    compat._TRUSTED_DIGESTS.clear()
+    trusted_files._TRUSTED_DIGESTS.clear()
 
 
 def _warned_about(caplog, path):
@@ -270,7 +270,7 @@ def test_signed_dataset_cache_that_does_not_unpickle_is_rebuilt(tmp_path, caplog
     cache = tmp_path / "saved" / "tiny-SequentialDataset.pth"
     cache.parent.mkdir()
     # GLOBAL recbole_fair_gone.Moved, EMPTY_TUPLE, NEWOBJ, STOP
-    compat.write_signed(cache, lambda f: f.write(b"crecbole_fair_gone\nMoved\n)\x81."))
+    trusted_files.write_signed(cache, lambda f: f.write(b"crecbole_fair_gone\nMoved\n)\x81."))
     _new_process()
     with caplog.at_level(logging.INFO):
         dataset = create_dataset(_config(tmp_path))
@@ -308,24 +308,27 @@ def test_upstream_functions_held_elsewhere_still_refuse(tmp_path):
     marker = tmp_path / "PWNED"
     cache = tmp_path / "foreign.pth"
     _plant(cache, marker)
-    with open(cache, "rb") as f, pytest.raises(compat.UntrustedFileError, match="foreign.pth"):
+    with (
+        open(cache, "rb") as f,
+        pytest.raises(trusted_files.UntrustedFileError, match="foreign.pth"),
+    ):
         data_utils.pickle.load(f)
     assert not marker.exists()
 
 
 def test_saved_caches_are_signed_and_a_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
     path = tmp_path / "cache.pth"
-    compat.write_signed(path, lambda f: pickle.dump({"n": 1}, f))
+    trusted_files.write_signed(path, lambda f: pickle.dump({"n": 1}, f))
     _new_process()
-    assert compat.read_trusted_bytes(path) == path.read_bytes()
+    assert trusted_files.read_trusted_bytes(path) == path.read_bytes()
 
     def interrupted(f):
         f.write(b"partial")
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        compat.write_signed(path, interrupted)
-    assert pickle.loads(compat.read_trusted_bytes(path)) == {"n": 1}
+        trusted_files.write_signed(path, interrupted)
+    assert pickle.loads(trusted_files.read_trusted_bytes(path)) == {"n": 1}
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
         "cache.pth",
         "cache.pth.sig",
@@ -339,9 +342,9 @@ def test_untrusted_torch_loads_stay_safe_whatever_the_environment(tmp_path, monk
     _plant(tmp_path / "foreign.pth", marker)
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     with pytest.raises(pickle.UnpicklingError):
-        compat.trusted_torch_load(str(tmp_path / "foreign.pth"))
+        trusted_files.trusted_torch_load(str(tmp_path / "foreign.pth"))
     with open(tmp_path / "foreign.pth", "rb") as f, pytest.raises(pickle.UnpicklingError):
-        compat.trusted_torch_load(f)
+        trusted_files.trusted_torch_load(f)
     assert not marker.exists()
 
 
@@ -360,7 +363,7 @@ def test_recbole_pretrained_model_loads_are_guarded(module):
     """RecBole models that torch.load a pre-trained checkpoint named in the config."""
     import importlib
 
-    assert importlib.import_module(module).torch.load is compat.trusted_torch_load
+    assert importlib.import_module(module).torch.load is trusted_files.trusted_torch_load
 
 
 def test_ldiffrec_item_embeddings_load_without_pickle(tmp_path):
@@ -373,5 +376,5 @@ def test_ldiffrec_item_embeddings_load_without_pickle(tmp_path):
     with pytest.raises(ValueError, match="allow_pickle"):
         ldiffrec.np.load(tmp_path / "objects.npy", allow_pickle=True)
     assert not marker.exists()
-    assert np.load is not ldiffrec.np.load and torch.load is compat._ORIGINAL_TORCH_LOAD
+    assert np.load is not ldiffrec.np.load and torch.load is trusted_files._ORIGINAL_TORCH_LOAD
     assert os.path.isfile(tmp_path / "objects.npy")

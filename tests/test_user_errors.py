@@ -138,13 +138,12 @@ def test_a_malformed_command_line_is_the_users_error(tmp_path):
 
 
 def test_an_unexpected_error_is_reported_as_a_bug(tmp_path, monkeypatch, capsys):
-    import runpy
+    from recbole_fair.cli.common import print_error
 
-    cli = runpy.run_path(str(REPO / "run_recbole_fair.py"))
-    assert cli["_print_error"](KeyError("x"), debug=False) == 1
+    assert print_error(KeyError("x"), debug=False) == 1
     err = capsys.readouterr().err
     assert "error: KeyError: 'x'" in err and "looks like a bug" in err and "Traceback" not in err
-    assert cli["_print_error"](ConfigError("bad key"), debug=False) == 1
+    assert print_error(ConfigError("bad key"), debug=False) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: bad key\n") and "looks like a bug" not in err
 
@@ -212,7 +211,7 @@ def test_ddp_checkpoint_names_are_shared_by_the_ranks(tmp_path):
 def test_a_user_error_in_a_ddp_rank_reaches_the_cli_as_one():
     import torch.multiprocessing as mp
 
-    from recbole_fair.distributed import _user_error_of
+    from recbole_fair.cli.launch import user_error_of
     from recbole_fair.errors import UserInputError
 
     text = (
@@ -220,8 +219,8 @@ def test_a_user_error_in_a_ddp_rank_reaches_the_cli_as_one():
         'last):\n  File "x.py", line 1, in f\nrecbole_fair.errors.DataError: [a.inter] line 3, '
         "column timestamp:float: 'x' is not a number\n"
     )
-    err = _user_error_of(mp.ProcessRaisedException(text, 0, 1234))
+    err = user_error_of(mp.ProcessRaisedException(text, 0, 1234))
     assert isinstance(err, UserInputError)
     assert str(err) == "[a.inter] line 3, column timestamp:float: 'x' is not a number"
     bug = mp.ProcessRaisedException(text.replace("recbole_fair.errors.DataError", "KeyError"), 0, 1)
-    assert _user_error_of(bug) is bug
+    assert user_error_of(bug) is bug

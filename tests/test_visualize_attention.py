@@ -1,8 +1,10 @@
-"""The attention visualisation command on tiny trained checkpoints, and its measures.
+"""The attention visualisation command on tiny trained checkpoints, its measures, and the
+analyses of benchmarks/ that start from a checkpoint.
 
 A tiny FAIR (focused attention) and a tiny RPG (standard attention) are trained for one epoch by
 RecBole's trainer on a synthetic dataset with item titles (a fake text encoder stands in for
-sentence-transformers) and saved; ``main()`` then rebuilds both from their checkpoints.
+sentence-transformers) and saved; ``recbole-fair attention`` then rebuilds both from their
+checkpoints.
 """
 
 import argparse
@@ -18,17 +20,21 @@ from recbole.data import data_preparation
 from recbole.utils import init_seed
 from synthetic import write_walk_dataset
 
+from recbole_fair.analysis import popularity
+from recbole_fair.analysis import score_calibration as calibration
+from recbole_fair.analysis.attention import last_row_weights, normalised_entropy, topk_share
+from recbole_fair.checkpoint import load_checkpoint
+from recbole_fair.cli.attention import build_parser, draw_and_measure, main
 from recbole_fair.config import Config
 from recbole_fair.data.dataset import SemanticIDDataset
 from recbole_fair.utils import create_dataset, get_model, get_trainer
-from recbole_fair.visualize_attention import (
-    last_row_weights,
-    main,
-    normalised_entropy,
-    topk_share,
-)
 
 N_ITEMS, N_USERS, SEQ_LEN = 40, 60, 7
+
+
+def attention(argv: list[str]) -> dict:
+    """``recbole-fair attention`` on ``argv``, returning its report (errors raised)."""
+    return draw_and_measure(build_parser().parse_args(argv))
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -89,7 +95,7 @@ def checkpoints(tmp_path_factory):
 def test_main_draws_and_measures_both_models(checkpoints, capsys):
     paths, root = checkpoints
     out = root / "attention"
-    report = main(
+    report = attention(
         f"--checkpoint {paths['FAIR']} --compare {paths['RPG']} --users 3 --out {out}".split()
     )
     assert len(report["users_drawn"]) == 3
@@ -112,18 +118,25 @@ def test_main_draws_and_measures_both_models(checkpoints, capsys):
     assert "entropy" in printed and "FAIR (focused)" in printed and "RPG (standard)" in printed
 
 
-def test_main_one_user_and_errors(checkpoints, tmp_path):
+def test_main_one_user_and_errors(checkpoints, tmp_path, capsys):
     paths, _ = checkpoints
     options = "--similarity codes --top_k 2 --head 1 --max_users 10"
-    report = main(f"--checkpoint {paths['RPG']} --user_id u5 --out {tmp_path} {options}".split())
+    argv = f"--checkpoint {paths['RPG']} --user_id u5 --out {tmp_path} {options}".split()
+    report = attention(argv)
     assert report["users_drawn"] == ["u5"] and (tmp_path / "user_u5.png").stat().st_size > 0
     assert report["models"][0]["n_users"] == 10
+    assert main(argv) == 0  # the command: exit status 0
+    nobody = ["--checkpoint", paths["RPG"], "--user_id", "nobody", "--out", str(tmp_path)]
     with pytest.raises(ValueError, match="user_id"):
-        main(["--checkpoint", paths["RPG"], "--user_id", "nobody", "--out", str(tmp_path)])
+        attention(nobody)
+    capsys.readouterr()
+    assert main(nobody) == 1  # the command: one paragraph, no traceback
+    err = capsys.readouterr().err
+    assert err.startswith("error: user_id [nobody]") and "Traceback" not in err
     tampered = tmp_path / "tampered.pth"
     tampered.write_bytes(open(paths["RPG"], "rb").read() + b"\0")  # not signed: refused
     with pytest.raises(ValueError, match="signed"):
-        main(["--checkpoint", str(tampered), "--out", str(tmp_path)])
+        attention(["--checkpoint", str(tampered), "--out", str(tmp_path)])
 
 
 # ------------------------------------------------------------------------------- the measures
@@ -180,17 +193,15 @@ def test_nrt_diagnostic_on_checkpoints(checkpoints, tmp_path, capsys, benchmark_
 
 def test_rec_popularity_of_top10_lists(checkpoints, benchmark_script):
     rec = benchmark_script("rec_popularity")
-    from recbole_fair.visualize_attention import load_checkpoint
-
     paths, _ = checkpoints
     loaded = load_checkpoint(paths["FAIR"], require_attention_maps=False)
-    top, targets = rec.top_k(loaded)
+    top, targets = popularity.top_k(loaded)
     assert top.shape == (N_USERS, 10) and len(targets) == N_USERS
     assert (top > 0).all()  # the padding item is never recommended
     for row in top:
         assert len(set(row.tolist())) == 10
-    popularity = np.arange(loaded.dataset.item_num)  # item id as a stand-in "popularity"
-    report = rec.measure(loaded, popularity)
+    by_id = np.arange(loaded.dataset.item_num)  # item id as a stand-in "popularity"
+    report = popularity.measure(loaded, by_id)
     assert report["mean_popularity"] == pytest.approx(top.mean())
     assert report["target_mean_popularity"] == pytest.approx(targets.mean())
     assert report["coverage"] == pytest.approx(len(np.unique(top)) / (N_ITEMS))
@@ -198,9 +209,9 @@ def test_rec_popularity_of_top10_lists(checkpoints, benchmark_script):
         assert sum(b[key] for b in report["buckets"].values()) == pytest.approx(1.0)
     assert "| FAIR |" in rec.to_markdown([report])
     with pytest.raises(ValueError, match="not the same dataset"):
-        rec.measure(loaded, popularity[:-1])
+        popularity.measure(loaded, by_id[:-1])
     with pytest.MonkeyPatch.context() as mp:  # a stand-in popularity (see the sweep's test)
-        mp.setattr(rec, "item_popularity", lambda loaded: np.arange(loaded.dataset.item_num))
+        mp.setattr(rec, "training_popularity", lambda loaded: np.arange(loaded.dataset.item_num))
         reports = rec.main(
             ["--checkpoints", paths["FAIR"], paths["RPG"], "--labels", "FAIR (a),RPG (b)"]
         )
@@ -234,8 +245,6 @@ def test_score_calibration_prior_flag(benchmark_script):
 
 def test_score_calibration_recency_prior_on_a_checkpoint(checkpoints, tmp_path, benchmark_script):
     cal = benchmark_script("score_calibration")
-    from recbole_fair.visualize_attention import load_checkpoint
-
     paths, _ = checkpoints
     loaded = load_checkpoint(paths["FAIR"], require_attention_maps=False)
     model = loaded.model
@@ -244,11 +253,11 @@ def test_score_calibration_recency_prior_on_a_checkpoint(checkpoints, tmp_path, 
     n = len(codes)
     shared = np.stack([np.bincount(col, minlength=model.codebook_size)[col] for col in codes.T], 1)
     expected = -np.log(n) - np.log(shared / n).sum(1)
-    cal.set_item_prior(model, np.full(n + 1, 7))
-    assert model.item_prior_bias[0] == 0
-    assert np.allclose(model.item_prior_bias[1:].numpy(), expected, atol=1e-4)
+    bias = calibration.item_prior(model, np.full(n + 1, 7))
+    assert bias[0] == 0
+    assert np.allclose(bias[1:].numpy(), expected, atol=1e-4)
     with pytest.raises(ValueError, match="not the checkpoint's dataset"):
-        cal.set_item_prior(model, np.ones(n))
+        calibration.item_prior(model, np.ones(n))
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(cal, "training_statistics", _stand_in_statistics)
@@ -261,19 +270,7 @@ def test_score_calibration_recency_prior_on_a_checkpoint(checkpoints, tmp_path, 
     assert recent["rows"][0]["test"] == every["rows"][0]["test"]
     assert recent["rows"][1]["test_popularity"] != every["rows"][1]["test_popularity"]
 
-    # a checkpoint that comes back with another prior (trained with score_prior_recent: N):
-    # the default '--prior all' still sweeps every training target's prior
-    def load_with_other_prior(*a, **kw):
-        other = load_checkpoint(*a, **kw)
-        other.model.item_prior_bias = torch.randn_like(other.model.item_prior_bias) * 5
-        return other
-
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(cal, "training_statistics", _stand_in_statistics)
-        mp.setattr(cal, "load_checkpoint", load_with_other_prior)
-        again = cal.main(args)
-        assert json.dumps(again["rows"]) == json.dumps(every["rows"])  # NaN-safe equality
-
         # counts of a split that numbers the items differently are refused
         def shuffled_tokens(loaded):
             stats = _stand_in_statistics(loaded)
@@ -287,8 +284,6 @@ def test_score_calibration_recency_prior_on_a_checkpoint(checkpoints, tmp_path, 
 
 def test_score_calibration_sweep_on_a_checkpoint(checkpoints, tmp_path, benchmark_script):
     cal = benchmark_script("score_calibration")
-    from recbole_fair.visualize_attention import load_checkpoint
-
     paths, root = checkpoints
     out = tmp_path / "cal.md"
     # RecBole's sequential split of this synthetic set needs its own load_col; a stand-in
@@ -302,7 +297,7 @@ def test_score_calibration_sweep_on_a_checkpoint(checkpoints, tmp_path, benchmar
     rows = report["rows"]
     assert [r["weight"] for r in rows] == [0, 0.5, 1000]
     best = max(r["valid"]["ndcg@10"] for r in rows)
-    assert cal.select(rows)["valid"]["ndcg@10"] == best
+    assert calibration.select(rows)["valid"]["ndcg@10"] == best
     for r in rows:
         for split in ("valid", "test"):
             m = r[split]
@@ -320,17 +315,16 @@ def test_score_calibration_sweep_on_a_checkpoint(checkpoints, tmp_path, benchmar
         assert rows[0]["test"][metric] == pytest.approx(recbole[metric], abs=1e-4)
 
     # a huge weight ranks by the prior correction alone: every user gets the same top-10
-    top, _ = cal.top_k(loaded, 10)  # weight 0 again (a fresh load)
-    loaded.model.score_prior_correction = 1e6
-    top_huge, _ = cal.top_k(loaded, 10)
-    bias = loaded.model.item_prior_bias.clone()
+    top, _ = popularity.top_k(loaded, 10)  # weight 0
+    bias = calibration.item_prior(loaded.model, _stand_in_statistics(loaded)["item_popularity"])
+    top_huge, _ = popularity.top_k(loaded, 10, None, 1e6 * bias)
     bias[0] = -float("inf")
     assert set(top_huge[0].tolist()) == set(bias.topk(10).indices.tolist())
     assert (top_huge == top_huge[0]).all() and not (top == top[0]).all()
 
-    ranks = cal.ranks_of_targets(np.array([[3, 1, 2], [4, 5, 6]]), np.array([1, 9]))
+    ranks = calibration.ranks_of_targets(np.array([[3, 1, 2], [4, 5, 6]]), np.array([1, 9]))
     assert ranks.tolist() == [1, float("inf")]
-    assert cal.ranking_metrics(ranks)["ndcg@10"] == pytest.approx(0.5 / math.log2(3))
+    assert calibration.ranking_metrics(ranks)["ndcg@10"] == pytest.approx(0.5 / math.log2(3))
     with pytest.raises(SystemExit):
         cal.main(["--checkpoint", paths["FAIR"], "--weights", "0,-1"])
     mp.undo()

@@ -18,7 +18,7 @@ arrays, not the file). The copies leave out the item text embeddings (``--keep_e
 them): 12,101 x 384 float32 are 17 MiB per cache compressed, a quarter of what one device call
 carries, and no run needs them there (the cache check wants a ``[n_items, d]`` array: it gets
 ``d = 0``, with the checksum recomputed; ``dataset.item_text_embeddings`` is then empty, which
-only ``recbole_fair.visualize_attention``'s text similarity reads). Used by
+only ``recbole_fair.analysis.attention``'s text similarity reads). Used by
 benchmarks/gpu/prepare_bundle.sh and by the suite's CPU dry run (tests/test_gpu_suite.py, with a
 stand-in text encoder).
 """
@@ -69,12 +69,12 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
 
 def without_embeddings(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     r"""A cache's arrays with ``embeddings`` emptied to ``[n_items, 0]`` and the checksum
-    recomputed (what :func:`recbole_fair.tokenizer.semantic_ids.load_npz_checked` verifies)."""
-    from recbole_fair.tokenizer.semantic_ids import _checksum
+    recomputed (what :func:`recbole_fair.tokenizer.cache.load_npz_checked` verifies)."""
+    from recbole_fair.tokenizer.cache import checksum
 
     out = {name: array for name, array in arrays.items() if name != "checksum"}
     out["embeddings"] = np.zeros((len(out["embeddings"]), 0), dtype=np.float32)
-    out["checksum"] = np.array(_checksum(out))
+    out["checksum"] = np.array(checksum(out))
     return out
 
 

@@ -118,12 +118,12 @@ def closed_form_flops(net: Any, train_data: Any) -> float:
         longest=hint.longest,
         valid=int(hint.valid_index.numel()),
         hidden=net.hidden_size,
-        inner=net.inner_size,
-        layers=net.n_layers,
+        inner=net.settings.inner_size,
+        layers=net.settings.n_layers,
         n_codes=net.n_codes,
         codebook=net.codebook_size,
         attention=net.attention,
-        nrt=net.nrt_weight > 0,
+        nrt=net.settings.nrt_weight > 0,
     )
 
 

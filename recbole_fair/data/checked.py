@@ -36,9 +36,9 @@ import pandas as pd
 from recbole.data import dataset as recbole_datasets
 from recbole.utils import set_color
 
-from recbole_fair.compat import load_dataset_cache, recbole_dataset_class_name
 from recbole_fair.data.validate import validate_dataset_files
 from recbole_fair.errors import DataError, UserInputError
+from recbole_fair.trusted_files import load_dataset_cache, recbole_dataset_class_name
 
 #: default of the ``max_dropped_interactions`` key (``properties/overall.yaml``).
 DEFAULT_MAX_DROPPED = 0.01
@@ -389,7 +389,7 @@ CHECKED_CLASSES = {
 
 def recbole_dataset_class(config: Any) -> type:
     r"""The class RecBole's ``create_dataset`` picks for ``config``
-    (:func:`recbole_fair.compat.recbole_dataset_class_name`), as its checked subclass here
+    (:func:`recbole_fair.trusted_files.recbole_dataset_class_name`), as its checked subclass here
     (RecBole's own class for one this module does not know)."""
     name = recbole_dataset_class_name(config)
     return CHECKED_CLASSES.get(name) or getattr(recbole_datasets, name)
@@ -398,7 +398,7 @@ def recbole_dataset_class(config: Any) -> type:
 def create_recbole_dataset(config: Any) -> Any:
     r"""RecBole's ``create_dataset`` (1.2.1) with the checked classes: a dataset saved by
     ``save_dataset`` is loaded when this installation signed it and its dataset arguments are
-    unchanged (:func:`recbole_fair.compat.load_dataset_cache`), and its ``drop_report`` is
+    unchanged (:func:`recbole_fair.trusted_files.load_dataset_cache`), and its ``drop_report`` is
     checked against the current ``max_dropped_interactions`` (:func:`check_drop_report`), as
     a rebuilt one would be.
 

@@ -8,12 +8,11 @@ RecBole sequential datasets that carry semantic IDs.
 * the item texts, rebuilt from the loaded item text fields when the dataset is created;
 * after :meth:`build`, the semantic IDs of every item, fitted on the training-split items only
   and attached to the dataset and to each split: ``item_codes`` (LongTensor
-  ``[item_num, n_codes]``, row 0 = padding item), ``semantic_id_report``,
+  ``[item_num, n_codes]``: the code at each digit of every item, row 0 = padding item; see the
+  glossary of :mod:`recbole_fair.tokenizer`), ``semantic_id_report``,
   ``semantic_id_cache_key``, ``semantic_id_cache_path``, ``item_text_embeddings``,
   ``train_item_mask`` and ``train_target_counts`` (LongTensor ``[item_num]``: how often each item
-  is a training target, counted before ``all_positions`` keeps one row per window) and
-  ``train_recent_target_counts`` (the same over each user's ``score_prior_recent`` most recent
-  training targets; ``None`` when that key is absent or 0);
+  is a training target, counted before ``all_positions`` keeps one row per window);
 * ``train_mode: all_positions``: the training split keeps one row per window of
   ``MAX_ITEM_LIST_LENGTH`` targets, which the model trains at every position in one causal pass
   (``train_mode: prefix`` keeps RecBole's one row per prefix).
@@ -28,15 +27,10 @@ import torch
 from recbole.utils import FeatureSource, set_color
 
 from recbole_fair.data.checked import SequentialDataset
-from recbole_fair.distributed import build_once
+from recbole_fair.data.item_counts import count_items
 from recbole_fair.errors import DataError
-from recbole_fair.model.calibration import recent_prior_size, recent_target_counts
-from recbole_fair.model.graph_decoding import count_items
-from recbole_fair.tokenizer.semantic_ids import (
-    SemanticIDs,
-    SemanticIDSettings,
-    build_semantic_ids,
-)
+from recbole_fair.parallel import build_once
+from recbole_fair.tokenizer import SemanticIDs, SemanticIDSettings, build_semantic_ids
 from recbole_fair.tokenizer.text import (
     build_item_texts,
     item_file_fields,
@@ -86,8 +80,8 @@ class SemanticIDDataset(SequentialDataset):
     Config keys (``properties/semantic_ids.yaml``): ``text_fields``, ``text_template``,
     ``text_encoder``, ``text_encode_batch_size``, ``sid_pca_dim``, ``sid_pca_whiten``,
     ``sid_opq_iterations``, ``sid_seed``, ``sid_cache_dir``, ``sid_drop_text_fields``,
-    ``train_mode``; ``n_codes`` and ``codebook_size`` (model YAML). The item text fields must be
-    in ``load_col['item']``.
+    ``train_mode``; ``n_codes`` (digits ``L``) and ``codebook_size`` (codes per digit ``K``),
+    in the model YAML. The item text fields must be in ``load_col['item']``.
 
     Attributes:
         encoder_fn (callable, optional): class-level hook ``list[str] -> [n, d] float32``
@@ -232,21 +226,9 @@ class SemanticIDDataset(SequentialDataset):
         datasets = super().build()
         train_item_mask = self.training_item_mask(datasets[0])
         # every training target, one row per prefix: the all_positions split keeps only the last
-        # target of each window, so the item popularity (prior correction, graph decoding's start
-        # items) must be counted here
+        # target of each window, so the item popularity (graph decoding's start items) must be
+        # counted here
         train_target_counts = count_items(datasets[0].inter_feat[self.iid_field], self.item_num)
-        # score_prior_recent = N: the prior counts each user's N most recent training targets
-        recent = recent_prior_size(self.config)
-        train_recent_target_counts = None
-        if recent:
-            train = datasets[0].inter_feat
-            train_recent_target_counts = recent_target_counts(
-                train[self.uid_field],
-                train[self.item_list_length_field],
-                train[self.iid_field],
-                self.item_num,
-                recent,
-            )
         if self.train_mode == "all_positions":
             datasets[0] = self._all_positions_split(datasets[0])
         # under DDP, rank 0 builds (or loads) the cache while the other ranks wait, then load it
@@ -269,8 +251,6 @@ class SemanticIDDataset(SequentialDataset):
             dataset.item_text_embeddings = embeddings
             dataset.train_item_mask = train_item_mask
             dataset.train_target_counts = train_target_counts
-            dataset.train_recent_target_counts = train_recent_target_counts
-            dataset.train_recent_prior_size = recent  # what the counts were built for
             dataset.semantic_id_report = report
             dataset.semantic_id_cache_key = sids.cache_key
             dataset.semantic_id_cache_path = sids.cache_path

@@ -3,9 +3,10 @@ r"""recbole_fair.data.tiger_dataset
 
 The dataset of :class:`~recbole_fair.model.sequential_recommender.tiger.TIGER`: a
 :class:`~recbole_fair.data.dataset.SemanticIDDataset` whose semantic IDs come from an RQ-VAE
-(``rqvae_levels`` codes) plus one collision digit, instead of FAIR's OPQ codes. Item texts,
-the text encoder and the embedding cache are the shared tokenizer's
-(:mod:`recbole_fair.tokenizer`); the RQ-VAE lives in :mod:`recbole_fair.tokenizer.rqvae`.
+(codes at ``rqvae_levels`` digits) plus one collision digit, instead of FAIR's OPQ codes. Item
+texts, the text encoder and the embedding cache are the shared tokenizer's
+(:mod:`recbole_fair.tokenizer`); the RQ-VAE lives in :mod:`recbole_fair.tokenizer.rqvae` and
+:mod:`recbole_fair.tokenizer.rqvae_train`, the build in :mod:`recbole_fair.tokenizer.build`.
 
 After ``build()`` every split carries ``item_codes`` (LongTensor ``[item_num,
 rqvae_levels + 1]``, unique rows, row 0 = padding item) and ``semantic_id_report`` (with the
@@ -22,8 +23,7 @@ from typing import Any
 import numpy as np
 
 from recbole_fair.data.dataset import SemanticIDDataset
-from recbole_fair.tokenizer.rqvae import RQVAESettings, build_rqvae_semantic_ids
-from recbole_fair.tokenizer.semantic_ids import SemanticIDs
+from recbole_fair.tokenizer import RQVAESettings, SemanticIDs, build_rqvae_semantic_ids
 
 
 class TIGERDataset(SemanticIDDataset):
@@ -31,7 +31,7 @@ class TIGERDataset(SemanticIDDataset):
 
     Config keys: those of :class:`~recbole_fair.data.dataset.SemanticIDDataset` (text fields,
     encoder, ``sid_cache_dir``, ``sid_seed``) and the ``rqvae_*`` keys of
-    :class:`~recbole_fair.tokenizer.rqvae.RQVAESettings`. TIGER is a seq2seq model trained on
+    :class:`~recbole_fair.tokenizer.settings.RQVAESettings`. TIGER is a seq2seq model trained on
     one (history, next item) pair per row, so ``train_mode`` must be ``prefix``.
     """
 

@@ -35,9 +35,8 @@ from recbole.utils import InputType
 
 # Importing the models registers BCE / NE / AUROC with RecBole before its Config checks metrics.
 import recbole_fair.evaluator.action_metrics  # noqa: F401
+from recbole_fair.model.action_settings import ActionModelSettings
 from recbole_fair.model.layers import FeedForward, _dropout
-
-ATTENTION_TYPES = ("softmax", "silu")
 
 
 # ---------------------------------------------------------------------------- masks
@@ -355,24 +354,22 @@ class ActionSequenceRecommender(SequentialRecommender):
     ``logits [B, T, K]``).
 
     Raises:
-        ValueError: the dataset is not an action dataset, or a config key is out of range.
+        ValueError: the dataset is not an action dataset.
+        ConfigError: a config key is missing or out of range
+            (:class:`~recbole_fair.model.action_settings.ActionModelSettings`).
     """
 
     input_type = InputType.POINTWISE
+    #: The settings class of the model's config keys (AttnLFA adds ``lfa_pooling``).
+    settings_class: type[ActionModelSettings] = ActionModelSettings
 
     def __init__(self, config: Any, dataset: Any):
         super().__init__(config, dataset)
 
         # load parameters info
-        self.hidden_size: int = config["hidden_size"]
-        self.n_layers: int = config["n_layers"]
-        self.n_heads: int = config["n_heads"]
-        self.inner_size: int = config["inner_size"]
-        self.hidden_dropout_prob: float = config["hidden_dropout_prob"]
-        self.attn_dropout_prob: float = config["attn_dropout_prob"]
-        self.layer_norm_eps: float = config["layer_norm_eps"]
-        self.initializer_range: float = config["initializer_range"]
-        self.attention_type: str = config["attention_type"]
+        self.settings = s = self.settings_class.from_config(config, type(self).__name__)
+        self.hidden_size, self.n_heads = s.hidden_size, s.n_heads
+        self.attention_type, self.attn_dropout_prob = s.attention_type, s.attn_dropout_prob
         self.LABEL = config["LABEL_FIELD"]
         self.LABEL_SEQ = self.LABEL + config["LIST_SUFFIX"]
         action_names = getattr(dataset, "action_names", None)
@@ -384,28 +381,21 @@ class ActionSequenceRecommender(SequentialRecommender):
             )
         self.action_names: list[str] = list(action_names)
         self.num_action_types = len(self.action_names)
-        if self.attention_type not in ATTENTION_TYPES:
-            raise ValueError(
-                f"attention_type [{self.attention_type}] must be one of {list(ATTENTION_TYPES)}."
-            )
-        if self.hidden_size % self.n_heads != 0:
-            raise ValueError(
-                f"hidden_size [{self.hidden_size}] must be divisible by n_heads [{self.n_heads}]."
-            )
 
     # ------------------------------------------------------------------ shared building blocks
     def _encoder(self, mixed_values: bool = False) -> CausalEncoder:
-        settings = BlockSettings(
-            self.hidden_size,
-            self.n_heads,
-            self.inner_size,
-            self.attention_type,
-            self.hidden_dropout_prob,
-            self.attn_dropout_prob,
-            self.layer_norm_eps,
+        s = self.settings
+        block = BlockSettings(
+            s.hidden_size,
+            s.n_heads,
+            s.inner_size,
+            s.attention_type,
+            s.hidden_dropout_prob,
+            s.attn_dropout_prob,
+            s.layer_norm_eps,
             mixed_values,
         )
-        return CausalEncoder(self.n_layers, settings)
+        return CausalEncoder(s.n_layers, block)
 
     def _embedding(self, max_positions: int) -> ActionEmbedding:
         return ActionEmbedding(
@@ -413,13 +403,13 @@ class ActionSequenceRecommender(SequentialRecommender):
             self.num_action_types,
             self.hidden_size,
             max_positions,
-            self.hidden_dropout_prob,
+            self.settings.hidden_dropout_prob,
         )
 
     def _init_weights(self, module: nn.Module) -> None:
         r"""RecBole's Transformer initialisation (normal(0, initializer_range), LN = identity)."""
         if isinstance(module, (nn.Linear, nn.Embedding)):
-            module.weight.data.normal_(mean=0.0, std=self.initializer_range)
+            module.weight.data.normal_(mean=0.0, std=self.settings.initializer_range)
             if isinstance(module, nn.Embedding) and module.padding_idx is not None:
                 module.weight.data[module.padding_idx].zero_()
         elif isinstance(module, nn.LayerNorm):

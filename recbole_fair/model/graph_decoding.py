@@ -39,21 +39,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from recbole_fair.errors import ConfigError
+
 DECODINGS = ("exact", "graph")
 GRAPH_EMBEDDINGS = ("pooled", "codes")
 GRAPH_STARTS = ("both", "popular", "history")
-
-#: Config keys read by :meth:`GraphDecodingSettings.from_config` (models list them in
-#: ``extra_config_keys`` so that RecBole's config does not report them as unknown).
-GRAPH_DECODING_KEYS = (
-    "decoding",
-    "graph_num_neighbors",
-    "graph_num_beams",
-    "graph_beam_size",
-    "graph_steps",
-    "graph_embedding",
-    "graph_start",
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +75,7 @@ class GraphDecodingSettings:
             ("graph_start", GRAPH_STARTS),
         ):
             if getattr(self, key) not in choices:
-                raise ValueError(f"{key} must be one of {choices}, got [{getattr(self, key)}].")
+                raise ConfigError(f"{key} must be one of {choices}, got [{getattr(self, key)}].")
         for key, low in (
             ("graph_num_neighbors", 1),
             ("graph_num_beams", 1),
@@ -94,7 +84,7 @@ class GraphDecodingSettings:
         ):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"{key} must be an integer >= {low}, got [{value}].")
+                raise ConfigError(f"{key} must be an integer >= {low}, got [{value}].")
 
     @classmethod
     def from_config(cls, config: Any) -> GraphDecodingSettings:
@@ -111,37 +101,6 @@ class GraphDecodingSettings:
 # ---------------------------------------------------------------------------------------------
 # Graph construction
 # ---------------------------------------------------------------------------------------------
-def item_popularity(dataset: Any, n_items: int) -> torch.Tensor:
-    r"""Number of training interactions whose target is each item, ``LongTensor [n_items]``.
-
-    A dataset built by :class:`~recbole_fair.data.dataset.SemanticIDDataset` carries these counts
-    as ``train_target_counts`` (counted before ``train_mode: all_positions`` thins the training
-    split to one row per window, whose ``inter_feat`` holds only each window's last target);
-    otherwise counts ``dataset.inter_feat[dataset.iid_field]``. A dataset without interactions
-    gives zeros (the start beams then fall back to the lowest item ids).
-    """
-    counts = torch.zeros(n_items, dtype=torch.long)
-    known = getattr(dataset, "train_target_counts", None)
-    if known is not None:
-        known = torch.as_tensor(known).long().reshape(-1)[:n_items]
-        counts[: known.numel()] = known
-        counts[0] = 0  # the padding item
-        return counts
-    inter = getattr(dataset, "inter_feat", None)
-    iid_field = getattr(dataset, "iid_field", None)
-    if inter is None or iid_field is None or iid_field not in inter:
-        return counts
-    return count_items(inter[iid_field], n_items)
-
-
-def count_items(items: Any, n_items: int) -> torch.Tensor:
-    r"""How often each real item id (``1 … n_items − 1``) occurs in ``items``, ``LongTensor
-    [n_items]`` (the padding item 0 and ids out of range are not counted)."""
-    items = torch.as_tensor(items).long().reshape(-1)
-    items = items[(items > 0) & (items < n_items)]
-    return torch.bincount(items, minlength=n_items)[:n_items]
-
-
 def popular_items(popularity: torch.Tensor, n: int) -> torch.Tensor:
     r"""The ``n`` most popular real items (ties: lower id first), ``LongTensor [min(n, N-1)]``."""
     real = popularity[1:].double()

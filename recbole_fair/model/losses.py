@@ -1,7 +1,7 @@
 r"""recbole_fair.model.losses
 ##########################
 
-FAIR's three training objectives as plain functions:
+FAIR's three training objectives as plain functions, and :class:`FAIRLoss`, the terms of a batch:
 
 * :func:`mtp_loss` -- multi-token prediction: all ``L`` codes of the next item in parallel,
   mean over digits of the cross-entropy.
@@ -20,10 +20,31 @@ Reference:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 
 NRT_DISTANCES = ("squared_l2", "cosine")
+
+
+class FAIRLoss(NamedTuple):
+    r"""The weighted loss terms of a FAIR/RPG batch, always these four (RecBole's trainer sums a
+    tuple and logs each part). A term that is switched off is an exact zero, so the sum is the
+    same, bit for bit, as without it.
+
+    Attributes:
+        mtp (torch.Tensor): ``L_MTP``, multi-token prediction.
+        nrt (torch.Tensor): ``α·L_NRT``, noise robustness (``nrt_weight = α``).
+        mim (torch.Tensor): ``β·L_MIM``, mutual information maximisation (``mim_weight = β``).
+        item (torch.Tensor): ``w·L_item``, the item-level loss (``item_loss_weight = w``, a
+            recbole-fair extension).
+    """
+
+    mtp: torch.Tensor
+    nrt: torch.Tensor
+    mim: torch.Tensor
+    item: torch.Tensor
 
 
 def mtp_loss(logits: torch.Tensor, target_codes: torch.Tensor) -> torch.Tensor:

@@ -1,12 +1,13 @@
 r"""recbole_fair.tokenizer.quantizer
 #################################
 
-Item embeddings -> ``L`` discrete codes per item with faiss: optional PCA (with optional
-whitening), then an OPQ rotation (``faiss.OPQMatrix``) and a product quantizer of ``L``
-sub-quantizers with ``codebook_size`` centroids each (one faiss k-means per digit). This is what
-RPG's ``faiss.index_factory(d, f"OPQ{L},IVF1,PQ{L}x8", METRIC_INNER_PRODUCT)`` computes (its
-single IVF centroid only shifts the data, which k-means is invariant to), built from the parts so
-that ``codebook_size`` other than 256 and the seeds can be set.
+Item embeddings -> a code at each of ``L`` digits per item with faiss: optional PCA (with
+optional whitening), then an OPQ rotation (``faiss.OPQMatrix``) and a product quantizer of ``L``
+sub-quantizers, one per digit, with ``codebook_size`` centroids (codes) each (one faiss k-means
+per digit). This is what RPG's ``faiss.index_factory(d, f"OPQ{L},IVF1,PQ{L}x8",
+METRIC_INNER_PRODUCT)`` computes (its single IVF centroid only shifts the data, which k-means is
+invariant to), built from the parts so that ``codebook_size`` other than 256 and the seeds can
+be set.
 
 Everything is fitted on the training-split items only, then all items are encoded.
 """
@@ -22,6 +23,8 @@ import faiss
 import numpy as np
 
 from recbole_fair.errors import UserInputError
+from recbole_fair.tokenizer.codes import collision_rate, separate_collisions
+from recbole_fair.tokenizer.settings import check_collision_mode
 
 
 def default_threads() -> int:
@@ -84,7 +87,7 @@ def min_training_items(dim: int | None, codebook_size: int, pca_dim: int | None 
 
 
 def _too_few_items_message(
-    dim: int | None, n_train: int, n_codes: int, codebook_size: int, pca_dim: int | None
+    dim: int | None, n_train: int, n_digits: int, codebook_size: int, pca_dim: int | None
 ) -> str:
     need = min_training_items(dim, codebook_size, pca_dim)
     if pca_dim:
@@ -112,15 +115,16 @@ def _too_few_items_message(
         )
     changes = []  # settings that, all together, make the data enough
     if dim_short:
-        best = (n_train - 1) // n_codes * n_codes  # PCA needs n > sid_pca_dim, a multiple of L
-        if best >= n_codes:
+        best = (n_train - 1) // n_digits * n_digits  # PCA needs n > sid_pca_dim, a multiple of L
+        if best >= n_digits:
             changes.append(
                 f"set sid_pca_dim to at most {n_train - 1} and a multiple of n_codes "
-                f"[{n_codes}], e.g. sid_pca_dim: {best}"
+                f"[{n_digits}], e.g. sid_pca_dim: {best}"
             )
         else:
             changes.append(
-                f"lower n_codes [{n_codes}] and set sid_pca_dim to a multiple of it below {n_train}"
+                f"lower n_codes [{n_digits}] and set sid_pca_dim to a multiple of it below "
+                f"{n_train}"
             )
     if n_train < codebook_size:
         smaller = 1 << (max(n_train, 2).bit_length() - 1)
@@ -138,7 +142,7 @@ def _too_few_items_message(
 
 
 def check_quantizer_args(
-    dim: int | None, n_train: int, n_codes: int, codebook_size: int, pca_dim: int | None = None
+    dim: int | None, n_train: int, n_digits: int, codebook_size: int, pca_dim: int | None = None
 ) -> int | None:
     r"""Validate the settings before training: every check that faiss needs is made here,
     before faiss is called (some bad inputs crash faiss instead of raising, see
@@ -147,7 +151,7 @@ def check_quantizer_args(
     Args:
         dim: text embedding dimension (``None``: not known yet, skip the checks needing it).
         n_train: number of training items.
-        n_codes, codebook_size, pca_dim: see :class:`OPQProductQuantizer`.
+        n_digits, codebook_size, pca_dim: see :class:`OPQProductQuantizer`.
 
     Returns:
         int or None: the dimension the product quantizer sees (after PCA).
@@ -156,22 +160,22 @@ def check_quantizer_args(
         ValueError: naming the numbers and the config keys to change.
     """
     codebook_bits(codebook_size)
-    if n_codes < 1:
-        raise UserInputError(f"n_codes must be >= 1, got [{n_codes}].")
+    if n_digits < 1:
+        raise UserInputError(f"n_codes must be >= 1, got [{n_digits}].")
     if pca_dim and dim is not None and pca_dim > dim:
         raise UserInputError(
             f"sid_pca_dim [{pca_dim}] is larger than the text embedding dimension [{dim}]; "
             f"use a smaller sid_pca_dim or 0 (no PCA)."
         )
     if n_train < min_training_items(dim, codebook_size, pca_dim):
-        raise UserInputError(_too_few_items_message(dim, n_train, n_codes, codebook_size, pca_dim))
+        raise UserInputError(_too_few_items_message(dim, n_train, n_digits, codebook_size, pca_dim))
     d = int(pca_dim) if pca_dim else dim
-    if d is not None and d % n_codes:
+    if d is not None and d % n_digits:
         where = "sid_pca_dim" if pca_dim else "the text embedding dimension"
         divisors = [k for k in range(2, d + 1) if d % k == 0]
         raise UserInputError(
             f"The embedding dimension after PCA [{d}] ({where}) is not divisible by "
-            f"n_codes [{n_codes}]: each of the n_codes sub-quantizers takes d / n_codes "
+            f"n_codes [{n_digits}]: each of the n_codes sub-quantizers takes d / n_codes "
             f"dimensions. Change n_codes (divisors of {d}: {divisors[:12]}) or sid_pca_dim "
             f"(a multiple of n_codes)."
         )
@@ -182,8 +186,10 @@ class OPQProductQuantizer:
     r"""PCA (optional) -> OPQ rotation -> product quantizer, fitted once, then encoding.
 
     Args:
-        n_codes (int): ``L``, the number of sub-quantizers (codes per item).
-        codebook_size (int): centroids per sub-quantizer (power of two; 256 = ``PQ{L}x8``).
+        n_digits (int): ``L``, the number of digits, one sub-quantizer each (config key
+            ``n_codes``).
+        codebook_size (int): ``K``, the codes of each digit, one centroid each (power of two;
+            256 = ``PQ{L}x8``).
         seed (int): seed of the k-means runs.
         pca_dim (int, optional): PCA output dimension; ``0``/``None`` disables PCA.
         pca_whiten (bool): whiten the PCA output (eigenvalue power -0.5).
@@ -194,7 +200,7 @@ class OPQProductQuantizer:
 
     def __init__(
         self,
-        n_codes: int = 32,
+        n_digits: int = 32,
         codebook_size: int = 256,
         seed: int = 2020,
         pca_dim: int | None = None,
@@ -203,7 +209,7 @@ class OPQProductQuantizer:
         kmeans_iterations: int = 25,
         n_threads: int | None = None,
     ) -> None:
-        self.n_codes = int(n_codes)
+        self.n_digits = int(n_digits)
         self.codebook_size = int(codebook_size)
         self.nbits = codebook_bits(codebook_size)
         self.seed = int(seed)
@@ -239,30 +245,30 @@ class OPQProductQuantizer:
         """
         x = np.ascontiguousarray(x, dtype=np.float32)
         n, dim = x.shape
-        d = check_quantizer_args(dim, n, self.n_codes, self.codebook_size, self.pca_dim)
+        d = check_quantizer_args(dim, n, self.n_digits, self.codebook_size, self.pca_dim)
         if n < 39 * self.codebook_size:
             getLogger().warning(
                 f"Product quantizer: {n} training items for {self.codebook_size} centroids per "
                 f"sub-quantizer (faiss recommends >= {39 * self.codebook_size}); codes may be "
                 f"less balanced. A smaller codebook_size trains better on small datasets."
             )
-        dsub = d // self.n_codes
+        dsub = d // self.n_digits
         with faiss_threads(self.threads):
             if self.pca_dim:
                 self.pca = faiss.PCAMatrix(dim, d, -0.5 if self.pca_whiten else 0.0, False)
                 self.pca.train(x)
                 x = self.pca.apply(x)  # [n, d]
-            self.opq = faiss.OPQMatrix(d, self.n_codes)
+            self.opq = faiss.OPQMatrix(d, self.n_digits)
             self.opq.niter = self.opq_iterations
-            opq_pq = faiss.ProductQuantizer(d, self.n_codes, self.nbits)
+            opq_pq = faiss.ProductQuantizer(d, self.n_digits, self.nbits)
             opq_pq.cp.seed = self.seed
             opq_pq.cp.min_points_per_centroid = 1  # one warning above, not one per k-means
             self.opq.pq = opq_pq  # not owned by the OPQMatrix: keep the Python reference
             self.opq.train(x)
             self.opq.pq = None
-            z = self.opq.apply(x).reshape(n, self.n_codes, dsub)  # [n, L, d / L], rotated
+            z = self.opq.apply(x).reshape(n, self.n_digits, dsub)  # [n, L, d / L], rotated
             centroids = []
-            for digit in range(self.n_codes):
+            for digit in range(self.n_digits):
                 kmeans = faiss.Kmeans(
                     dsub,
                     self.codebook_size,
@@ -287,7 +293,7 @@ class OPQProductQuantizer:
             return self.opq.apply(x)
 
     def distances(self, x: np.ndarray) -> np.ndarray:
-        r"""Squared distance of every sub-vector to every centroid of its digit.
+        r"""Squared distance of every sub-vector to the centroid of every code of its digit.
 
         Args:
             x: float32 ``[n, dim]`` embeddings.
@@ -295,14 +301,14 @@ class OPQProductQuantizer:
         Returns:
             numpy.ndarray: float32 ``[n, L, codebook_size]``.
         """
-        z = self.transform(x).reshape(len(x), self.n_codes, -1)  # [n, L, d / L]
+        z = self.transform(x).reshape(len(x), self.n_digits, -1)  # [n, L, d / L]
         cross = np.einsum("nld,lkd->nlk", z, self.centroids)  # [n, L, K]
         z_sq = (z**2).sum(-1)[:, :, None]  # [n, L, 1]
         c_sq = (self.centroids**2).sum(-1)[None]  # [1, L, K]
         return np.maximum(z_sq + c_sq - 2.0 * cross, 0.0)
 
     def encode(self, x: np.ndarray, chunk: int = 8192) -> np.ndarray:
-        r"""Nearest centroid of every sub-vector.
+        r"""The code of every digit: the nearest centroid of its sub-vector.
 
         Args:
             x: float32 ``[n, dim]`` embeddings (all items).
@@ -314,11 +320,11 @@ class OPQProductQuantizer:
         z = self.transform(x)  # [n, d]
         n = z.shape[0]
         dsub = self.centroids.shape[2]
-        codes = np.empty((n, self.n_codes), dtype=np.int64)
+        codes = np.empty((n, self.n_digits), dtype=np.int64)
         c_sq = (self.centroids**2).sum(-1)  # [L, K]
         for start in range(0, n, chunk):
-            block = z[start : start + chunk].reshape(-1, self.n_codes, dsub)  # [b, L, dsub]
-            for digit in range(self.n_codes):
+            block = z[start : start + chunk].reshape(-1, self.n_digits, dsub)  # [b, L, dsub]
+            for digit in range(self.n_digits):
                 sub = block[:, digit, :]  # [b, dsub]
                 # ||x - c||^2 up to the constant ||x||^2
                 dist = c_sq[digit][None, :] - 2.0 * sub @ self.centroids[digit].T  # [b, K]
@@ -326,156 +332,10 @@ class OPQProductQuantizer:
         return codes
 
 
-#: values of the ``sid_collisions`` setting
-COLLISION_MODES = ("keep", "separate")
-#: values of the ``sid_method`` setting
-SID_METHODS = ("opq", "random")
-
-
-def _check_choice(key: str, value: str, choices: tuple[str, ...], where: str) -> str:
-    if value not in choices:
-        raise UserInputError(f"{key} must be one of {list(choices)}, got [{value}]{where}.")
-    return value
-
-
-def check_collision_mode(mode: str, where: str = "") -> str:
-    r"""``mode`` if it is a value of ``sid_collisions``, else a ``ValueError`` (``where``: what to
-    append to the message, e.g. the YAML file)."""
-    return _check_choice("sid_collisions", mode, COLLISION_MODES, where)
-
-
-def check_sid_method(method: str, where: str = "") -> str:
-    r"""``method`` if it is a value of ``sid_method``, else a ``ValueError``."""
-    return _check_choice("sid_method", method, SID_METHODS, where)
-
-
-def random_codes(
-    n_items: int,
-    n_codes: int,
-    codebook_size: int,
-    seed: int,
-    prefix: np.ndarray | None = None,
-) -> np.ndarray:
-    r"""Uniformly drawn codes: the random-ID ablation, or random digits after semantic ones.
-
-    Without ``prefix``: a code tuple for every real item, all distinct. Same shape and
-    vocabulary as the semantic IDs (``L`` digits of ``codebook_size`` codes), but no content:
-    two items share a code only by chance (probability ``1/codebook_size`` per digit), so
-    whatever a model gains from semantic IDs over these is what the text carries.
-    With ``prefix`` (``[n_items, P]`` semantic codes): ``n_codes`` random digits are appended,
-    so that items with the same semantic prefix still get distinct tuples (each item keeps its
-    content digits plus item-specific ones).
-    Rows whose full tuple an earlier row holds draw their random digits again until every tuple
-    is unique.
-
-    Args:
-        n_items: rows, including the padding row 0 (all zeros).
-        n_codes: random digits per item; ``codebook_size``: codes per digit.
-        seed: seed of the draw (``sid_seed``).
-        prefix: optional int64 ``[n_items, P]`` codes to put before the random digits.
-
-    Returns:
-        numpy.ndarray: int64 ``[n_items, P + n_codes]``.
-
-    Raises:
-        ValueError: more items share one prefix (all items, without one) than there are
-            random tuples (``codebook_size ** n_codes``).
-    """
-    n_real = max(int(n_items) - 1, 0)
-    if prefix is None:
-        prefix = np.zeros((n_items, 0), dtype=np.int64)
-    prefix = np.asarray(prefix, dtype=np.int64)
-    width = prefix.shape[1]
-    largest = int(np.unique(prefix[1:], axis=0, return_counts=True)[1].max()) if n_real else 0
-    if int(codebook_size) ** int(n_codes) < largest:
-        raise ValueError(
-            f"random codes: {codebook_size}^{n_codes} tuples of random digits cannot give "
-            f"{largest} items {'sharing one semantic prefix ' if width else ''}a tuple each; "
-            f"raise n_codes or codebook_size{' or sid_random_digits' if width else ''}."
-        )
-    rng = np.random.default_rng(seed)
-    codes = np.zeros((n_items, width + n_codes), dtype=np.int64)
-    codes[:, :width] = prefix
-    codes[1:, width:] = rng.integers(0, codebook_size, size=(n_real, n_codes))
-    while True:
-        _, first = np.unique(codes[1:], axis=0, return_index=True)
-        repeat = np.setdiff1d(np.arange(n_real), first) + 1  # rows holding an earlier tuple
-        if not len(repeat):
-            return codes
-        codes[repeat, width:] = rng.integers(0, codebook_size, size=(len(repeat), n_codes))
-
-
-def collision_counts(codes: np.ndarray) -> tuple[int, int]:
-    r"""Among the real items (rows 1.. of ``[n_items, L]`` codes): how many share their full
-    code tuple with another item, and in how many groups."""
-    _, counts = np.unique(codes[1:], axis=0, return_counts=True)
-    return int(counts[counts > 1].sum()), int((counts > 1).sum())
-
-
-def collision_rate(codes: np.ndarray) -> float:
-    r"""Share of the real items (rows 1..) whose full code tuple another item also has."""
-    return collision_counts(codes)[0] / max(len(codes) - 1, 1)
-
-
-def separate_collisions(
-    codes: np.ndarray, distances_of: Callable[[np.ndarray], np.ndarray]
-) -> tuple[np.ndarray, int, int]:
-    r"""Give every real item (rows 1..) a code tuple of its own, at the least quantization cost.
-
-    Items sharing a full code tuple form a group. Its member with the smallest quantization
-    error (sum over digits of the squared distance to its centroids; ties: lowest row) keeps the
-    tuple. Every other member, in that order, moves **one** digit to another centroid: the
-    (digit, centroid) change that increases its quantization error least among the changes
-    giving a tuple no item has. Items with identical embeddings (duplicate texts) thus get
-    distinct tuples, one digit apart, nearest first. Nothing else changes, so a model still
-    sees 31 of the 32 codes it would have seen.
-
-    Args:
-        codes: int64 ``[n_items, L]`` (row 0 = padding, left alone).
-        distances_of: rows ``[m]`` -> float ``[m, L, K]`` squared distances to the centroids.
-
-    Returns:
-        tuple: the new codes (a copy), the number of items moved, the number left colliding
-        (only when every one-digit change of an item is taken: not reachable in practice).
-    """
-    codes = np.array(codes, dtype=np.int64, copy=True)
-    n_codes = codes.shape[1]
-    groups: dict[bytes, list[int]] = {}
-    for row in range(1, len(codes)):
-        groups.setdefault(codes[row].tobytes(), []).append(row)
-    used = set(groups)
-    moved = unresolved = 0
-    for members in groups.values():
-        if len(members) < 2:
-            continue
-        rows = np.asarray(members)
-        dist = distances_of(rows)  # [m, L, K]
-        current = np.take_along_axis(dist, codes[rows][:, :, None], axis=2)[..., 0]  # [m, L]
-        order = np.lexsort((rows, current.sum(1)))  # smallest error first, then lowest row
-        for i in order[1:]:
-            row = rows[i]
-            cost = dist[i] - current[i][:, None]  # [L, K], 0 at the current codes
-            cost[np.arange(n_codes), codes[row]] = np.inf
-            for flat in np.argsort(cost, axis=None, kind="stable"):
-                if not np.isfinite(cost.flat[flat]):
-                    unresolved += 1
-                    break
-                digit, centroid = divmod(int(flat), cost.shape[1])
-                candidate = codes[row].copy()
-                candidate[digit] = centroid
-                key = candidate.tobytes()
-                if key not in used:
-                    used.add(key)
-                    codes[row] = candidate
-                    moved += 1
-                    break
-    return codes, moved, unresolved
-
-
 def quantize(
     embeddings: np.ndarray,
     train_mask: np.ndarray,
-    n_codes: int = 32,
+    n_digits: int = 32,
     codebook_size: int = 256,
     seed: int = 2020,
     pca_dim: int | None = None,
@@ -490,10 +350,10 @@ def quantize(
     Args:
         embeddings: float32 ``[n_items, dim]`` (row 0 = padding item).
         train_mask: bool ``[n_items]``, True for the items of the training split.
-        n_codes, codebook_size, seed, pca_dim, pca_whiten, opq_iterations, n_threads: see
+        n_digits, codebook_size, seed, pca_dim, pca_whiten, opq_iterations, n_threads: see
             :class:`OPQProductQuantizer`.
         collisions: ``keep`` (the paper: items with the same codes share them) or ``separate``
-            (:func:`separate_collisions`).
+            (:func:`~recbole_fair.tokenizer.codes.separate_collisions`).
         stats: when given, receives ``faiss_threads`` (the threads the quantizer ran with) and,
             with ``separate`` only, ``n_separated_items``, ``n_unresolved_collisions`` and
             ``collision_rate_before_separation``.
@@ -504,7 +364,7 @@ def quantize(
     check_collision_mode(collisions)
     train_mask = np.asarray(train_mask, dtype=bool)
     quantizer = OPQProductQuantizer(
-        n_codes,
+        n_digits,
         codebook_size,
         seed,
         pca_dim,
@@ -518,24 +378,38 @@ def quantize(
     codes = quantizer.encode(embeddings)  # [n_items, L]
     codes[0] = 0
     if collisions == "separate":
-        before = collision_rate(codes)
-        codes, moved, unresolved = separate_collisions(
-            codes, lambda rows: quantizer.distances(embeddings[rows])
-        )
-        log = getLogger().warning if unresolved else getLogger().info
-        log(
-            f"sid_collisions=separate: {moved} items moved one digit to a tuple of their own "
-            f"(collision rate before {before:.4%})"
-            + (
-                f", {unresolved} items still collide (no free one-digit change)"
-                if unresolved
-                else ""
-            )
-        )
-        if stats is not None:
-            stats.update(
-                n_separated_items=moved,
-                n_unresolved_collisions=unresolved,
-                collision_rate_before_separation=before,
-            )
+        codes = _separate(codes, lambda rows: quantizer.distances(embeddings[rows]), stats)
     return codes
+
+
+def _separate(
+    codes: np.ndarray, distances_of: Callable[[np.ndarray], np.ndarray], stats: dict | None
+) -> np.ndarray:
+    r""":func:`~recbole_fair.tokenizer.codes.separate_collisions`, logged and counted in
+    ``stats`` (see :func:`quantize`)."""
+    before = collision_rate(codes)
+    codes, moved, unresolved = separate_collisions(codes, distances_of)
+    log = getLogger().warning if unresolved else getLogger().info
+    log(
+        f"sid_collisions=separate: {moved} items moved one digit to a tuple of their own "
+        f"(collision rate before {before:.4%})"
+        + (f", {unresolved} items still collide (no free one-digit change)" if unresolved else "")
+    )
+    if stats is not None:
+        stats.update(
+            n_separated_items=moved,
+            n_unresolved_collisions=unresolved,
+            collision_rate_before_separation=before,
+        )
+    return codes
+
+
+__all__ = [
+    "OPQProductQuantizer",
+    "check_quantizer_args",
+    "codebook_bits",
+    "default_threads",
+    "faiss_threads",
+    "min_training_items",
+    "quantize",
+]

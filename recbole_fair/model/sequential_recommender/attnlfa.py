@@ -26,6 +26,7 @@ from recbole_fair.model.action_layers import (
     prediction_head,
     split_heads,
 )
+from recbole_fair.model.action_settings import AttnLFASettings
 
 
 class AttnLFA(ActionSequenceRecommender):
@@ -37,11 +38,10 @@ class AttnLFA(ActionSequenceRecommender):
     encoder with the same head.
     """
 
+    settings_class = AttnLFASettings
+
     def __init__(self, config: Any, dataset: Any):
         super().__init__(config, dataset)
-
-        # load parameters info
-        self.lfa_pooling: bool = config["lfa_pooling"]
 
         # define layers
         d = self.hidden_size
@@ -87,7 +87,7 @@ class AttnLFA(ActionSequenceRecommender):
 
     def forward(self, items: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         hidden = self.item_representations(items)  # [B, T, d]
-        if self.lfa_pooling:
+        if self.settings.lfa_pooling:
             pooled = self.pool_actions(hidden, actions)  # [B, T, d]
         else:
             pooled = torch.zeros_like(hidden)

@@ -18,8 +18,6 @@ Reference:
 
 from __future__ import annotations
 
-import warnings
-from logging import getLogger
 from typing import Any
 
 import torch
@@ -27,70 +25,20 @@ import torch.nn.functional as F
 from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
-from recbole_fair.model.calibration import prior_correction, recent_prior_size
-from recbole_fair.model.graph_decoding import (
-    GRAPH_DECODING_KEYS,
-    GraphDecodingSettings,
-    ItemGraphCache,
-    graph_decode,
-    item_popularity,
-    popular_items,
-    start_items,
-)
+from recbole_fair.data.item_counts import item_popularity
+from recbole_fair.model.fair_settings import FAIRSettings, check_item_codes
 from recbole_fair.model.host_batch import HostBatch, host_batch_of
-from recbole_fair.model.layers import (
-    ATTENTIONS,
-    FAM_LAMBDA1,
-    FAM_NORMS,
-    HEAD_LOGITS,
-    DigitHeads,
-    TransformerStack,
-    full_precision,
-)
+from recbole_fair.model.item_id_digit import ItemIDDigit, rename_legacy_keys
+from recbole_fair.model.layers import DigitHeads, TransformerStack, _dropout
 from recbole_fair.model.losses import (
-    NRT_DISTANCES,
+    FAIRLoss,
     item_softmax_loss,
     mim_info_nce,
     mtp_loss,
     nrt_triplet_loss,
     perturb_code_tokens,
 )
-
-TRAIN_MODES = ("all_positions", "prefix")
-NRT_POSITIONS = ("last", "all")
-
-
-def _choice(config: Any, key: str, choices: tuple[str, ...], default: str | None = None) -> str:
-    value = config[key]
-    if value is None and default is not None:
-        return default
-    if value not in choices:
-        raise ValueError(f"{key} must be one of {choices}, got [{value}].")
-    return value
-
-
-def _flag(config: Any, key: str) -> bool:
-    value = config[key]
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise ValueError(f"{key} must be True or False, got [{value}].")
-    return value
-
-
-def _number(
-    config: Any, key: str, low: float = 0.0, strict: bool = False, default: float | None = None
-) -> float:
-    value = config[key]
-    if value is None and default is not None:
-        return default
-    if value is None:
-        raise ValueError(
-            f"config key [{key}] is missing; FAIR reads it from properties/model/FAIR.yaml."
-        )
-    if value < low or (strict and value == low):
-        raise ValueError(f"{key} must be {'>' if strict else '>='} {low}, got [{value}].")
-    return value
+from recbole_fair.model.ranking import CodeSumRanker
 
 
 class FAIR(SequentialRecommender):
@@ -100,31 +48,18 @@ class FAIR(SequentialRecommender):
     (token ``1 + l*K + c_l``; 0 = padding, ``L*K + 1`` = mask), plus a learned position embedding.
     Encoder: ``n_layers`` pre-norm blocks with focused (or standard) causal attention. Output: ``L``
     residual heads, digit-``l`` logits = ``cos(head_l(h), E_l) / τ`` over the tied code table.
+    Training: ``L_MTP + α·L_NRT + β·L_MIM``. Ranking: item scores ``Σ_l log p_l(c_l)``, exact
+    over all items or by RPG's graph-constrained decoding (:class:`CodeSumRanker`).
 
-    Ranking: item scores ``Σ_l log p_l(c_l)`` (the paper), plus ``γ · b(item)`` with
-    ``score_prior_correction = γ > 0``, the naive-Bayes prior correction of
-    :mod:`recbole_fair.model.calibration` (a recbole-fair extension; ranking only, not the loss),
-    whose item prior counts every training target, or with ``score_prior_recent = N > 0`` each
-    user's ``N`` most recent training targets.
+    recbole-fair extensions, off by default (the paper's model): the item-ID digit
+    (``item_id_embedding``, :class:`~recbole_fair.model.item_id_digit.ItemIDDigit`) and the
+    item-level loss (``item_loss_weight = w``: ``w·L_item``, a softmax cross-entropy over all items
+    whose logit is the ranking score ``(1/L) Σ_l logit_l(c_l(item))``, which trains the score the
+    evaluation ranks by, where the per-digit loss treats the digits independently).
 
-    Training: the paper's ``L_MTP + α·L_NRT + β·L_MIM``, plus, with ``item_loss_weight = w > 0``,
-    ``w·L_item``: a softmax cross-entropy over all items whose logit is the ranking score
-    ``(1/L) Σ_l logit_l(c_l(item))`` (a recbole-fair extension: it trains the score the evaluation
-    ranks by, where the per-digit loss treats the 32 digits independently).
-
-    Item-ID digit (``item_id_embedding: True``, a recbole-fair extension for items the codes
-    cannot tell apart): every item also gets its own embedding ``e_i``, tied between input and
-    output as SASRec's. It is added to the item's pooled code embedding in the history, and it is
-    one more digit whose codebook is the item table: ``p_item(i) = softmax_i(cos(head(h), e_i) /
-    τ)`` from one more residual head, trained by cross-entropy beside the ``L`` digits (the MTP
-    loss becomes the mean over ``L + 1`` digits), ranked by ``Σ_l log p_l(c_l) + log p_item(i)``
-    (and, with ``w > 0``, in the item-level loss as ``(Σ_l logit_l(c_l) + logit_item(i)) / L``).
-    ``log p_item(i)`` already counts the item prior once, so with this digit the correction
-    ``γ · b`` at ``γ = 1`` is naive Bayes plus one more ``log q(i)`` (a popularity term), not
-    naive Bayes: an empirical weight, to select on validation (``benchmarks/score_calibration.py``).
-
-    The dataset must carry ``dataset.item_codes`` (``LongTensor [n_items, n_codes]``, row 0 = the
-    padding item), as recbole-fair's ``FAIRDataset`` does.
+    Settings: :class:`~recbole_fair.model.fair_settings.FAIRSettings` (``properties/model/
+    FAIR.yaml``). The dataset must carry ``dataset.item_codes`` (``LongTensor [n_items,
+    n_codes]``, row 0 = the padding item), as recbole-fair's ``FAIRDataset`` does.
     """
 
     # recbole_fair.config.Config loads properties/semantic_ids.yaml for models with this flag.
@@ -132,215 +67,57 @@ class FAIR(SequentialRecommender):
     # Digit logits and ranking scores stay float32 under autocast (autocast_dtype, see
     # recbole_fair.trainer.sync_free and recbole_fair.model.layers.full_precision).
     autocast_ranks_in_float32 = True
-    # Optional keys read with a default when absent (not listed in FAIR.yaml, so that adding them
-    # does not change the config hash of existing leaderboard cells): input_dropout_prob,
-    # score_prior_correction (γ >= 0, default 0 = the paper's score; see
-    # recbole_fair/model/calibration.py), score_prior_recent (N >= 0, default 0 = the correction's
-    # prior counts every training target), item_loss_weight (w >= 0, default 0 = the paper's loss),
-    # item_id_embedding (bool, default False = the paper's codes-only items) and the
-    # graph-decoding keys.
-    extra_config_keys = (
-        "input_dropout_prob",
-        "score_prior_correction",
-        "score_prior_recent",
-        "item_loss_weight",
-        "item_id_embedding",
-        *GRAPH_DECODING_KEYS,
-    )
+    #: Settings a subclass fixes (RPG: standard attention, MTP only): an absent key takes the
+    #: value, another value is an error.
+    preset: dict[str, Any] = {}
 
     def __init__(self, config: Any, dataset: Any) -> None:
         super().__init__(config, dataset)
 
         # load parameters info
-        self.n_codes = int(_number(config, "n_codes", 1))
-        self.codebook_size = int(_number(config, "codebook_size", 1))
-        self.n_layers = int(_number(config, "n_layers", 1))
-        self.n_heads = int(_number(config, "n_heads", 1))
-        self.hidden_size = int(_number(config, "hidden_size", 1))
-        self.inner_size = int(_number(config, "inner_size", 1))
-        self.hidden_dropout_prob = _number(config, "hidden_dropout_prob")
-        # dropout on the input embedding; absent = hidden_dropout_prob (RPG/GPT-2: embd_pdrop)
-        self.input_dropout_prob = _number(
-            config, "input_dropout_prob", default=self.hidden_dropout_prob
-        )
-        self.attn_dropout_prob = _number(config, "attn_dropout_prob")
-        self.layer_norm_eps = _number(config, "layer_norm_eps", strict=True)
-        self.initializer_range = _number(config, "initializer_range")
-        self.input_layer_norm = bool(config["input_layer_norm"])
-
-        # The keys of a switched-off part (focused attention, NRT, MIM) may be left out of the
-        # config (RPG.yaml does): they then take a default and are never used.
-        self.attention = _choice(config, "attention", ATTENTIONS)
-        fam_off = self.attention != "focused"
-        self.fam_lambda_init = config["fam_lambda_init"]  # None = per-layer schedule
-        self.fam_lambda1 = _choice(
-            config, "fam_lambda1", FAM_LAMBDA1, default="fixed_one" if fam_off else None
-        )
-        self.fam_norm = _choice(
-            config, "fam_norm", FAM_NORMS, default="output_rmsnorm" if fam_off else None
-        )
-        self.fam_lambda_std = _number(config, "fam_lambda_std", default=0.1 if fam_off else None)
-
-        self.head_logits = _choice(config, "head_logits", HEAD_LOGITS)
-        self.head_temperature = _number(config, "head_temperature", strict=True)
-
-        self.loss_type = _choice(config, "loss_type", ("CE",))
-        self.train_mode = _choice(config, "train_mode", TRAIN_MODES)
-        self.nrt_weight = _number(config, "nrt_weight")
-        nrt_off = self.nrt_weight == 0
-        self.nrt_mask_prob = _number(config, "nrt_mask_prob", default=0.0 if nrt_off else None)
-        self.nrt_sub_prob = _number(config, "nrt_sub_prob", default=0.0 if nrt_off else None)
-        self.nrt_margin = _number(config, "nrt_margin", default=0.0 if nrt_off else None)
-        self.nrt_positions = _choice(
-            config, "nrt_positions", NRT_POSITIONS, default="last" if nrt_off else None
-        )
-        self.nrt_distance = _choice(
-            config, "nrt_distance", NRT_DISTANCES, default="squared_l2" if nrt_off else None
-        )
-        self.mim_weight = _number(config, "mim_weight")
-        mim_off = self.mim_weight == 0
-        self.mim_temperature = _number(
-            config, "mim_temperature", strict=True, default=1.0 if mim_off else None
-        )
-        self.mim_mask_same_item = bool(config["mim_mask_same_item"])
-        # item-level softmax over the ranking score; absent or 0 = the paper's loss (>= 0 checked
-        # by _number)
-        self.item_loss_weight = float(_number(config, "item_loss_weight", default=0.0))
-        # an embedding per item beside its codes; absent or False = the paper's items
-        self.item_id_embedding = _flag(config, "item_id_embedding")
-        # ranking: exact (default) or RPG's graph-constrained decoding
-        self.graph_settings = GraphDecodingSettings.from_config(config)
-        self.decoding = self.graph_settings.decoding
-        # ranking: weight of the naive-Bayes prior correction (recbole_fair.model.calibration);
-        # absent or 0 = the paper's score
-        self.score_prior_correction = float(_number(config, "score_prior_correction", default=0.0))
-        if self.nrt_mask_prob + self.nrt_sub_prob > 1:
-            raise ValueError(
-                f"nrt_mask_prob [{self.nrt_mask_prob}] + nrt_sub_prob [{self.nrt_sub_prob}] "
-                f"must be at most 1."
-            )
-
-        # semantic IDs of the items
-        item_codes = self._check_item_codes(getattr(dataset, "item_codes", None))
+        self.settings = s = FAIRSettings.from_config(config, type(self).__name__, self.preset)
+        self.n_codes, self.codebook_size = s.n_codes, s.codebook_size  # L, K
+        self.hidden_size = s.hidden_size
+        self.attention = s.attention  # focused or standard (read by the attention-map tools)
+        item_codes = check_item_codes(getattr(dataset, "item_codes", None), self.n_items, s)
         self.register_buffer("item_codes", item_codes)  # [n_items, L], codes in [0, K)
         digit_offset = 1 + torch.arange(self.n_codes) * self.codebook_size  # [L]
         self.register_buffer("digit_offset", digit_offset, persistent=False)
-        self.mask_token = self.n_codes * self.codebook_size + 1
-        self.vocab_size = self.n_codes * self.codebook_size + 2
+        self.mask_token = self.n_codes * self.codebook_size + 1  # NRT's masked code
+        self.vocab_size = self.n_codes * self.codebook_size + 2  # the codes, padding and mask
 
         # define layers and loss
-        self.code_embedding = nn.Embedding(self.vocab_size, self.hidden_size, padding_idx=0)
-        self.position_embedding = nn.Embedding(self.max_seq_length, self.hidden_size)
+        d = self.hidden_size
+        self.code_embedding = nn.Embedding(self.vocab_size, d, padding_idx=0)
+        self.position_embedding = nn.Embedding(self.max_seq_length, d)
         self.input_norm = (
-            nn.LayerNorm(self.hidden_size, eps=self.layer_norm_eps)
-            if self.input_layer_norm
-            else nn.Identity()
+            nn.LayerNorm(d, eps=s.layer_norm_eps) if s.input_layer_norm else nn.Identity()
         )
-        self.input_dropout = (
-            nn.Dropout(self.input_dropout_prob) if self.input_dropout_prob > 0 else nn.Identity()
+        self.input_dropout = _dropout(s.input_dropout_prob)
+        self.encoder = TransformerStack(**s.transformer_args())
+        self.heads = DigitHeads(self.n_codes, d, s.head_logits, s.head_temperature)
+        self.item_id = (  # None: the paper's codes-only items
+            ItemIDDigit(self.n_items, d, s.head_logits, s.head_temperature)
+            if s.item_id_embedding
+            else None
         )
-        self.encoder = TransformerStack(
-            n_layers=self.n_layers,
-            hidden_size=self.hidden_size,
-            n_heads=self.n_heads,
-            inner_size=self.inner_size,
-            hidden_dropout_prob=self.hidden_dropout_prob,
-            attn_dropout_prob=self.attn_dropout_prob,
-            layer_norm_eps=self.layer_norm_eps,
-            attention=self.attention,
-            fam_lambda_init=self.fam_lambda_init,
-            fam_lambda1=self.fam_lambda1,
-            fam_norm=self.fam_norm,
-            fam_lambda_std=self.fam_lambda_std,
-        )
-        self.heads = DigitHeads(
-            self.n_codes, self.hidden_size, self.head_logits, self.head_temperature
-        )
-        if self.item_id_embedding:
-            # e_i, tied between input and output; its own residual head, as each digit's
-            self.item_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
-            self.item_head = DigitHeads(
-                1, self.hidden_size, self.head_logits, self.head_temperature
-            )
-
-        # graph-constrained decoding: popular start items and the lazily built item graph
-        popularity = item_popularity(dataset, self.n_items)
-        self.register_buffer(
-            "graph_popular_items",
-            popular_items(popularity, self.graph_settings.graph_num_beams),
-            persistent=False,
-        )  # [S]
-        self._item_graph = ItemGraphCache()
-        # per-item prior correction b(i), added as score_prior_correction * b at ranking time;
-        # its prior counts every training target, or each user's most recent ones
-        self.score_prior_recent = recent_prior_size(config)
-        prior_counts = popularity
-        if self.score_prior_recent:
-            prior_counts = getattr(dataset, "train_recent_target_counts", None)
-            built_for = getattr(dataset, "train_recent_prior_size", None)
-            if prior_counts is None or built_for != self.score_prior_recent:
-                raise ValueError(
-                    f"score_prior_recent [{self.score_prior_recent}]: the dataset carries no "
-                    f"train_recent_target_counts for it (built for [{built_for}]); use "
-                    f"recbole_fair's create_dataset (its semantic-ID dataset counts them while "
-                    f"building the split), and with save_dataloaders: True delete the saved "
-                    f"split (RecBole reuses it whatever score_prior_recent is)."
-                )
-            if not self.score_prior_correction:
-                getLogger().warning(
-                    f"score_prior_recent [{self.score_prior_recent}] has no effect while "
-                    f"score_prior_correction is 0: set the correction's weight too."
-                )
-        self.register_buffer(
-            "item_prior_bias",
-            prior_correction(torch.as_tensor(prior_counts), item_codes, self.codebook_size),
-            persistent=False,
-        )  # [n_items]
+        popularity = item_popularity(dataset, self.n_items)  # graph decoding's start items
+        self.ranker = CodeSumRanker(s.graph, self.codebook_size, popularity)
+        self._register_load_state_dict_pre_hook(rename_legacy_keys)
 
         # parameters initialization
         self.apply(self._init_weights)
-        with torch.no_grad():
-            self.code_embedding.weight[0].zero_()
-            if self.item_id_embedding:
-                self.item_embedding.weight[0].zero_()
-
-    def train(self, mode: bool = True) -> FAIR:
-        r"""``nn.Module.train``; entering training mode drops the cached decoding graph."""
-        if mode and hasattr(self, "_item_graph"):
-            self._item_graph.clear()
-        return super().train(mode)
-
-    def _check_item_codes(self, item_codes: torch.Tensor | None) -> torch.Tensor:
-        if item_codes is None:
-            raise ValueError(
-                "FAIR needs its semantic-ID dataset: `dataset.item_codes` is missing. Use "
-                "recbole_fair's create_dataset (it builds a FAIRDataset for model FAIR)."
-            )
-        item_codes = torch.as_tensor(item_codes).long().cpu().clone()
-        if item_codes.dim() != 2 or item_codes.size(0) != self.n_items:
-            raise ValueError(
-                f"dataset.item_codes must have shape [n_items={self.n_items}, n_codes], "
-                f"got {tuple(item_codes.shape)}."
-            )
-        if item_codes.size(1) != self.n_codes:
-            raise ValueError(
-                f"n_codes [{self.n_codes}] does not match dataset.item_codes "
-                f"({item_codes.size(1)} codes per item)."
-            )
-        if item_codes.numel() and (item_codes.min() < 0 or item_codes.max() >= self.codebook_size):
-            raise ValueError(
-                f"dataset.item_codes must lie in [0, codebook_size={self.codebook_size}), "
-                f"got range [{int(item_codes.min())}, {int(item_codes.max())}]."
-            )
-        return item_codes
 
     def _init_weights(self, module: nn.Module) -> None:
-        r"""RecBole's initialisation: normal(0, initializer_range) weights, zero biases."""
+        r"""RecBole's initialisation: normal(0, initializer_range) weights, zero biases, zero
+        padding rows."""
         if isinstance(module, (nn.Linear, nn.Embedding)):
-            module.weight.data.normal_(mean=0.0, std=self.initializer_range)
+            module.weight.data.normal_(mean=0.0, std=self.settings.initializer_range)
         elif isinstance(module, nn.LayerNorm):
             module.bias.data.zero_()
             module.weight.data.fill_(1.0)
+        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+            module.weight.data[module.padding_idx].zero_()
         if isinstance(module, nn.Linear) and module.bias is not None:
             module.bias.data.zero_()
 
@@ -372,10 +149,10 @@ class FAIR(SequentialRecommender):
 
     def embed_items(self, items: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
         r"""Input embedding of items, ``[..., d]``: the mean of their code-token embeddings
-        (``tokens``, default the items' own codes), plus ``e_i`` with ``item_id_embedding``."""
+        (``tokens``, default the items' own codes), plus ``e_i`` with the item-ID digit."""
         emb = self.embed_tokens(self.item_tokens(items) if tokens is None else tokens)
-        if self.item_id_embedding:
-            emb = emb + self.item_embedding(items)
+        if self.item_id is not None:
+            emb = emb + self.item_id.embed(items)
         return emb
 
     def encode_tokens(
@@ -390,14 +167,14 @@ class FAIR(SequentialRecommender):
             tokens (torch.Tensor): code tokens of the (left-aligned) history, shape ``[B, T, L]``.
             return_maps (bool): also return the per-layer attention maps.
             items (torch.Tensor, optional): the items of the history ``[B, T]``, whose own
-                embeddings are added with ``item_id_embedding`` (required then).
+                embeddings are added with the item-ID digit (required then).
 
         Returns:
             tuple: hidden states ``[B, T, d]`` and the maps (``None`` unless requested).
         """
         T = tokens.size(1)
         position_ids = torch.arange(T, device=tokens.device)  # [T]
-        if self.item_id_embedding and items is None:
+        if self.item_id is not None and items is None:
             raise ValueError("encode_tokens needs the history's items with item_id_embedding.")
         emb = self.embed_tokens(tokens) if items is None else self.embed_items(items, tokens)
         x = emb + self.position_embedding(position_ids)  # [B, T, d]
@@ -455,7 +232,8 @@ class FAIR(SequentialRecommender):
         return hidden
 
     def forward(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
-        r"""Hidden state at the last valid position of each history.
+        r"""Hidden state at the last valid position of each history: pooled code embeddings and
+        positions through the focused-attention blocks.
 
         Args:
             item_seq (torch.Tensor): item ids, left-aligned, shape ``[B, T]``.
@@ -467,10 +245,14 @@ class FAIR(SequentialRecommender):
         hidden = self.encode(item_seq, item_seq_len)  # [B, T', d]
         return self.gather_indexes(hidden, item_seq_len - 1)  # [B, d]
 
+    def code_log_probs(self, h: torch.Tensor) -> torch.Tensor:
+        r"""Log-probabilities of every code of every digit from hidden states ``h [B, d]``:
+        the per-digit heads, ``[B, L, K]``."""
+        return self.heads(h, self.code_table()).log_softmax(dim=-1)
+
     def digit_log_probs(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
         r"""Log-probabilities of every code of every digit of the next item, ``[B, L, K]``."""
-        logits = self.heads(self.forward(item_seq, item_seq_len), self.code_table())
-        return logits.log_softmax(dim=-1)
+        return self.code_log_probs(self.forward(item_seq, item_seq_len))
 
     @torch.no_grad()
     def attention_maps(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> list[dict]:
@@ -491,73 +273,85 @@ class FAIR(SequentialRecommender):
         return maps
 
     # ----------------------------------------------------------------------------- training
-    def calculate_loss(self, interaction: Any) -> tuple[torch.Tensor, ...]:
-        r"""Training losses of a batch.
+    def calculate_loss(self, interaction: Any) -> FAIRLoss:
+        r"""Training losses of a batch, always the four terms of :class:`FAIRLoss`.
 
-        Returns:
-            tuple: ``(L_MTP, α·L_NRT, β·L_MIM)``, and ``w·L_item`` fourth when
-            ``item_loss_weight = w > 0``; a part whose weight is 0 is a constant 0 and is not
-            computed (no second forward pass for NRT); so are NRT and MIM on a batch of one
-            sequence (they need the batch's other sequences as negatives).
+        Every valid position predicts the codes of the next item (``train_mode:
+        all_positions``; ``prefix``: the last position only); a term whose weight is 0 is an
+        exact zero and is not computed (no second forward pass for NRT); so are NRT and MIM on a
+        batch of one sequence (they need the batch's other sequences as negatives).
         """
-        item_seq = interaction[self.ITEM_SEQ]
-        item_seq_len = interaction[self.ITEM_SEQ_LEN]
-        pos_items = interaction[self.POS_ITEM_ID]
-        # trimmed on the host by prepare_batch (recbole-fair's trainer), else here
-        host = host_batch_of(interaction, item_seq)
-        if host is None:
-            item_seq = self.trim(item_seq, item_seq_len)  # [B, T]
-        valid_index = host.valid_index if host is not None else None
+        s = self.settings
+        item_seq, item_seq_len, valid_index = self._training_batch(interaction)  # [B, T]
+        pos_items = interaction[self.POS_ITEM_ID]  # [B]
         tokens = self.item_tokens(item_seq)  # [B, T, L]
         hidden, _ = self.encode_tokens(tokens, items=item_seq)  # [B, T, d]
-
-        if self.train_mode == "all_positions":
-            # position t predicts item_seq[t + 1]; the last valid position predicts the target.
-            valid = (
-                None
-                if valid_index is not None
-                else self._valid_mask(item_seq_len, item_seq.size(1))
-            )
-            targets = torch.cat([item_seq[:, 1:], item_seq.new_zeros(item_seq.size(0), 1)], 1)
-            targets = targets.scatter(1, (item_seq_len - 1).unsqueeze(1), pos_items.unsqueeze(1))
-            h = self._select_valid(hidden, valid, valid_index)  # [N, d]
-            targets = self._select_valid(targets, valid, valid_index)  # [N]
-        else:
-            h, targets = self.gather_indexes(hidden, item_seq_len - 1), pos_items  # [B, d], [B]
+        h, targets = self._predicting_states(hidden, item_seq, item_seq_len, pos_items, valid_index)
         logits = self.heads(h, self.code_table())  # [N, L, K]
-        loss_mtp = mtp_loss(logits, self.item_codes[targets])
-        if self.item_id_embedding:
-            # the item-ID digit: one more cross-entropy, over the items (padding item left out)
-            item_logits = self.item_logits(h)  # [N, n_items]
-            loss_id = F.cross_entropy(item_logits[:, 1:], targets - 1)
-            loss_mtp = (self.n_codes * loss_mtp + loss_id) / (self.n_codes + 1)
+        item_logits = None if self.item_id is None else self.item_id.logits(h)  # [N, n_items]
 
-        zero = loss_mtp.new_zeros(())
-        # NRT's negative and MIM's in-batch negatives are the batch's other sequences: a batch of
-        # one sequence (RecBole keeps a last partial batch) has none, so both terms are 0 there
+        zero = logits.new_zeros(())
+        # NRT's and MIM's negatives are the batch's other sequences: none in a batch of one
         in_batch = item_seq.size(0) > 1
-        loss_nrt = (
-            self.nrt_weight * self._nrt_loss(tokens, hidden, item_seq_len, item_seq, valid_index)
-            if self.nrt_weight > 0 and in_batch
-            else zero
-        )
-        loss_mim = (
-            self.mim_weight * self._mim_loss(hidden, item_seq_len, pos_items)
-            if self.mim_weight > 0 and in_batch
-            else zero
-        )
-        if self.item_loss_weight > 0:
-            code_sums = self.exact_scores(logits)  # [N, n_items]
-            if self.item_id_embedding:
-                code_sums = code_sums + item_logits
-            loss_item = item_softmax_loss(code_sums, targets, self.n_codes)
-            return loss_mtp, loss_nrt, loss_mim, self.item_loss_weight * loss_item
-        return loss_mtp, loss_nrt, loss_mim
+        loss_mtp = self._mtp_loss(logits, item_logits, targets)
+        loss_nrt = loss_mim = loss_item = zero
+        if s.nrt_weight > 0 and in_batch:
+            loss_nrt = s.nrt_weight * self._nrt_loss(
+                tokens, hidden, item_seq_len, item_seq, valid_index
+            )
+        if s.mim_weight > 0 and in_batch:
+            loss_mim = s.mim_weight * self._mim_loss(hidden, item_seq_len, pos_items)
+        if s.item_loss_weight > 0:
+            loss_item = s.item_loss_weight * self._item_loss(logits, item_logits, targets)
+        return FAIRLoss(loss_mtp, loss_nrt, loss_mim, loss_item)
+
+    def _training_batch(
+        self, interaction: Any
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        r"""The histories ``[B, T']`` trimmed of padding columns, their lengths ``[B]`` and the
+        host's flat indices of the valid positions (``None`` unless :meth:`prepare_batch`, called
+        by recbole-fair's trainer, trimmed the batch on the host already)."""
+        item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        host = host_batch_of(interaction, item_seq)
+        if host is None:
+            return self.trim(item_seq, item_seq_len), item_seq_len, None
+        return item_seq, item_seq_len, host.valid_index
+
+    def _predicting_states(
+        self,
+        hidden: torch.Tensor,
+        item_seq: torch.Tensor,
+        item_seq_len: torch.Tensor,
+        pos_items: torch.Tensor,
+        valid_index: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""The hidden states that predict an item and the items they predict, ``[N, d]`` and
+        ``[N]``: with ``all_positions`` position ``t`` predicts ``item_seq[t + 1]`` and the last
+        valid position the target; with ``prefix`` only the last position, the target."""
+        if self.settings.train_mode == "prefix":
+            return self.gather_indexes(hidden, item_seq_len - 1), pos_items  # [B, d], [B]
+        valid = None
+        if valid_index is None:
+            valid = self._valid_mask(item_seq_len, item_seq.size(1))  # [B, T]
+        targets = torch.cat([item_seq[:, 1:], item_seq.new_zeros(item_seq.size(0), 1)], 1)
+        targets = targets.scatter(1, (item_seq_len - 1).unsqueeze(1), pos_items.unsqueeze(1))
+        h = self._select_valid(hidden, valid, valid_index)  # [N, d]
+        return h, self._select_valid(targets, valid, valid_index)  # [N, d], [N]
 
     @staticmethod
     def _valid_mask(item_seq_len: torch.Tensor, T: int) -> torch.Tensor:
         positions = torch.arange(T, device=item_seq_len.device)
         return positions.unsqueeze(0) < item_seq_len.unsqueeze(1)  # [B, T]
+
+    def _mtp_loss(
+        self, logits: torch.Tensor, item_logits: torch.Tensor | None, targets: torch.Tensor
+    ) -> torch.Tensor:
+        r"""Multi-token prediction: the mean over the ``L`` digits of the cross-entropy (over
+        ``L + 1`` digits with the item-ID digit, whose logits are ``item_logits``)."""
+        loss = mtp_loss(logits, self.item_codes[targets])
+        if self.item_id is None:
+            return loss
+        return self.item_id.mtp_loss(loss, item_logits, targets, self.n_codes)
 
     def _nrt_loss(
         self,
@@ -575,14 +369,15 @@ class FAIR(SequentialRecommender):
         ``nrt_positions: last`` uses each history's last valid position; ``all`` uses every valid
         position, each against the same ``h⁻``.
         """
+        s = self.settings
         noisy = perturb_code_tokens(
-            tokens, self.codebook_size, self.mask_token, self.nrt_mask_prob, self.nrt_sub_prob
+            tokens, self.codebook_size, self.mask_token, s.nrt_mask_prob, s.nrt_sub_prob
         )
         hidden_noisy, _ = self.encode_tokens(noisy, items=item_seq)  # [B, T, d]
         last = item_seq_len - 1
         h_last = self.gather_indexes(hidden, last)  # [B, d]
         negative = h_last.roll(1, dims=0)  # [B, d]
-        if self.nrt_positions == "last":
+        if s.nrt_positions == "last":
             anchor, positive = h_last, self.gather_indexes(hidden_noisy, last)
         else:
             valid = None
@@ -593,7 +388,7 @@ class FAIR(SequentialRecommender):
             negative = self._select_valid(
                 negative.unsqueeze(1).expand_as(hidden), valid, valid_index
             )  # [N, d]
-        return nrt_triplet_loss(anchor, positive, negative, self.nrt_margin, self.nrt_distance)
+        return nrt_triplet_loss(anchor, positive, negative, s.nrt_margin, s.nrt_distance)
 
     def _mim_loss(
         self, hidden: torch.Tensor, item_seq_len: torch.Tensor, pos_items: torch.Tensor
@@ -602,136 +397,55 @@ class FAIR(SequentialRecommender):
         valid = self._valid_mask(item_seq_len, hidden.size(1)).unsqueeze(-1)  # [B, T, 1]
         pooled = (hidden * valid).sum(1) / item_seq_len.unsqueeze(1).to(hidden.dtype)  # [B, d]
         target = self.embed_items(pos_items)  # [B, d]
-        same_item = pos_items if self.mim_mask_same_item else None
-        return mim_info_nce(pooled, target, self.mim_temperature, same_item)
+        same_item = pos_items if self.settings.mim_mask_same_item else None
+        return mim_info_nce(pooled, target, self.settings.mim_temperature, same_item)
+
+    def _item_loss(
+        self, logits: torch.Tensor, item_logits: torch.Tensor | None, targets: torch.Tensor
+    ) -> torch.Tensor:
+        r"""The item-level loss (unweighted): a softmax over all items of the digit logits summed
+        along each item's codes (plus the item-ID digit's logit), divided by ``L``."""
+        code_sums = self.exact_scores(logits)  # [N, n_items]
+        if item_logits is not None:
+            code_sums = code_sums + item_logits
+        return item_softmax_loss(code_sums, targets, self.n_codes)
 
     # ----------------------------------------------------------------------------- ranking
-    def item_logits(self, h: torch.Tensor) -> torch.Tensor:
-        r"""Logits of the item-ID digit, ``cos(head(h), e_i) / τ`` (or the dot product) for every
-        item, ``[N, n_items]`` (``item_id_embedding`` only)."""
-        return self.item_head(h, self.item_embedding.weight.unsqueeze(0)).squeeze(1)
-
-    def _ranking_parts(
-        self, item_seq: torch.Tensor, item_seq_len: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        r"""Digit log-probabilities ``[B, L, K]`` and, with ``item_id_embedding``, the item-ID
-        digit's ``log p_item`` ``[B, n_items]`` (padding item ``-inf``; else ``None``)."""
-        if not self.item_id_embedding:
-            return self.digit_log_probs(item_seq, item_seq_len), None
-        h = self.forward(item_seq, item_seq_len)  # [B, d]
-        log_probs = self.heads(h, self.code_table()).log_softmax(dim=-1)
-        log_p_item = self.item_logits(h)[:, 1:].log_softmax(dim=-1)  # [B, n_items - 1]
-        return log_probs, F.pad(log_p_item, (1, 0), value=float("-inf"))
-
     def predict(self, interaction: Any) -> torch.Tensor:
-        r"""Score of the given item: ``Σ_l log p_l(code_l(item))`` (plus the item term with
-        ``item_id_embedding``), shape ``[B]``."""
-        log_probs, item_term = self._ranking_parts(
-            interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
-        )  # [B, L, K]
+        r"""Score of the given item: ``Σ_l log p_l(code_l(item))`` (plus ``log p_item(item)``
+        with the item-ID digit), shape ``[B]``."""
+        h = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])  # [B, d]
+        log_probs = self.code_log_probs(h)  # [B, L, K]
         test_item = interaction[self.ITEM_ID]  # [B]
         codes = self.item_codes[test_item]  # [B, L]
         scores = log_probs.gather(2, codes.unsqueeze(-1)).squeeze(-1).sum(-1)  # [B]
-        if item_term is not None:
-            scores = scores + item_term.gather(1, test_item.unsqueeze(1)).squeeze(1)
-        if self.score_prior_correction:
-            scores = scores + self.score_prior_correction * self.item_prior_bias[test_item]
+        if self.item_id is not None:
+            log_p_item = self.item_id.log_probs(h)  # [B, n_items]
+            scores = scores + log_p_item.gather(1, test_item.unsqueeze(1)).squeeze(1)
         return scores.masked_fill(test_item == 0, float("-inf"))
+
+    def full_sort_predict(self, interaction: Any) -> torch.Tensor:
+        r"""Scores of all items, ``Σ_l log p_l(code_l(item))`` (plus ``log p_item(item)`` with
+        the item-ID digit), shape ``[B, n_items]``; the padding item 0 gets ``-inf``.
+
+        ``decoding: exact`` scores every item; ``decoding: graph`` only the items
+        graph-constrained decoding visits, the others ``-inf`` (:class:`CodeSumRanker`).
+        """
+        item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        h = self.forward(item_seq, item_seq_len)  # [B, d]
+        log_probs = self.code_log_probs(h)  # [B, L, K]
+        item_term = None if self.item_id is None else self.item_id.log_probs(h)  # [B, n_items]
+        codes = self.item_codes
+        return self.ranker(log_probs, codes, item_seq, item_seq_len, self.item_graph, item_term)
+
+    def exact_scores(self, log_probs: torch.Tensor) -> torch.Tensor:
+        r"""``Σ_l log_probs[b, l, code_l(item)]`` for every item, ``[B, n_items]``
+        (differentiable; :meth:`CodeSumRanker.exact_scores`)."""
+        return self.ranker.exact_scores(log_probs, self.item_codes)
 
     def item_graph(self) -> torch.Tensor:
         r"""The item-neighbour graph of graph decoding, ``[n_items, graph_num_neighbors]``, built
         once per set of weights (see :class:`~recbole_fair.model.graph_decoding.ItemGraphCache`)."""
-        return self._item_graph.get(
-            self.code_embedding.weight, self.code_table(), self.item_codes, self.graph_settings
+        return self.ranker.graph_cache.get(
+            self.code_embedding.weight, self.code_table(), self.item_codes, self.settings.graph
         )
-
-    def full_sort_predict(self, interaction: Any) -> torch.Tensor:
-        r"""Scores of all items, ``Σ_l log p_l(code_l(item))``, shape ``[B, n_items]``, plus
-        ``score_prior_correction · b(item)`` when that weight is not 0
-        (:mod:`recbole_fair.model.calibration`), plus the item-ID digit's ``log p_item(i)`` with
-        ``item_id_embedding``.
-
-        ``decoding: exact``: every item, accumulated digit by digit (one ``[B, n_items]`` gather
-        per digit). ``decoding: graph``: only the items visited by graph-constrained decoding
-        get their (exact) score, the others ``-inf``. The padding item 0 gets ``-inf``.
-        """
-        item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
-        log_probs, item_term = self._ranking_parts(item_seq, item_seq_len)  # [B, L, K]
-        # the scores (sums of float32 log-probabilities) in float32, also under autocast
-        with full_precision(log_probs):
-            return self._rank(item_seq, item_seq_len, log_probs, item_term)
-
-    def _rank(
-        self,
-        item_seq: torch.Tensor,
-        item_seq_len: torch.Tensor,
-        log_probs: torch.Tensor,
-        item_term: torch.Tensor | None,
-    ) -> torch.Tensor:
-        r"""The scores of :meth:`full_sort_predict` from the digit log-probabilities."""
-        if self.decoding == "graph":
-            settings = self.graph_settings
-            start = start_items(
-                item_seq,
-                item_seq_len,
-                self.graph_popular_items,
-                settings.graph_start,
-                settings.graph_num_beams,
-            )  # [B, M]
-            scores = graph_decode(
-                log_probs,
-                self.item_codes,
-                self.item_graph(),
-                start,
-                settings.graph_beam_size,
-                settings.graph_steps,
-            )
-        else:
-            scores = self.exact_scores(log_probs)  # [B, n_items]
-        if item_term is not None:
-            scores += item_term  # graph decoding: visited by code scores, ranked by the full one
-        if self.score_prior_correction:
-            scores += self.score_prior_correction * self.item_prior_bias  # -inf stays -inf
-        scores[:, 0] = float("-inf")
-        return scores
-
-    def exact_scores(self, log_probs: torch.Tensor) -> torch.Tensor:
-        r"""``Σ_l log_probs[b, l, code_l(item)]`` for every item, shape ``[B, n_items]``
-        (differentiable: the training loss ``item_loss_weight`` uses it on the digit logits).
-
-        One sparse-dense product ``C · P^T`` with ``C`` the ``[n_items, L*K]`` CSR one-hot matrix
-        of the items' code tokens (32 non-zeros a row; built once per device/dtype/codes) — about
-        5x faster on CPU than ``L`` gathers of ``[B, n_items]``, which remain the fallback where
-        sparse CSR products are not supported.
-        """
-        B = log_probs.size(0)
-        with full_precision(log_probs):  # a sparse product autocast would run in bfloat16
-            try:
-                codes = self._code_matrix(log_probs.device, log_probs.dtype)
-                return (codes @ log_probs.reshape(B, -1).T).T.contiguous()  # [B, n_items]
-            except (RuntimeError, NotImplementedError):
-                return self._exact_scores_gather(log_probs)
-
-    def _exact_scores_gather(self, log_probs: torch.Tensor) -> torch.Tensor:
-        scores = log_probs.new_zeros(log_probs.size(0), self.n_items)  # [B, n_items]
-        for digit in range(self.n_codes):
-            scores += log_probs[:, digit].index_select(1, self.item_codes[:, digit])
-        return scores
-
-    def _code_matrix(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        key = (device, dtype, self.item_codes.data_ptr(), self.item_codes._version)
-        cached = getattr(self, "_code_matrix_cache", None)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        n_items, n_codes = self.item_codes.shape
-        offsets = torch.arange(n_codes, device=device) * self.codebook_size  # [L]
-        columns = (self.item_codes.to(device) + offsets).reshape(-1)  # [n_items * L]
-        rows = torch.arange(0, n_items * n_codes + 1, n_codes, device=device)  # CSR row pointers
-        values = torch.ones(n_items * n_codes, device=device, dtype=dtype)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
-            matrix = torch.sparse_csr_tensor(
-                rows, columns, values, size=(n_items, n_codes * self.codebook_size)
-            )
-        self._code_matrix_cache = (key, matrix)
-        return matrix

@@ -20,8 +20,6 @@ Reference:
 
 from __future__ import annotations
 
-from typing import Any
-
 from recbole_fair.model.sequential_recommender.fair import FAIR
 
 
@@ -32,21 +30,9 @@ class RPG(FAIR):
     MIM keys; the dataset is :class:`~recbole_fair.data.RPGDataset` (the same OPQ semantic IDs).
 
     Raises:
-        ValueError: when the config sets one of :attr:`preset`'s keys to another value.
+        ConfigError: when the config sets one of :attr:`preset`'s keys to another value.
     """
 
     #: FAIR's switches that make it RPG. A config may leave them out (they are filled in) or
     #: repeat them; any other value is an error (use model FAIR for such an ablation).
     preset = {"attention": "standard", "nrt_weight": 0.0, "mim_weight": 0.0}
-
-    def __init__(self, config: Any, dataset: Any) -> None:
-        for key, value in self.preset.items():
-            given = config[key]
-            if given is None:
-                config[key] = value
-            elif given != value:
-                raise ValueError(
-                    f"RPG is FAIR with {self.preset}; got {key} [{given}]. "
-                    f"Use model FAIR to change {key}."
-                )
-        super().__init__(config, dataset)

@@ -1,17 +1,12 @@
-r"""recbole_fair.visualize_attention
-#################################
+r"""recbole_fair.analysis.attention
+###############################
 
 Draw and measure where trained semantic-ID recommenders attend, to check FAIR's claim that
-focused attention puts less weight on irrelevant history than standard attention.
+focused attention puts less weight on irrelevant history than standard attention (the command:
+``recbole-fair attention``, :mod:`recbole_fair.cli.attention`).
 
-::
-
-    python -m recbole_fair.visualize_attention --checkpoint saved/FAIR-xxx.pth \
-        [--compare saved/RPG-xxx.pth] [--users 5 | --user_id TOKEN] --out attention/
-
-Each checkpoint (a RecBole checkpoint written by this installation: ``config``, ``state_dict``)
-is rebuilt with its own config: dataset (:func:`recbole_fair.utils.create_dataset`), RecBole's
-split, model, weights. Then, on the test split:
+Each checkpoint is rebuilt by :func:`recbole_fair.checkpoint.load_checkpoint`. Then, on the test
+split:
 
 * **Pictures** (``user_<token>.png``, one per sampled test user): per layer (rows) the causal
   attention matrix over the user's history, averaged over heads (``--head`` picks one), side by
@@ -41,116 +36,20 @@ Reference:
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
-import math
-import os
-import pickle
-import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-from recbole.data import data_preparation
-from recbole.utils import init_seed
 
-from recbole_fair.compat import trusted_torch_load
-from recbole_fair.utils import create_dataset, get_model
+from recbole_fair.checkpoint import LoadedModel, iter_test_batches
 
 SIMILARITIES = ("text", "codes")
 
 
-@dataclasses.dataclass
-class LoadedModel:
-    r"""A checkpoint rebuilt for inspection.
-
-    Attributes:
-        path (str): the checkpoint file.
-        label (str): a short name for plots and tables (model and attention type).
-        config: the checkpoint's RecBole ``Config``.
-        model: the model, in eval mode, with the checkpoint's weights.
-        test_data: RecBole's test data loader (full ranking, one row per test user).
-        dataset: the test split's dataset.
-        valid_data: RecBole's validation data loader (same layout as ``test_data``).
-    """
-
-    path: str
-    label: str
-    config: Any
-    model: Any
-    test_data: Any
-    dataset: Any
-    valid_data: Any = None
-
-    @property
-    def focused(self) -> bool:
-        return getattr(self.model, "attention", "standard") == "focused"
-
-
 # ---------------------------------------------------------------------------------------------
-# Loading
+# Measures
 # ---------------------------------------------------------------------------------------------
-def load_checkpoint(
-    path: str | os.PathLike,
-    device: str = "cpu",
-    data_path: str | None = None,
-    require_attention_maps: bool = True,
-) -> LoadedModel:
-    r"""Rebuild dataset, split and model of a RecBole checkpoint and load its weights.
-
-    Args:
-        path: checkpoint written by RecBole's trainer through recbole-fair (signed, see
-            :mod:`recbole_fair.compat`).
-        device: device to run the model on.
-        data_path: folder holding the dataset folder, when it moved since training.
-        require_attention_maps: refuse models without ``attention_maps`` (the visualisation
-            needs them; other inspections of any model pass False).
-
-    Raises:
-        ValueError: not a signed RecBole checkpoint, or a model without ``attention_maps``.
-    """
-    path = str(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        checkpoint = trusted_torch_load(path, map_location="cpu")
-    except (pickle.UnpicklingError, RuntimeError) as err:
-        raise ValueError(
-            f"{path} could not be loaded as a checkpoint written by this installation "
-            f"(only checkpoints signed by recbole_fair.compat are fully unpickled): {err}"
-        ) from err
-    if not isinstance(checkpoint, dict) or not {"config", "state_dict"} <= set(checkpoint):
-        raise ValueError(f"{path} is not a RecBole checkpoint (keys 'config', 'state_dict').")
-    config = checkpoint["config"]
-    config["device"] = torch.device(device)
-    config["show_progress"] = False
-    if data_path:
-        config["data_path"] = os.path.join(data_path, config["dataset"])
-    init_seed(config["seed"], config["reproducibility"])
-    dataset = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    if require_attention_maps and not hasattr(model, "attention_maps"):
-        raise ValueError(
-            f"model {config['model']} has no attention_maps(); only FAIR-style models "
-            f"(FAIR, RPG) can be visualised."
-        )
-    model.load_state_dict(checkpoint["state_dict"])
-    model.load_other_parameter(checkpoint.get("other_parameter"))
-    model.eval()
-    label = f"{config['model']} ({getattr(model, 'attention', 'standard')})"
-    return LoadedModel(path, label, config, model, test_data, test_data._dataset, valid_data)
-
-
-def _test_batches(loaded: LoadedModel):
-    r"""Yield the test interactions (user, history, length, target), moved to the model's device."""
-    for batch in loaded.test_data:
-        interaction = batch[0] if isinstance(batch, tuple) else batch
-        yield interaction.to(loaded.config["device"])
-
-
 def item_vectors(loaded: LoadedModel, similarity: str) -> torch.Tensor:
     r"""Unit-norm vectors of every item for the relevance similarity, ``[n_items, D]``."""
     if similarity not in SIMILARITIES:
@@ -172,9 +71,6 @@ def item_vectors(loaded: LoadedModel, similarity: str) -> torch.Tensor:
     return F.normalize(vectors.float().to(device), dim=-1)
 
 
-# ---------------------------------------------------------------------------------------------
-# Measures
-# ---------------------------------------------------------------------------------------------
 def last_row_weights(A: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
     r"""Attention of each history's last position over its history, as a distribution.
 
@@ -235,7 +131,7 @@ def attention_metrics(
     entropy_sum: list[float] = []
     share_sum: list[float] = []
     uniform_sum, n_users, n_users_topk = 0.0, 0, 0
-    for interaction in _test_batches(loaded):
+    for interaction in iter_test_batches(loaded):
         seq = interaction[model.ITEM_SEQ]
         lens = interaction[model.ITEM_SEQ_LEN]
         target = interaction[model.ITEM_ID]
@@ -294,7 +190,7 @@ def sample_users(loaded: LoadedModel, n_users: int = 5, user_id: str | None = No
     model = loaded.model
     uid_field = loaded.dataset.uid_field
     tokens: list[str] = []
-    for interaction in _test_batches(loaded):
+    for interaction in iter_test_batches(loaded):
         users = loaded.dataset.id2token(uid_field, interaction[uid_field].cpu())
         lens = interaction[model.ITEM_SEQ_LEN].cpu()
         for token, n in zip(users, lens.tolist()):
@@ -317,7 +213,7 @@ def user_rows(loaded: LoadedModel, tokens: Sequence[str]) -> dict[str, dict]:
     uid_field, iid_field = dataset.uid_field, dataset.iid_field
     wanted = set(tokens)
     rows: dict[str, dict] = {}
-    for interaction in _test_batches(loaded):
+    for interaction in iter_test_batches(loaded):
         users = dataset.id2token(uid_field, interaction[uid_field].cpu())
         for b, token in enumerate(users):
             token = str(token)
@@ -338,6 +234,50 @@ def _panels(loaded: LoadedModel) -> list[str]:
     return ["A1", "A2", "A"] if loaded.focused else ["A"]
 
 
+def _user_maps(loaded: LoadedModel, token: str, similarity: str, top_k: int) -> tuple | None:
+    r"""``(loaded, row, maps, similar)`` of user ``token``: its history row (:func:`user_rows`),
+    the model's attention maps over it and the ``top_k`` history positions most similar to the
+    test item; ``None`` when the user is not in this model's test split."""
+    row = user_rows(loaded, [token]).get(token)
+    if row is None:
+        return None
+    seq = row["seq"].unsqueeze(0)
+    n = seq.size(1)
+    maps = loaded.model.attention_maps(seq, torch.tensor([n], device=seq.device))
+    vectors = item_vectors(loaded, similarity)
+    sims = vectors[row["seq"]] @ vectors[row["target"]]  # [n]
+    return loaded, row, maps, sims.topk(min(top_k, n)).indices.tolist()
+
+
+def _draw_map(
+    fig, ax, A: torch.Tensor, title: str, signed: bool, items: list[str], similar: list[int]
+) -> None:
+    r"""One causal attention map ``A`` ``[n, n]`` (the upper triangle left blank), diverging
+    colours when ``signed``, the history ``items`` on the axes, the ``similar`` ones in red."""
+    n = len(items)
+    A = A.detach().float().cpu().clone()
+    A[torch.ones(n, n, dtype=torch.bool).triu(1)] = float("nan")
+    if signed:
+        bound = float(A.nan_to_num(0).abs().max()) or 1.0
+        im = ax.imshow(A.numpy(), cmap="RdBu_r", vmin=-bound, vmax=bound)
+    else:
+        im = ax.imshow(A.numpy(), cmap="viridis", vmin=0.0)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_title(title, fontsize=8)
+    ax.set_xlabel("history item (attended)", fontsize=7)
+    ax.set_ylabel("position (query)", fontsize=7)
+    # every item on the axes for short histories, else only the similar ones
+    xticks = list(range(n)) if n <= 20 else sorted(similar)
+    ax.set_xticks(xticks)
+    ax.set_xticklabels([items[i] for i in xticks], rotation=90, fontsize=6)
+    ax.set_yticks(xticks if n <= 20 else [])
+    if n <= 20:
+        ax.set_yticklabels(items, fontsize=6)
+    for label, pos in zip(ax.get_xticklabels(), xticks):
+        if pos in similar:
+            label.set_color("red")
+
+
 def plot_user(
     models: Sequence[LoadedModel],
     token: str,
@@ -353,18 +293,8 @@ def plot_user(
     """
     from matplotlib.figure import Figure
 
-    drawn = []
-    for loaded in models:
-        row = user_rows(loaded, [token]).get(token)
-        if row is None:
-            continue
-        seq = row["seq"].unsqueeze(0)
-        n = seq.size(1)
-        maps = loaded.model.attention_maps(seq, torch.tensor([n], device=seq.device))
-        vectors = item_vectors(loaded, similarity)
-        sims = vectors[row["seq"]] @ vectors[row["target"]]  # [n]
-        similar = sims.topk(min(top_k, n)).indices.tolist()
-        drawn.append((loaded, row, maps, similar))
+    drawn = [_user_maps(loaded, token, similarity, top_k) for loaded in models]
+    drawn = [d for d in drawn if d is not None]
     if not drawn:
         return None
 
@@ -374,7 +304,6 @@ def plot_user(
     axes = fig.subplots(n_layers, n_cols, squeeze=False)
     col = 0
     for loaded, row, maps, similar in drawn:
-        n = len(row["items"])
         for key in _panels(loaded):
             for layer in range(n_layers):
                 ax = axes[layer][col]
@@ -383,27 +312,9 @@ def plot_user(
                     continue
                 A = maps[layer][key][0]  # [H, n, n]
                 A = A.mean(0) if head == "mean" else A[int(head)]
-                A = A.detach().float().cpu().clone()
-                A[torch.ones(n, n, dtype=torch.bool).triu(1)] = float("nan")
-                if key == "A" and loaded.focused:
-                    bound = float(A.nan_to_num(0).abs().max()) or 1.0
-                    im = ax.imshow(A.numpy(), cmap="RdBu_r", vmin=-bound, vmax=bound)
-                else:
-                    im = ax.imshow(A.numpy(), cmap="viridis", vmin=0.0)
-                fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-                ax.set_title(f"{loaded.label}\nlayer {layer + 1} · {key}", fontsize=8)
-                ax.set_xlabel("history item (attended)", fontsize=7)
-                ax.set_ylabel("position (query)", fontsize=7)
-                # every item on the axes for short histories, else only the similar ones
-                xticks = list(range(n)) if n <= 20 else sorted(similar)
-                ax.set_xticks(xticks)
-                ax.set_xticklabels([row["items"][i] for i in xticks], rotation=90, fontsize=6)
-                ax.set_yticks(xticks if n <= 20 else [])
-                if n <= 20:
-                    ax.set_yticklabels(row["items"], fontsize=6)
-                for label, pos in zip(ax.get_xticklabels(), xticks):
-                    if pos in similar:
-                        label.set_color("red")
+                title = f"{loaded.label}\nlayer {layer + 1} · {key}"
+                signed = key == "A" and loaded.focused
+                _draw_map(fig, ax, A, title, signed, row["items"], similar)
             col += 1
     target = drawn[0][1]["target_token"]
     fig.suptitle(
@@ -448,93 +359,3 @@ def plot_summary(results: Sequence[dict], out_dir: Path) -> Path:
 
 def _safe(token: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in token)
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m recbole_fair.visualize_attention",
-        description="Attention maps and attention-focus numbers of trained FAIR/RPG checkpoints.",
-    )
-    parser.add_argument("--checkpoint", required=True, help="RecBole checkpoint (e.g. FAIR).")
-    parser.add_argument("--compare", help="a second checkpoint drawn beside it (e.g. RPG).")
-    who = parser.add_mutually_exclusive_group()
-    who.add_argument("--users", type=int, default=5, help="number of test users to draw.")
-    who.add_argument("--user_id", help="draw this user (token of the user_id field).")
-    parser.add_argument("--out", default="attention", help="output folder.")
-    parser.add_argument("--top_k", type=int, default=1, help="most similar history items.")
-    parser.add_argument("--similarity", choices=SIMILARITIES, default="text")
-    parser.add_argument("--head", default="mean", help="'mean' over heads or a head index.")
-    parser.add_argument("--max_users", type=int, help="measure at most this many test users.")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--data_path", help="folder holding the dataset folder, if it moved.")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> dict:
-    r"""Run the command (see the module docstring).
-
-    Returns:
-        dict: what ``attention_metrics.json`` holds: the settings, ``models`` (one
-        :func:`attention_metrics` dict each) and ``figures`` (the PNG paths).
-    """
-    args = build_parser().parse_args(argv)
-    if args.top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got [{args.top_k}].")
-    if args.head != "mean" and not args.head.isdigit():
-        raise ValueError(f"head must be 'mean' or a head index, got [{args.head}].")
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [args.checkpoint] + ([args.compare] if args.compare else [])
-    models = [load_checkpoint(p, args.device, args.data_path) for p in paths]
-    if len(models) == 2 and models[0].label == models[1].label:
-        for loaded in models:
-            loaded.label += f"\n{Path(loaded.path).stem}"
-
-    with torch.no_grad():
-        results = [
-            attention_metrics(m, args.similarity, args.top_k, args.max_users) for m in models
-        ]
-        tokens = sample_users(models[0], args.users, args.user_id)
-        figures = [
-            plot_user(models, token, out_dir, args.similarity, args.top_k, args.head)
-            for token in tokens
-        ]
-    figures = [str(f) for f in figures if f is not None]
-    figures.append(str(plot_summary(results, out_dir)))
-
-    report = {
-        "similarity": args.similarity,
-        "top_k": args.top_k,
-        "models": results,
-        "users_drawn": tokens,
-        "figures": figures,
-    }
-    with open(out_dir / "attention_metrics.json", "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2)
-
-    print(
-        f"{'model':<32} {'users':>6} {'entropy':>8} {f'top{args.top_k}_share':>11} {'uniform':>8}"
-    )
-    for r in results:
-        label = r["label"].replace("\n", " ")
-        print(
-            f"{label:<32} {r['n_users']:>6} {_fmt(r['entropy']):>8} "
-            f"{_fmt(r['topk_share']):>11} {_fmt(r['uniform_topk_share']):>8}"
-        )
-    print(f"figures and attention_metrics.json written to {out_dir}")
-    return report
-
-
-def _fmt(value: float | None) -> str:
-    return (
-        "n/a"
-        if value is None or (isinstance(value, float) and math.isnan(value))
-        else f"{value:.4f}"
-    )
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main(sys.argv[1:])

@@ -1,79 +1,27 @@
-r"""recbole_fair.distributed
-########################
+r"""recbole_fair.cli.launch
+#######################
 
-Multi-GPU training through RecBole's own DDP path (``--nproc=N``), with one rule of ours on top:
-expensive per-dataset artefacts (the semantic-ID cache: text encoding + OPQ/RQ-VAE) are built
-**once**, by rank 0, while the other ranks wait at a barrier and then load rank 0's cache file.
-Without that every rank would encode all item texts and fit the quantiser at the same time
-(N times the work, N writers racing on one cache file).
-
-* :func:`build_once` wraps a build step. Outside a process group (the usual single-process run)
-  it simply calls the step.
-* :func:`run_distributed` is the launcher behind ``run_recbole_fair.py --nproc=N``: one process
-  per GPU (``torch.multiprocessing.spawn``), RecBole's Config then joins them into an NCCL
-  process group (``local_rank``, ``world_size``, ``ip``, ``port``, ``offset`` keys), RecBole's
-  trainer wraps the model in ``DistributedDataParallel`` and shards the training data, and rank 0
-  returns the result.
+Multi-GPU training through RecBole's own DDP path (``recbole-fair run --nproc=N``, also
+``python run_recbole_fair.py --nproc=N``). :func:`run_distributed` starts one process per GPU
+(``torch.multiprocessing.spawn``); RecBole's Config then joins them into an NCCL process group
+(``local_rank``, ``world_size``, ``ip``, ``port``, ``offset`` keys), RecBole's trainer wraps the
+model in ``DistributedDataParallel`` and shards the training data, and rank 0 returns the result.
+The semantic-ID cache is built once, by rank 0, while the other ranks wait
+(:func:`recbole_fair.parallel.build_once`).
 
 RecBole's DDP path is NCCL-only (GPUs): asking for more processes than visible GPUs is an error
 that says so, before anything is spawned.
-
-The barrier in :func:`build_once` is subject to the process group's timeout (NCCL: 10 minutes by
-default in torch). A cold semantic-ID build of a large catalogue on a slow machine can take longer:
-build the cache first with a single-process run (any ``--epochs``; the cache is keyed by the
-texts and the tokenizer settings, not by the model), then launch the multi-GPU run.
 """
 
 from __future__ import annotations
 
 import secrets
-from logging import getLogger
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 import torch
 
-T = TypeVar("T")
-
-
-def process_group() -> tuple[int, int]:
-    r"""``(rank, world_size)`` of the default process group; ``(0, 1)`` when there is none."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return 0, 1
-    return dist.get_rank(), dist.get_world_size()
-
-
-def build_once(build: Callable[[], T], what: str = "semantic IDs") -> T:
-    r"""Run ``build`` on rank 0 first; the other ranks wait, then run it themselves.
-
-    ``build`` must be cached (its second call loads what the first wrote), so rank ``r > 0``
-    gets rank 0's result from the cache instead of rebuilding it. If the cache cannot be written
-    (read-only directory) the other ranks rebuild, which is slower but gives the same result:
-    every build step of this package is seeded.
-
-    Args:
-        build: the cached build step.
-        what: its name, for the log.
-
-    Returns:
-        whatever ``build`` returns.
-    """
-    import torch.distributed as dist
-
-    rank, world_size = process_group()
-    if world_size == 1:
-        return build()
-    logger = getLogger()
-    if rank == 0:
-        try:
-            return build()
-        finally:
-            # also on failure: the other ranks must not hang (they then fail or rebuild)
-            dist.barrier()
-    logger.info(f"rank {rank}: waiting for rank 0 to build the {what}")
-    dist.barrier()
-    return build()
+from recbole_fair.errors import UserInputError
+from recbole_fair.quick_start import run_recbole_fair
 
 
 def check_gpus(nproc: int, world_size: int = -1) -> None:
@@ -98,8 +46,6 @@ def check_gpus(nproc: int, world_size: int = -1) -> None:
 def _rank_main(rank: int, kwargs: dict[str, Any]) -> None:
     r"""One rank of :func:`run_distributed` (a module-level function, so that ``spawn`` can
     pickle it)."""
-    from recbole_fair.quick_start import run_recbole_fair
-
     config_dict = dict(kwargs.pop("config_dict") or {})
     config_dict["local_rank"] = rank
     run_recbole_fair(config_dict=config_dict, **kwargs)
@@ -148,16 +94,14 @@ def run_distributed(
     try:
         mp.spawn(_rank_main, args=(kwargs,), nprocs=nproc, join=True)
     except mp.ProcessRaisedException as err:
-        raise _user_error_of(err) from err
+        raise user_error_of(err) from err
     return None if queue.empty() else queue.get()
 
 
-def _user_error_of(err: Exception) -> Exception:
+def user_error_of(err: Exception) -> Exception:
     r"""A rank's error as the CLI should see it: a problem with the user's input raised in a
     rank (its last traceback line names a :class:`~recbole_fair.errors.UserInputError`) becomes
     one here, with its message alone; anything else stays ``err``."""
-    from recbole_fair.errors import UserInputError
-
     lines = [line for line in str(err).strip().splitlines() if line.strip()]
     last = lines[-1] if lines else ""
     name, _, message = last.partition(": ")

@@ -1,0 +1,7 @@
+r"""``python -m recbole_fair.cli``: the ``recbole-fair`` command."""
+
+import sys
+
+from recbole_fair.cli import main
+
+sys.exit(main())
