@@ -12,6 +12,10 @@
 #   bash benchmarks/run_repro_lanes.sh tiger       # TIGER at CPU size (benchmarks/tiger_cpu.yaml)
 #                                                  # on Amazon_Scientific (40-epoch cap) and
 #                                                  # Amazon_Beauty (20), TIGER.yaml's recipe
+#   ENCODER=<dir> bash benchmarks/run_repro_lanes.sh encoder
+#                                                  # FAIR d=128 on Scientific and Beauty with
+#                                                  # another text encoder (a local
+#                                                  # sentence-transformers folder, given relative)
 #   bash benchmarks/run_repro_lanes.sh scientific  # on Amazon_Scientific at the CPU budget (d=128,
 #                                                  # lr 0.01): the paper's ablations, the code-length
 #                                                  # sweep, tokenizer variants, RPG exact and graph
@@ -27,7 +31,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-lane=${1:?usage: run_repro_lanes.sh beauty|beauty-rpg|tiger|scientific|merge}
+lane=${1:?usage: run_repro_lanes.sh beauty|beauty-rpg|tiger|encoder|scientific|merge}
 DATA_PATH=${DATA_PATH:-../shared/datasets}
 SID_CACHE=${SID_CACHE:-benchmarks/results/sid_cache}
 OUT=${OUT:-leaderboards/repro}
@@ -73,6 +77,12 @@ tiger)
         EPOCHS=${cap#*:}
         run tiger-cpu TIGER "${cap%:*}" --seeds=2020 --config_files=benchmarks/tiger_cpu.yaml \
             --epochs="$EPOCHS" --eval_step=2 --stopping_step=5
+    done
+    ;;
+encoder)
+    name=$(basename "${ENCODER:?ENCODER=<a sentence-transformers model folder>}")
+    for dataset in Amazon_Scientific Amazon_Beauty; do
+        run "fair-d128-$name" FAIR $dataset --seeds=2020 "${cpu128[@]}" --text_encoder="$ENCODER"
     done
     ;;
 beauty-rpg)
@@ -143,7 +153,7 @@ if sys.argv[2] == 'Amazon_Scientific':
     done
     ;;
 *)
-    echo "unknown lane '$lane': beauty, beauty-rpg, tiger, scientific or merge" >&2
+    echo "unknown lane '$lane': beauty, beauty-rpg, tiger, encoder, scientific or merge" >&2
     exit 2
     ;;
 esac
