@@ -38,6 +38,7 @@ __all__ = [
     "fit_deadline",
     "format_results",
     "peak_rss_mb",
+    "prepare_run",
     "run_recbole_fair",
     "trainer_class",
     "unique_checkpoint_file",
@@ -207,6 +208,19 @@ def run_recbole_fair(
         if config["local_rank"] == 0 and queue is not None:
             queue.put(result)
     return result
+
+
+def prepare_run(config: Config) -> tuple[str | None, Any, Any, tuple, Any]:
+    r"""What :func:`run_recbole_fair` builds before its trainer, in the same order and with the
+    same seeds: the data files checked (:func:`check_data_files`), then seed, log file, dataset,
+    split and model. For tools that need a run's model and data without training it (e.g.
+    ``benchmarks/lr_range_test.py``); build the trainer with :func:`trainer_class`.
+
+    Returns:
+        tuple: ``(log file, dataset, downloaded report, (train, valid, test) loaders, model)``.
+    """
+    check_data_files(config)
+    return _prepare_run(config)
 
 
 def _prepare_run(config: Config) -> tuple[str | None, Any, Any, tuple, Any]:
