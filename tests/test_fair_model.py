@@ -22,7 +22,8 @@ from recbole.utils import init_seed
 from synthetic import write_walk_dataset
 
 from recbole_fair.errors import ConfigError
-from recbole_fair.model import ranking
+from recbole_fair.model import eval_encoder, ranking
+from recbole_fair.model.eval_encoder import MAX_GROUPS, MIN_GROUP_ROWS, length_groups
 from recbole_fair.model.fair_settings import FAIRSettings
 from recbole_fair.model.losses import mtp_loss
 from recbole_fair.model.sequential_recommender.fair import FAIR
@@ -610,6 +611,46 @@ def test_full_sort_predict_pads_item_0_and_equals_reference_with_and_without_gra
     reference = model.ranker.exact_scores_gather(model.code_log_probs(h), model.item_codes)
     assert torch.all(scores[:, 0] == float("-inf"))
     assert torch.allclose(scores[:, 1:], reference[:, 1:], rtol=0, atol=1e-4)
+
+
+# ------------------------------------------------------------------------------- eval encoder
+def test_length_groups_cover_every_row_once_in_order_of_length():
+    lengths = torch.randint(1, 21, (300,), generator=torch.Generator().manual_seed(0))
+    groups = length_groups(lengths)
+    assert len(groups) == min(MAX_GROUPS, 300 // MIN_GROUP_ROWS) > 1
+    rows = torch.cat([g for g, _ in groups])
+    assert torch.equal(rows.sort().values, torch.arange(300))
+    for (group, longest), (after, _) in zip(groups, groups[1:] + [(None, None)]):
+        assert longest == int(lengths[group].max())
+        if after is not None:
+            assert longest <= int(lengths[after].min())
+    assert length_groups(lengths[: MIN_GROUP_ROWS * 2 - 1]) is None  # too few rows to split
+
+
+@pytest.mark.parametrize(
+    "attention,fam_norm",
+    [
+        ("focused", "output_rmsnorm"),
+        ("focused", "scores"),
+        ("focused", "none"),
+        ("standard", "none"),
+    ],
+)
+def test_eval_encoder_equals_full_encoder(syn, monkeypatch, attention, fam_norm):
+    """Eval mode reads the last positions only, rows grouped by length (here groups of 4 rows
+    of 13), and gives the full encoder's states; training mode runs the full encoder."""
+    monkeypatch.setattr(eval_encoder, "MIN_GROUP_ROWS", 4)
+    model = make_model(syn, attention=attention, fam_norm=fam_norm, n_layers=2).eval()
+    inter = random_batch(model, B=13, seed=4)
+    seq, lens = inter[model.ITEM_SEQ], inter[model.ITEM_SEQ_LEN]
+    assert len(length_groups(lens)) == 3
+    full = model.gather_indexes(model.encode(seq, lens), lens - 1)  # [B, d]
+    assert torch.allclose(model(seq, lens), full, rtol=0, atol=1e-5)
+    with torch.no_grad():
+        assert torch.allclose(model(seq, lens), full, rtol=0, atol=1e-5)
+    calls = []
+    monkeypatch.setattr(model, "last_states", lambda *args: calls.append(args))
+    assert torch.equal(model.train()(seq, lens), full) and not calls  # no dropout: the same
 
 
 def test_padding_item_never_ranks_first(syn, monkeypatch):
