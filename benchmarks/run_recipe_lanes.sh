@@ -7,6 +7,8 @@
 #   bash benchmarks/run_recipe_lanes.sh a        # lane a: d=512 at lr 0.0025, then 0.001
 #   bash benchmarks/run_recipe_lanes.sh b        # lane b: d=128 lr 0.01, d=512 lr 0.01, d=256 lr 0.005
 #   bash benchmarks/run_recipe_lanes.sh robust   # the d=512 recipe on short texts and ml-100k
+#   bash benchmarks/run_recipe_lanes.sh robust-shared  # ... on short texts with ~8% of items
+#                                                # sharing their text (ShortTextShared)
 #   bash benchmarks/run_recipe_lanes.sh merge    # -> docs/leaderboards/Amazon_Scientific-recipe/
 #
 # Each run is a one-cell leaderboard in a folder of its own ($OUT/recipe-e<EPOCHS>-d<D>-lr<LR>), started
@@ -21,7 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-lane=${1:?usage: run_recipe_lanes.sh a|b|merge}
+lane=${1:?usage: run_recipe_lanes.sh a|b|robust|robust-shared|merge}
 DATA_PATH=${DATA_PATH:-../shared/datasets}
 SID_CACHE=${SID_CACHE:-benchmarks/results/sid_cache}
 OUT=${OUT:-leaderboards/recipe}
@@ -63,29 +65,35 @@ b)
     run 512 0.01
     run 256 0.005
     ;;
-robust)
+robust | robust-shared)
     # Does the recipe learn on data it was not tuned on? FAIR at d=512 with the width-scaled
     # learning rate, a popularity ranking and SASRec-CE, ROBUST_EPOCHS each (default 5), on the
-    # synthetic short-text dataset (benchmarks/make_short_text_dataset.py, written to
-    # SHORT_DATA, default saved/data) and on ml-100k.
+    # synthetic short-text datasets (benchmarks/make_short_text_dataset.py, written to
+    # SHORT_DATA, default saved/data: ShortText, 1.4% of items sharing their text, and
+    # ShortTextShared, --n_brands 25, about 8%) and on ml-100k.
     short=${SHORT_DATA:-saved/data}
     [[ -s $short/ShortText/ShortText.inter ]] ||
         $PYTHON benchmarks/make_short_text_dataset.py --out_dir "$short"
+    [[ -s $short/ShortTextShared/ShortTextShared.inter ]] ||
+        $PYTHON benchmarks/make_short_text_dataset.py --out_dir "$short" \
+            --name ShortTextShared --n_brands 25
     cap=${ROBUST_EPOCHS:-5}
     fair=(--hidden_size=512 --inner_size=1024 --learning_rate=0.0025 --warmup_steps=0
         --warmup_epochs="$WARMUP" "--sid_cache_dir=$(realpath "$SID_CACHE")")
-    for dataset in ShortText ml-100k; do
+    datasets=(ShortText ml-100k)
+    [[ $lane == robust-shared ]] && datasets=(ShortTextShared)
+    for dataset in "${datasets[@]}"; do
         data=()
-        [[ $dataset == ShortText ]] &&
+        [[ $dataset == ShortText* ]] &&
             data=("--data_path=$(realpath "$short")" --config_files=benchmarks/short_text.yaml)
-        for model in Pop SASRec FAIR; do
+        for model in Pop FAIR SASRec; do
             extra=()
             [[ $model == FAIR ]] && extra=("${fair[@]}")
             [[ $model == SASRec ]] && extra=(--loss_type=CE)
             dir=$OUT/robust-e$cap-$dataset-$model
             mkdir -p "$dir"
             echo "== $(date -u +%FT%TZ) $model on $dataset -> $dir (log: $dir.log)"
-            $PYTHON run_recbole_fair.py --model=$model --dataset=$dataset "${data[@]}" \
+            $PYTHON run_recbole_fair.py --model="$model" --dataset="$dataset" "${data[@]}" \
                 --seeds=2020 --epochs="$cap" "${extra[@]}" \
                 --leaderboard_dir="$dir" --resume >>"$dir.log" 2>&1 || [[ $? == 3 ]]
         done
@@ -101,7 +109,7 @@ merge)
         --leaderboard_dir="docs/leaderboards/$DATASET-recipe-e$EPOCHS"
     ;;
 *)
-    echo "unknown lane '$lane': a, b, robust or merge" >&2
+    echo "unknown lane '$lane': a, b, robust, robust-shared or merge" >&2
     exit 2
     ;;
 esac

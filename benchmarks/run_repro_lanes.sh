@@ -9,6 +9,13 @@
 #                                                  # 2020,2021,2022)
 #   bash benchmarks/run_repro_lanes.sh beauty-rpg  # RPG on Amazon_Beauty at the CPU budget (d=128,
 #                                                  # lr 0.01), with and without an input LayerNorm
+#   bash benchmarks/run_repro_lanes.sh tiger       # TIGER at CPU size (benchmarks/tiger_cpu.yaml)
+#                                                  # on Amazon_Scientific (40-epoch cap) and
+#                                                  # Amazon_Beauty (20), TIGER.yaml's recipe
+#   ENCODER=<dir> bash benchmarks/run_repro_lanes.sh encoder
+#                                                  # FAIR d=128 on Scientific and Beauty with
+#                                                  # another text encoder (a local
+#                                                  # sentence-transformers folder, given relative)
 #   bash benchmarks/run_repro_lanes.sh scientific  # on Amazon_Scientific at the CPU budget (d=128,
 #                                                  # lr 0.01): the paper's ablations, the code-length
 #                                                  # sweep, tokenizer variants, RPG exact and graph
@@ -24,7 +31,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-lane=${1:?usage: run_repro_lanes.sh beauty|beauty-rpg|scientific|merge}
+lane=${1:?usage: run_repro_lanes.sh beauty|beauty-rpg|tiger|encoder|scientific|merge}
 DATA_PATH=${DATA_PATH:-../shared/datasets}
 SID_CACHE=${SID_CACHE:-benchmarks/results/sid_cache}
 OUT=${OUT:-leaderboards/repro}
@@ -62,12 +69,31 @@ beauty)
     run fair-d256 FAIR Amazon_Beauty --seeds="${SEEDS:-2020,2021,2022}" --hidden_size=256 \
         --inner_size=512 --learning_rate=0.005
     ;;
+tiger)
+    # TIGER's own recipe (TIGER.yaml: Adam, constant lr 0.001, batch 256, beam 20), not the FAIR
+    # recipe above; validated every 2 epochs, early stopping after 5 validations without gain
+    recipe=()
+    for cap in Amazon_Scientific:40 Amazon_Beauty:20; do
+        EPOCHS=${cap#*:}
+        run tiger-cpu TIGER "${cap%:*}" --seeds=2020 --config_files=benchmarks/tiger_cpu.yaml \
+            --epochs="$EPOCHS" --eval_step=2 --stopping_step=5
+    done
+    ;;
+encoder)
+    name=$(basename "${ENCODER:?ENCODER=<a sentence-transformers model folder>}")
+    for dataset in Amazon_Scientific Amazon_Beauty; do
+        run "fair-d128-$name" FAIR $dataset --seeds=2020 "${cpu128[@]}" --text_encoder="$ENCODER"
+    done
+    ;;
 beauty-rpg)
     B=Amazon_Beauty
     run rpg-d128-cpu-input-ln RPG $B --seeds=2020 "${cpu128[@]}" --input_dropout_prob=0 \
         --attn_dropout_prob=0 --input_layer_norm=True
     run rpg-d128-cpu RPG $B --seeds=2020 "${cpu128[@]}" --input_dropout_prob=0 \
         --attn_dropout_prob=0
+    # FAIR with the paper's three parts off: RPG by construction, but for the input LayerNorm
+    run fair-d128-rpg-equivalent FAIR $B --seeds=2020 "${cpu128[@]}" --attention=standard \
+        --nrt_weight=0 --mim_weight=0
     ;;
 scientific)
     # the reference row, FAIR at d=128 lr 0.01 under the same recipe, is the recipe lanes' run
@@ -96,8 +122,11 @@ scientific)
 merge)
     for dataset in Amazon_Beauty Amazon_Scientific; do
         files=()
-        for f in "$OUT"/"$dataset"-e"$EPOCHS"-*/results.jsonl; do
-            [[ -s $f ]] && files+=("$f")
+        # this schedule's runs, and TIGER's (its own recipe and cap, see the tiger lane)
+        declare -A seen=()
+        for f in "$OUT"/"$dataset"-e"$EPOCHS"-*/results.jsonl \
+            "$OUT"/"$dataset"-e*-tiger-cpu/results.jsonl; do
+            [[ -s $f && -z ${seen[$f]:-} ]] && files+=("$f") && seen[$f]=1
         done
         # reference rows: SASRec-CE (RecBole's defaults, 40-epoch cap) and FAIR d=128 under the
         # 40-epoch schedule from docs/leaderboards/<dataset>-e40; on Scientific also FAIR d=128
@@ -124,7 +153,7 @@ if sys.argv[2] == 'Amazon_Scientific':
     done
     ;;
 *)
-    echo "unknown lane '$lane': beauty, beauty-rpg, scientific or merge" >&2
+    echo "unknown lane '$lane': beauty, beauty-rpg, tiger, encoder, scientific or merge" >&2
     exit 2
     ;;
 esac

@@ -18,20 +18,31 @@ from typing import Any, Callable
 
 import torch
 from recbole.data import data_preparation
-from recbole.utils import init_logger, init_seed, set_color
+from recbole.utils import init_logger, init_seed
 
 from recbole_fair.config import Config
 from recbole_fair.data.download import download_dataset, report_downloaded
 from recbole_fair.data.validate import missing_dataset_message
+from recbole_fair.trainer.instrument import (
+    FIT_DEADLINE_ENV,
+    fit_deadline,
+    instrument,
+    profile_flops,
+    stop_at_deadline,
+)
 from recbole_fair.utils import create_dataset, get_model, get_trainer
 
-# Environment variable: a wall-clock deadline (UNIX time, seconds) for every run's training. After
-# each validated epoch, a run whose next epoch would end past it stops training there (its best
-# checkpoint so far is tested as usual; costs.stopped_at_deadline says so). The GPU suite
-# (benchmarks/gpu/device_run.sh) sets it so that cells sharing one lent window all finish in it.
-# An operating limit, not a setting of the model: it is not part of the config (nor of a
-# leaderboard cell's config hash).
-FIT_DEADLINE_ENV = "RECBOLE_FAIR_FIT_DEADLINE"
+__all__ = [
+    "FIT_DEADLINE_ENV",
+    "check_data_files",
+    "fit_deadline",
+    "format_results",
+    "peak_rss_mb",
+    "prepare_run",
+    "run_recbole_fair",
+    "trainer_class",
+    "unique_checkpoint_file",
+]
 
 
 def _ensure_log_file(config: Config) -> str | None:
@@ -150,6 +161,72 @@ def run_recbole_fair(
         model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict
     )
     check_data_files(config)
+    log_file, dataset_obj, downloaded, loaders, model_obj = _prepare_run(config)
+    train_data, valid_data, test_data = loaders
+    trainer, timings, flops, deadline, stopped = _prepare_trainer(
+        config, model_obj, train_data, trainer_hook, run_id
+    )
+    outcome = _fit_and_test(config, trainer, loaders, saved)
+    costs = _run_costs(config, trainer, model_obj, timings, outcome, flops, deadline, stopped)
+    paths = {
+        "log_file": log_file,
+        "checkpoint": os.path.abspath(trainer.saved_model_file) if saved else None,
+        "semantic_id_cache": getattr(train_data._dataset, "semantic_id_cache_path", None),
+    }
+    getLogger().info(
+        format_results(
+            outcome["best_valid_result"],
+            outcome["test_result"],
+            paths,
+            title=f"{config['model']} on {config['dataset']}: best epoch "
+            + ("-" if trainer.best_epoch is None else str(trainer.best_epoch + 1))
+            + f" of {len(timings['train'])} trained (1-based)",
+        )
+    )
+
+    result = {
+        "best_valid_score": outcome["best_valid_score"],
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": outcome["best_valid_result"],
+        "test_result": outcome["test_result"],
+        "semantic_ids": getattr(train_data._dataset, "semantic_id_report", None),
+        # interactions read, kept and dropped with their reasons (recbole_fair.data.checked)
+        "data": getattr(dataset_obj, "drop_report", None),
+        # generation guards of beam-search models (TIGER): invalid rate, beam-vs-exact overlap
+        "generation": getattr(model_obj, "generation_report", None),
+        "costs": costs,
+        "paths": paths,
+        "model": config["model"],
+        "dataset": config["dataset"],
+        # size after filtering when the data is RecBole's download (--download=True), else None
+        "downloaded_dataset": downloaded,
+    }
+    if not config["single_spec"]:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+        if config["local_rank"] == 0 and queue is not None:
+            queue.put(result)
+    return result
+
+
+def prepare_run(config: Config) -> tuple[str | None, Any, Any, tuple, Any]:
+    r"""What :func:`run_recbole_fair` builds before its trainer, in the same order and with the
+    same seeds: the data files checked (:func:`check_data_files`), then seed, log file, dataset,
+    split and model. For tools that need a run's model and data without training it (e.g.
+    ``benchmarks/lr_range_test.py``); build the trainer with :func:`trainer_class`.
+
+    Returns:
+        tuple: ``(log file, dataset, downloaded report, (train, valid, test) loaders, model)``.
+    """
+    check_data_files(config)
+    return _prepare_run(config)
+
+
+def _prepare_run(config: Config) -> tuple[str | None, Any, Any, tuple, Any]:
+    r"""Seed, log, dataset, split and model of a run, in RecBole's order (the seeds and the
+    order decide the run's numbers): ``(log file, dataset, downloaded report, (train, valid,
+    test) loaders, model)``."""
     init_seed(config["seed"], config["reproducibility"])
     _drop_run_file_handlers()
     log_file = _ensure_log_file(config)
@@ -160,13 +237,24 @@ def run_recbole_fair(
     dataset_obj = create_dataset(config)
     logger.info(dataset_obj)
     downloaded = report_downloaded(config, dataset_obj)
-    train_data, valid_data, test_data = data_preparation(config, dataset_obj)
+    loaders = data_preparation(config, dataset_obj)
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model_obj = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model_obj = get_model(config["model"])(config, loaders[0]._dataset).to(config["device"])
     logger.info(model_obj)
-    n_params = sum(p.numel() for p in model_obj.parameters() if p.requires_grad)
+    return log_file, dataset_obj, downloaded, tuple(loaders), model_obj
 
+
+def _prepare_trainer(
+    config: Config,
+    model_obj: Any,
+    train_data: Any,
+    trainer_hook: Callable[[Any, dict[str, list[float]]], None] | None,
+    run_id: str | None,
+) -> tuple[Any, dict[str, list[float]], dict[str, Any] | None, float | None, dict[str, Any]]:
+    r"""The run's trainer, instrumented: ``(trainer, timings, flops, deadline, stopped)``
+    (per-epoch seconds and curves; FLOPs of one step with ``count_train_flops``; the
+    :data:`FIT_DEADLINE_ENV` deadline and whether it stopped the run)."""
     trainer = trainer_class(config)(config, model_obj)
     # RecBole names checkpoints <model>-<local time to the second>.pth: two runs started in the
     # same second would overwrite each other's (under DDP every rank must agree on the name:
@@ -174,16 +262,21 @@ def run_recbole_fair(
     trainer.saved_model_file = unique_checkpoint_file(
         config["checkpoint_dir"], config["model"], config["dataset"], run_id
     )
-    timings = _instrument(trainer)
+    timings = instrument(trainer)
     deadline = fit_deadline()
     stopped: dict[str, Any] = {}
     if deadline is not None:
-        _stop_at_deadline(trainer, deadline, stopped)
+        stop_at_deadline(trainer, deadline, stopped)
     if trainer_hook is not None:
         trainer_hook(trainer, timings)
-    flops = None
-    if config["count_train_flops"]:
-        flops = _profile_flops(trainer, train_data)
+    flops = profile_flops(trainer, train_data) if config["count_train_flops"] else None
+    return trainer, timings, flops, deadline, stopped
+
+
+def _fit_and_test(config: Config, trainer: Any, loaders: tuple, saved: bool) -> dict[str, Any]:
+    r"""``trainer.fit`` on the training and validation data, then the test evaluation (of the
+    best checkpoint when ``saved``), timed."""
+    train_data, valid_data, test_data = loaders
     if torch.cuda.is_available() and config["device"].type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     start = time.time()
@@ -195,12 +288,30 @@ def run_recbole_fair(
     test_result = trainer.evaluate(
         test_data, load_best_model=saved, show_progress=config["show_progress"]
     )
-    eval_seconds = time.time() - start
-    n_test_users = _count_eval_users(test_data)
-
-    semantic_ids = getattr(train_data._dataset, "semantic_id_report", None)
-    costs = {
+    return {
+        "best_valid_score": best_valid_score,
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
         "fit_seconds": fit_seconds,
+        "eval_seconds": time.time() - start,
+        "n_test_users": _count_eval_users(test_data),
+    }
+
+
+def _run_costs(
+    config: Config,
+    trainer: Any,
+    model_obj: Any,
+    timings: dict[str, list[float]],
+    outcome: dict[str, Any],
+    flops: dict[str, Any] | None,
+    deadline: float | None,
+    stopped: dict[str, Any],
+) -> dict[str, Any]:
+    r"""The ``costs`` of a run's result: seconds, curves, users/s, parameters, memory, device."""
+    eval_seconds = outcome["eval_seconds"]
+    costs = {
+        "fit_seconds": outcome["fit_seconds"],
         "epochs": len(timings["train"]),
         "best_epoch": trainer.best_epoch,
         "train_epoch_seconds": timings["train"],
@@ -209,8 +320,10 @@ def run_recbole_fair(
         "valid_scores": timings["valid_score"],
         "train_losses": timings["train_loss"],
         "test_eval_seconds": eval_seconds,
-        "eval_users_per_second": n_test_users / eval_seconds if eval_seconds > 0 else None,
-        "parameters": n_params,
+        "eval_users_per_second": (
+            outcome["n_test_users"] / eval_seconds if eval_seconds > 0 else None
+        ),
+        "parameters": sum(p.numel() for p in model_obj.parameters() if p.requires_grad),
         "peak_rss_mb": peak_rss_mb(),
         "peak_cuda_mb": (
             torch.cuda.max_memory_allocated() / 2**20 if config["device"].type == "cuda" else None
@@ -238,46 +351,7 @@ def run_recbole_fair(
             costs["train_tflops_per_second"] = (
                 flops["train_flops_per_epoch"] / costs["train_seconds_per_epoch"] / 1e12
             )
-    paths = {
-        "log_file": log_file,
-        "checkpoint": os.path.abspath(trainer.saved_model_file) if saved else None,
-        "semantic_id_cache": getattr(train_data._dataset, "semantic_id_cache_path", None),
-    }
-    logger.info(
-        format_results(
-            best_valid_result,
-            test_result,
-            paths,
-            title=f"{config['model']} on {config['dataset']}: best epoch "
-            + ("-" if trainer.best_epoch is None else str(trainer.best_epoch + 1))
-            + f" of {len(timings['train'])} trained (1-based)",
-        )
-    )
-
-    result = {
-        "best_valid_score": best_valid_score,
-        "valid_score_bigger": config["valid_metric_bigger"],
-        "best_valid_result": best_valid_result,
-        "test_result": test_result,
-        "semantic_ids": semantic_ids,
-        # interactions read, kept and dropped with their reasons (recbole_fair.data.checked)
-        "data": getattr(dataset_obj, "drop_report", None),
-        # generation guards of beam-search models (TIGER): invalid rate, beam-vs-exact overlap
-        "generation": getattr(model_obj, "generation_report", None),
-        "costs": costs,
-        "paths": paths,
-        "model": config["model"],
-        "dataset": config["dataset"],
-        # size after filtering when the data is RecBole's download (--download=True), else None
-        "downloaded_dataset": downloaded,
-    }
-    if not config["single_spec"]:
-        import torch.distributed as dist
-
-        dist.destroy_process_group()
-        if config["local_rank"] == 0 and queue is not None:
-            queue.put(result)
-    return result
+    return costs
 
 
 def trainer_class(config: Any) -> type:
@@ -293,83 +367,6 @@ def trainer_class(config: Any) -> type:
     if config["sync_free_train_loop"] and trainer is Trainer:
         return SyncFreeTrainer
     return trainer
-
-
-def fit_deadline() -> float | None:
-    r"""The training deadline of :data:`FIT_DEADLINE_ENV` (UNIX seconds), None when unset.
-
-    Raises:
-        ValueError: a value that is not a number.
-    """
-    text = os.environ.get(FIT_DEADLINE_ENV, "").strip()
-    if not text:
-        return None
-    try:
-        return float(text)
-    except ValueError as err:
-        raise ValueError(
-            f"{FIT_DEADLINE_ENV} must be a UNIX time in seconds (e.g. $(($(date +%s) + 600))), "
-            f"got {text!r}"
-        ) from err
-
-
-class _DeadlineReached(Exception):
-    r"""Raised after an epoch's callback when the next epoch would end past the deadline."""
-
-
-def _stop_at_deadline(trainer: Any, deadline: float, stopped: dict[str, Any]) -> None:
-    r"""Make ``trainer.fit`` stop after the validated epoch past which another epoch (as long as
-    the longest of the last one and the mean so far) would end after ``deadline``; ``fit`` then
-    returns its best score and result so far, as after early stopping. At least one epoch runs.
-    Sets ``stopped['stopped']`` (and ``stopped['epoch']``) when it stops a run."""
-    fit = trainer.fit
-
-    def fit_until(train_data, valid_data=None, *args, **kwargs):
-        user_callback = kwargs.pop("callback_fn", None)
-        marks = [time.time()]
-
-        def callback(epoch_idx, valid_score):
-            if user_callback is not None:
-                user_callback(epoch_idx, valid_score)
-            now = time.time()
-            marks.append(now)
-            last = marks[-1] - marks[-2]
-            mean = (marks[-1] - marks[0]) / (len(marks) - 1)
-            if now + max(last, mean) > deadline:
-                stopped.update(stopped=True, epoch=epoch_idx)
-                raise _DeadlineReached
-
-        try:
-            return fit(train_data, valid_data, *args, callback_fn=callback, **kwargs)
-        except _DeadlineReached:
-            getLogger().warning(
-                set_color("deadline", "red")
-                + f": stopped after epoch {stopped['epoch']} of {trainer.epochs} "
-                f"({FIT_DEADLINE_ENV}: another epoch would end after it); testing the best "
-                f"checkpoint so far (epoch {trainer.best_epoch})"
-            )
-            return trainer.best_valid_score, trainer.best_valid_result
-
-    trainer.fit = fit_until
-
-
-def _profile_flops(trainer: Any, train_data: Any) -> dict[str, Any] | None:
-    r""":func:`recbole_fair.flops.profile_train_step`, logged; None (with a warning) when the
-    FLOP counter fails on this model (the run goes on without the numbers)."""
-    from recbole_fair.flops import profile_train_step
-
-    try:
-        flops = profile_train_step(trainer, train_data)
-    except Exception as err:  # noqa: BLE001 - a measurement must not end the run
-        getLogger().warning(f"count_train_flops: could not count this model's FLOPs ({err})")
-        return None
-    getLogger().info(
-        set_color("training FLOPs", "pink")
-        + f": {flops['train_flops_per_batch'] / 1e9:.1f} GFLOP per batch of "
-        f"{flops['train_flops_batch_rows']}, {flops['train_flops_per_epoch'] / 1e12:.2f} TFLOP "
-        f"per epoch; host synchronisations per step: {flops['host_syncs_per_step']}"
-    )
-    return flops
 
 
 def _device_name(device: Any) -> str | None:
@@ -409,56 +406,3 @@ def format_results(
 def _count_eval_users(eval_data: Any) -> int:
     dataset = eval_data._dataset
     return int(len(dataset.inter_feat)) if dataset is not None else 0
-
-
-def _total_loss(loss: Any) -> float:
-    r"""An epoch's training loss as one number: trainers return a float or a tuple of losses,
-    which may nest (KGAT); anything else is recorded as NaN rather than failing the run."""
-    if isinstance(loss, (tuple, list)):
-        return float(sum(_total_loss(part) for part in loss))
-    try:
-        return float(loss)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
-def _instrument(trainer: Any) -> dict[str, list[float]]:
-    r"""Record, on the trainer instance, the best epoch and the seconds of each training and
-    validation epoch (RecBole's ``fit`` reports neither separately).
-
-    RecBole's trainer saves a checkpoint exactly when the validation score improves (or once at
-    the end when it never validates), so the epoch of the last save is the best epoch.
-    """
-    timings: dict[str, list[float]] = {
-        "train": [],
-        "valid": [],
-        "valid_score": [],
-        "train_loss": [],
-    }
-    save, train_epoch, valid_epoch = (
-        trainer._save_checkpoint,
-        trainer._train_epoch,
-        trainer._valid_epoch,
-    )
-
-    def _save_checkpoint(epoch, *args, **kwargs):
-        trainer.best_epoch = epoch
-        return save(epoch, *args, **kwargs)
-
-    def _timed(fn, bucket, curve, value):
-        def wrapper(*args, **kwargs):
-            start = time.time()
-            out = fn(*args, **kwargs)
-            timings[bucket].append(time.time() - start)
-            timings[curve].append(value(out))
-            return out
-
-        return wrapper
-
-    trainer.best_epoch = None
-    trainer._save_checkpoint = _save_checkpoint
-    # _train_epoch returns the loss (a tuple of losses for multi-part losses), _valid_epoch
-    # (valid_score, valid_result)
-    trainer._train_epoch = _timed(train_epoch, "train", "train_loss", _total_loss)
-    trainer._valid_epoch = _timed(valid_epoch, "valid", "valid_score", lambda out: float(out[0]))
-    return timings

@@ -35,3 +35,13 @@ def write_walk_dataset(
         lines += [f"u{u}\ti{(start + stride * t) % n_items}\t{t}" for t in range(seq_len)]
     (root / name / f"{name}.inter").write_text("\n".join(lines) + "\n")
     return root
+
+
+def write_item_texts(root: Path, n_items: int, name: str = "syn", groups: int = 7) -> Path:
+    r"""Write ``<root>/<name>/<name>.item`` beside :func:`write_walk_dataset`'s ``.inter``: one
+    ``title:token_seq`` per item ``i<k>`` (``group<k % groups> item<k>``), the text a
+    semantic-ID model (FAIR, RPG) builds its codes from. Returns ``root``."""
+    lines = ["item_id:token\ttitle:token_seq"]
+    lines += [f"i{k}\tgroup{k % groups} item{k}" for k in range(n_items)]
+    (root / name / f"{name}.item").write_text("\n".join(lines) + "\n")
+    return root

@@ -5,6 +5,8 @@ repository.
   number of the committed leaderboard (docs/leaderboards/<dataset>-e40/leaderboard.csv) to the
   precision printed.
 * docs/configuration.md is what ``python -m recbole_fair.docs_config`` renders now.
+* Every metric-like number of the docs' prose (``.dddd``) is a number of a committed result file
+  (docs/leaderboards/: a leaderboard, a curve table, a raw result) to the precision printed.
 * No hand-written doc names a machine path or links outside the repository.
 """
 
@@ -320,6 +322,58 @@ def test_a_wrong_number_is_caught():
         check_results_table("Amazon_Beauty", table, "test")
     table["rows"][0]["N@10"] = ".0416"
     assert check_results_table("Amazon_Beauty", table, "test") == 1
+
+
+# a metric as the docs print it: four decimals without the leading zero (.0416); p-values and
+# other numbers are printed with their zero (0.0016) and are not matched
+PROSE_METRIC = re.compile(r"(?<![\d.])\.\d{4}(?!\d)")
+RESULT_NUMBER = re.compile(r"-?\d*\.\d+(?:[eE]-?\d+)?")
+
+
+def result_file_numbers(root: Path = LEADERBOARDS) -> set[str]:
+    r"""Every number below 1 of the committed result files under ``root`` (csv, md, json,
+    jsonl), printed as the docs print metrics: ``.dddd``."""
+    numbers = set()
+    for path in root.rglob("*"):
+        if path.suffix in (".csv", ".md", ".json", ".jsonl"):
+            for token in RESULT_NUMBER.findall(path.read_text(encoding="utf-8")):
+                value = abs(float(token))
+                if value < 1:
+                    numbers.add(f"{value:.4f}"[1:])
+    return numbers
+
+
+def unbacked_prose_metrics(text: str, numbers: set[str]) -> list[str]:
+    r"""The metric-like numbers of ``text``'s prose (table rows are checked elsewhere) that no
+    result file holds, each with the words before it."""
+    prose = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("|"))
+    return [
+        f"{match.group()} ({prose[max(0, match.start() - 60) : match.start()].split(chr(10))[-1]})"
+        for match in PROSE_METRIC.finditer(prose)
+        if match.group() not in numbers
+    ]
+
+
+def test_every_metric_in_the_prose_is_a_committed_result():
+    numbers = result_file_numbers()
+    docs = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    unbacked = {
+        str(doc.relative_to(REPO)): found
+        for doc in docs
+        if (found := unbacked_prose_metrics(doc.read_text(encoding="utf-8"), numbers))
+    }
+    assert not unbacked, (
+        f"numbers in the prose that no result file under docs/leaderboards has: {unbacked}"
+    )
+
+
+def test_the_prose_check_catches_a_number_no_result_has(tmp_path):
+    (tmp_path / "board").mkdir()
+    (tmp_path / "board" / "leaderboard.csv").write_text("model,N@10\nFAIR,0.04156667\n")
+    (tmp_path / "results.jsonl").write_text('{"test_result": {"recall@5": 0.0499}}\n')
+    numbers = result_file_numbers(tmp_path)
+    text = "FAIR scores .0416 and .0499 (p = 0.0016).\n| table | .1234 |\nbut not .0417."
+    assert unbacked_prose_metrics(text, numbers) == [".0417 (but not )"]
 
 
 def test_configuration_page_is_current():

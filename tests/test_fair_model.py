@@ -22,6 +22,8 @@ from recbole.utils import init_seed
 from synthetic import write_walk_dataset
 
 from recbole_fair.errors import ConfigError
+from recbole_fair.model import eval_encoder, ranking
+from recbole_fair.model.eval_encoder import MAX_GROUPS, MIN_GROUP_ROWS, length_groups
 from recbole_fair.model.fair_settings import FAIRSettings
 from recbole_fair.model.losses import mtp_loss
 from recbole_fair.model.sequential_recommender.fair import FAIR
@@ -574,6 +576,81 @@ def test_sparse_exact_scores_equal_gather_and_follow_code_changes(syn):
         model.exact_scores(log_probs), gather(log_probs, model.item_codes), atol=1e-5
     )
     assert not torch.allclose(model.exact_scores(log_probs), sparse)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 64])  # users per table: 7 rows in 3s cross chunks
+def test_bag_scores_equal_reference_at_chunk_boundaries(syn, monkeypatch, chunk):
+    """Evaluation's scoring (no autograd, CPU: embedding_bag over user chunks) gives the
+    reference's L gathers and the CSR product's floats, whatever the chunk boundaries."""
+    model = make_model(syn).eval()
+    monkeypatch.setattr(ranking, "SCORE_TABLE_BYTES", chunk * L * K * 4)
+    log_probs = torch.randn(7, L, K, generator=torch.Generator().manual_seed(5)).log_softmax(-1)
+    reference = model.ranker.exact_scores_gather(log_probs, model.item_codes)
+    bags = model.ranker.exact_scores_by_bags(log_probs, model.item_codes)
+    assert bags.shape == (7, model.n_items)
+    assert torch.allclose(bags, reference, rtol=0, atol=1e-5)
+    csr = model.ranker.exact_scores_csr(log_probs, model.item_codes)
+    assert torch.allclose(bags, csr, rtol=0, atol=1e-5)  # (equal floats here: digits in order)
+    with torch.no_grad():  # the dispatch: the bags without autograd ...
+        assert torch.equal(model.exact_scores(log_probs), bags)
+    differentiable = model.exact_scores(log_probs.requires_grad_())  # ... the CSR product with
+    assert differentiable.grad_fn is not None
+    assert torch.allclose(differentiable, reference, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_full_sort_predict_pads_item_0_and_equals_reference_with_and_without_grad(syn, grad):
+    model = make_model(syn).eval()
+    with torch.no_grad():
+        model.heads.weight.normal_(0, 0.2)
+    inter = random_batch(model, B=9)
+    seq, lens = inter[model.ITEM_SEQ], inter[model.ITEM_SEQ_LEN]
+    with torch.set_grad_enabled(grad):
+        scores = model.full_sort_predict(inter)
+    h = model.gather_indexes(model.encode(seq, lens), lens - 1)  # the full encoder
+    reference = model.ranker.exact_scores_gather(model.code_log_probs(h), model.item_codes)
+    assert torch.all(scores[:, 0] == float("-inf"))
+    assert torch.allclose(scores[:, 1:], reference[:, 1:], rtol=0, atol=1e-4)
+
+
+# ------------------------------------------------------------------------------- eval encoder
+def test_length_groups_cover_every_row_once_in_order_of_length():
+    lengths = torch.randint(1, 21, (300,), generator=torch.Generator().manual_seed(0))
+    groups = length_groups(lengths)
+    assert len(groups) == min(MAX_GROUPS, 300 // MIN_GROUP_ROWS) > 1
+    rows = torch.cat([g for g, _ in groups])
+    assert torch.equal(rows.sort().values, torch.arange(300))
+    for (group, longest), (after, _) in zip(groups, groups[1:] + [(None, None)]):
+        assert longest == int(lengths[group].max())
+        if after is not None:
+            assert longest <= int(lengths[after].min())
+    assert length_groups(lengths[: MIN_GROUP_ROWS * 2 - 1]) is None  # too few rows to split
+
+
+@pytest.mark.parametrize(
+    "attention,fam_norm",
+    [
+        ("focused", "output_rmsnorm"),
+        ("focused", "scores"),
+        ("focused", "none"),
+        ("standard", "none"),
+    ],
+)
+def test_eval_encoder_equals_full_encoder(syn, monkeypatch, attention, fam_norm):
+    """Eval mode reads the last positions only, rows grouped by length (here groups of 4 rows
+    of 13), and gives the full encoder's states; training mode runs the full encoder."""
+    monkeypatch.setattr(eval_encoder, "MIN_GROUP_ROWS", 4)
+    model = make_model(syn, attention=attention, fam_norm=fam_norm, n_layers=2).eval()
+    inter = random_batch(model, B=13, seed=4)
+    seq, lens = inter[model.ITEM_SEQ], inter[model.ITEM_SEQ_LEN]
+    assert len(length_groups(lens)) == 3
+    full = model.gather_indexes(model.encode(seq, lens), lens - 1)  # [B, d]
+    assert torch.allclose(model(seq, lens), full, rtol=0, atol=1e-5)
+    with torch.no_grad():
+        assert torch.allclose(model(seq, lens), full, rtol=0, atol=1e-5)
+    calls = []
+    monkeypatch.setattr(model, "last_states", lambda *args: calls.append(args))
+    assert torch.equal(model.train()(seq, lens), full) and not calls  # no dropout: the same
 
 
 def test_padding_item_never_ranks_first(syn, monkeypatch):

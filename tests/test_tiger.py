@@ -9,7 +9,9 @@ a fake text encoder, and the whole pipeline once on ml-100k (inside the recbole 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
+import itertools
 import logging
 import os
 from pathlib import Path
@@ -18,6 +20,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 from recbole.config import Config
 from recbole.data import create_dataset, data_preparation
@@ -27,8 +30,12 @@ from recbole.utils import init_seed
 from synthetic import write_walk_dataset
 
 import recbole_fair  # noqa: F401  (compatibility shims)
+from recbole_fair.errors import ConfigError
 from recbole_fair.model.beam_search import ItemTrie, constrained_beam_search, count_invalid
+from recbole_fair.model.host_batch import length_groups
 from recbole_fair.model.sequential_recommender.tiger import TIGER
+from recbole_fair.model.t5_decoder import DecoderContext
+from recbole_fair.model.tiger_settings import TIGERSettings
 from recbole_fair.tokenizer import (
     RQVAESettings,
     SemanticIDSettings,
@@ -123,7 +130,7 @@ def random_batch(model: TIGER, B: int, T: int = 5, seed: int = 1) -> Interaction
     )
 
 
-def context_of(model: TIGER, interaction: Interaction) -> dict:
+def context_of(model: TIGER, interaction: Interaction) -> DecoderContext:
     hidden, mask = model.encode(interaction)
     return model.decoder_context(hidden, mask)
 
@@ -170,6 +177,39 @@ def test_bad_config_raises_naming_the_key(syn, key, value, match):
         make_model(syn, **{key: value})
 
 
+def test_settings_cover_the_yaml_with_its_paper_defaults():
+    """Every key TIGERSettings reads (but RecBole's topk) is in TIGER.yaml, with the same value
+    as the dataclass default (the paper's)."""
+    keys = yaml.safe_load(TIGER_YAML.read_text())
+    defaults = TIGERSettings()
+    for field in dataclasses.fields(TIGERSettings):
+        if field.name == "topk":
+            continue
+        assert field.name in keys, f"{field.name} is read by TIGER but not in TIGER.yaml"
+        assert keys[field.name] == getattr(defaults, field.name), field.name
+    settings = TIGERSettings.from_config({**keys, "topk": [5, 10]})
+    assert settings == TIGERSettings(topk=[10, 5])
+    assert settings.topk == [5, 10] and isinstance(settings.n_heads, int)
+
+
+@pytest.mark.parametrize(
+    "values, match",
+    [
+        ({"hidden_size": None}, r"config key \[hidden_size\] is missing"),
+        ({"layer_norm_eps": 0}, r"layer_norm_eps must be > 0"),
+        ({"n_heads": 0}, r"n_heads must be >= 1"),
+        ({"dropout_prob": "high"}, r"dropout_prob must be a number"),
+        ({"attn_implementation": "flash"}, "attn_implementation must be one of"),
+        ({"tiger_exact_check_mode": "some"}, "tiger_exact_check_mode must be one of"),
+        ({"loss_type": "BPR"}, "loss_type must be CE"),
+    ],
+)
+def test_settings_errors_name_the_key(values, match):
+    keys = {**yaml.safe_load(TIGER_YAML.read_text()), **values}
+    with pytest.raises(ConfigError, match=match):
+        TIGERSettings.from_config(keys)
+
+
 def test_incremental_decoder_matches_transformers(syn):
     """Our decoder pass over the T5 weights gives transformers' teacher-forced scores."""
     model = make_model(syn, n_user_tokens=50, n_layers=2, n_decoder_layers=2)
@@ -185,6 +225,84 @@ def test_incremental_decoder_matches_transformers(syn):
         expected = logits.gather(2, codes.unsqueeze(-1)).squeeze(-1).sum(-1)
         got = model.predict(interaction)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_length_groups_are_the_fewest_padded_positions():
+    """The dynamic programme's split equals the best of every split into at most G contiguous
+    groups (brute force), with the fewest groups among the best."""
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        lengths = np.sort(rng.integers(1, 12, rng.integers(1, 30)))
+        max_groups = int(rng.integers(1, 6))
+        groups = length_groups(lengths, max_groups)
+        cost, start = 0, 0
+        for end, longest in groups:
+            assert lengths[start:end].max() == longest
+            cost, start = cost + (end - start) * longest, end
+        assert start == len(lengths)
+        best = None
+        n = len(lengths)
+        for k in range(1, max_groups + 1):
+            for cuts in itertools.combinations(range(1, n), k - 1):
+                bounds = [0, *cuts, n]
+                split = sum((b - a) * lengths[b - 1] for a, b in zip(bounds, bounds[1:]))
+                best = min(best or (split, k), (split, k))
+        assert (cost, len(groups)) == best
+    assert length_groups(np.array([1, 1, 2, 2, 2, 9]), 2) == ((5, 2), (6, 9))
+    assert length_groups(np.array([3, 3, 3]), 4) == ((3, 3),)
+
+
+def plain_t5_loss(model: TIGER, interaction: Interaction) -> torch.Tensor:
+    """The training loss as T5's own forward computes it on the untrimmed batch: every padding
+    column kept, logits over the whole vocabulary, then each digit's codes gathered."""
+    tokens = model.item_tokens(interaction[model.ITEM_SEQ]).flatten(1)  # [B, T * C]
+    user = model.user_token_offset + interaction[model.USER_ID] % model.n_user_tokens
+    tokens = torch.cat([user.unsqueeze(1), tokens], 1)
+    target = interaction[model.POS_ITEM_ID]
+    labels = model.item_tokens(target)
+    decoder_input_ids = torch.cat([labels.new_zeros(len(labels), 1), labels[:, :-1]], 1)
+    logits = model.t5(
+        input_ids=tokens, attention_mask=tokens != 0, decoder_input_ids=decoder_input_ids
+    ).logits  # [B, C, vocab]
+    logits = logits.gather(2, model.level_tokens.unsqueeze(0).expand(len(target), -1, -1))
+    codes = model.item_codes[target]
+    return F.cross_entropy(logits.reshape(-1, model.code_vocab), codes.reshape(-1))
+
+
+@pytest.mark.parametrize("groups", [1, 3, 8])
+def test_trimmed_length_groups_give_the_untrimmed_loss_and_gradients(syn, groups):
+    """Training's speed paths (rows sorted into length groups, each trimmed to its own longest
+    history; the LM head restricted to each digit's codes) give the loss and gradients of T5's
+    plain forward on the untrimmed batch (dropout off: the same arithmetic up to rounding)."""
+    model = make_model(syn, n_user_tokens=50, n_layers=2, n_decoder_layers=2).train()
+    model.settings.tiger_length_groups = groups
+    batch = random_batch(model, B=48, T=5, seed=7)
+    padded = torch.cat([batch[model.ITEM_SEQ], torch.zeros(48, 3, dtype=torch.long)], 1)
+    batch.interaction[model.ITEM_SEQ] = padded  # 3 padding columns beyond every history
+
+    def loss_and_grads(compute, *args):
+        model.zero_grad()
+        loss = compute(*args)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    def copy_of(interaction):
+        return Interaction({k: v.clone() for k, v in interaction.interaction.items()})
+
+    expected, expected_grads = loss_and_grads(plain_t5_loss, model, batch)
+    prepared = model.prepare_batch(copy_of(batch))  # on the host, as recbole-fair's trainer
+    hint = prepared.host_batch
+    assert hint.longest == int(batch[model.ITEM_SEQ_LEN].max()) < padded.size(1)
+    if groups == 1:
+        assert hint.groups is None
+    else:
+        assert 1 < len(hint.groups) <= groups and hint.groups[-1] == (48, hint.longest)
+        assert (prepared[model.ITEM_SEQ_LEN].diff() >= 0).all()  # rows sorted by length
+    for interaction in (prepared, copy_of(batch)):  # with the host's hint, and without
+        loss, grads = loss_and_grads(model.calculate_loss, interaction)
+        assert abs(float(loss) - float(expected)) < 1e-5
+        for grad, expected_grad in zip(grads, expected_grads):
+            torch.testing.assert_close(grad, expected_grad, atol=1e-5, rtol=1e-4)
 
 
 # ---------------------------------------------------------------------------------- trie

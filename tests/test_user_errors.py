@@ -173,7 +173,7 @@ def test_results_are_a_table_of_plain_numbers():
 
 
 def test_learning_curve_losses_of_any_trainer():
-    from recbole_fair.quick_start import _total_loss
+    from recbole_fair.trainer.instrument import total_loss as _total_loss
 
     assert _total_loss(2.5) == 2.5
     assert _total_loss((1.0, 2.0)) == 3.0

@@ -26,6 +26,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
 from recbole_fair.data.item_counts import item_popularity
+from recbole_fair.model.eval_encoder import last_position_states, length_groups
 from recbole_fair.model.fair_settings import FAIRSettings, check_item_codes
 from recbole_fair.model.host_batch import HostBatch, host_batch_of
 from recbole_fair.model.item_id_digit import ItemIDDigit, rename_legacy_keys
@@ -181,6 +182,26 @@ class FAIR(SequentialRecommender):
         x = self.input_dropout(self.input_norm(x))
         return self.encoder(x, return_maps=return_maps)
 
+    def last_states(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
+        r"""Evaluation's :meth:`forward`: the hidden states at the last positions only, ``[B, d]``;
+        rows of similar length encoded together, each group trimmed to its longest history
+        (:mod:`recbole_fair.model.eval_encoder`). The same function as the full encoder."""
+        item_seq = self.trim(item_seq, item_seq_len)  # [B, T']
+        groups = length_groups(item_seq_len)
+        if groups is None:
+            return self._last_states(item_seq, item_seq_len)
+        rows = torch.cat([group for group, _ in groups])  # [B], the groups' order
+        h = torch.cat(
+            [self._last_states(item_seq[g, :longest], item_seq_len[g]) for g, longest in groups]
+        )  # [B, d], rows in the groups' order
+        return torch.empty_like(h).index_copy_(0, rows, h)
+
+    def _last_states(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
+        emb = self.embed_items(item_seq)  # [B, T, d]
+        x = emb + self.position_embedding.weight[: item_seq.size(1)]
+        x = self.input_dropout(self.input_norm(x))
+        return last_position_states(self.encoder, x, item_seq_len)  # [B, d]
+
     @staticmethod
     def trim(item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
         r"""Drop the padding columns beyond the longest history of the batch: ``[B, T']``.
@@ -242,6 +263,8 @@ class FAIR(SequentialRecommender):
         Returns:
             torch.Tensor: shape ``[B, d]``.
         """
+        if not self.training:  # only the last positions are read (eval_encoder)
+            return self.last_states(item_seq, item_seq_len)
         hidden = self.encode(item_seq, item_seq_len)  # [B, T', d]
         return self.gather_indexes(hidden, item_seq_len - 1)  # [B, d]
 
