@@ -1071,3 +1071,18 @@ def test_recorded_paths_are_relative_to_the_working_directory(tmp_path, monkeypa
     assert got["log_file"] == outside  # outside the working directory: kept as it is
     assert got["semantic_id_cache"] is None
     assert relative_paths(None) is None
+
+
+def test_a_finished_record_keeps_the_generation_and_data_reports():
+    from types import SimpleNamespace
+
+    from recbole_fair.leaderboard.runner import _finished
+
+    hook = SimpleNamespace(prior_fit_seconds=2.0, resumed_from_epoch=None, per_user=lambda: None)
+    generation = {"invalid_generation_rate": 0.0, "beam_exact_overlap@10": 0.85}
+    data = {"interactions_read": 10, "interactions_kept": 10}
+    result = {"costs": {"fit_seconds": 1.0}, "generation": generation, "data": data}
+    record = _finished(result, hook)
+    assert record["generation"] == generation and record["data"] == data
+    assert record["costs"]["fit_seconds"] == 3.0
+    assert _finished({"costs": {}}, hook)["generation"] is None

@@ -124,6 +124,11 @@ def _finished(result: dict[str, Any], hook: CellHook) -> dict[str, Any]:
         "best_valid_result": result.get("best_valid_result"),
         "best_valid_score": result.get("best_valid_score"),
         "semantic_ids": result.get("semantic_ids"),
+        # beam-search guards of generative decoders (TIGER: invalid generations, beam-vs-exact
+        # overlap of the test pass), None for the others
+        "generation": result.get("generation"),
+        # interactions read, kept and dropped with their reasons
+        "data": result.get("data"),
         "costs": costs,
         "paths": relative_paths(result.get("paths")),
         "per_user": hook.per_user(),
