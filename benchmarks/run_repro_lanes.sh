@@ -122,10 +122,12 @@ scientific)
 merge)
     for dataset in Amazon_Beauty Amazon_Scientific; do
         files=()
-        # this schedule's runs, and TIGER's (its own recipe and cap, see the tiger lane)
+        # this schedule's runs, TIGER's (its own recipe and cap, see the tiger lane) and FAIR
+        # d=256 under every schedule (the beauty lane with another EPOCHS)
         declare -A seen=()
         for f in "$OUT"/"$dataset"-e"$EPOCHS"-*/results.jsonl \
-            "$OUT"/"$dataset"-e*-tiger-cpu/results.jsonl; do
+            "$OUT"/"$dataset"-e*-tiger-cpu/results.jsonl \
+            "$OUT"/"$dataset"-e*-fair-d256/results.jsonl; do
             [[ -s $f && -z ${seen[$f]:-} ]] && files+=("$f") && seen[$f]=1
         done
         # reference rows: SASRec-CE (RecBole's defaults, 40-epoch cap) and FAIR d=128 under the
