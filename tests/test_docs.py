@@ -38,6 +38,18 @@ ROWS = {
             "repro-e10",
             "FAIR [epochs=10, hidden_size=256, inner_size=512, learning_rate=0.005]",
         ),
+        "FAIR, the paper's method, d=256, 20-epoch recipe": (
+            "repro-e10",
+            "FAIR [epochs=20, hidden_size=256, inner_size=512, learning_rate=0.005]",
+        ),
+        "FAIR, standard attention, no NRT, no MIM, 10-epoch recipe": (
+            "repro-e10",
+            "FAIR [attention=standard, epochs=10, hidden_size=128, inner_size=256, "
+            "learning_rate=0.01, mim_weight=0, nrt_weight=0]",
+        ),
+        "RPG, CPU recipe, 10 epochs": ("repro-e10", "RPG"),
+        "RPG, CPU recipe, input LayerNorm, 10 epochs": ("repro-e10", "RPG [input_layer_norm=True]"),
+        "popularity": ("repro-e10", "Pop"),
         "FAIR + item-ID digit + item-level loss": f"FAIR [hidden_size=128, inner_size=256, {ITEM_ID}]",
         "FAIR + item-ID digit + item-level loss + 16 random digits": (
             f"FAIR [hidden_size=128, inner_size=256, {ITEM_ID}, sid_random_digits=16]"
@@ -107,6 +119,8 @@ ROWS = {
             "FAIR [attention=standard, epochs=10, learning_rate=0.01, mim_weight=0, nrt_weight=0]",
         ),
         "RPG, CPU recipe, graph decoding": ("repro-e10", "RPG [decoding=graph]"),
+        "TIGER, CPU size, 40-epoch cap": ("repro-e10", "TIGER"),
+        "popularity": ("repro-e10", "Pop"),
         "GRU4Rec-CE": "GRU4Rec",
         "BERT4Rec-CE": "BERT4Rec",
     },
