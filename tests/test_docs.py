@@ -48,6 +48,7 @@ ROWS = {
             "learning_rate=0.01, mim_weight=0, nrt_weight=0]",
         ),
         "RPG, CPU recipe, 10 epochs": ("repro-e10", "RPG"),
+        "TIGER, CPU size, 10 epochs": ("repro-e10", "TIGER"),
         "RPG, CPU recipe, input LayerNorm, 10 epochs": ("repro-e10", "RPG [input_layer_norm=True]"),
         "popularity": ("repro-e10", "Pop"),
         "FAIR + item-ID digit + item-level loss": f"FAIR [hidden_size=128, inner_size=256, {ITEM_ID}]",
