@@ -9,6 +9,18 @@ import time
 import numpy as np
 
 
+def _join_group(folder: str, rank: int, world_size: int) -> None:
+    r"""Join the two-process gloo group of ``folder`` (rendezvous through a file there)."""
+    import torch.distributed as dist
+
+    dist.init_process_group(
+        "gloo",
+        init_method="file://" + os.path.join(folder, "rendezvous"),
+        rank=rank,
+        world_size=world_size,
+    )
+
+
 def fake_encoder(rank: int, folder: str, slow: float):
     """A deterministic text encoder that records each call in ``folder``."""
 
@@ -32,12 +44,7 @@ def build_rank(rank: int, world_size: int, folder: str, fail_on_rank0: bool) -> 
     from recbole_fair.parallel import build_once, process_group
     from recbole_fair.tokenizer import SemanticIDSettings, build_semantic_ids
 
-    dist.init_process_group(
-        "gloo",
-        init_method="file://" + os.path.join(folder, "rendezvous"),
-        rank=rank,
-        world_size=world_size,
-    )
+    _join_group(folder, rank, world_size)
     try:
         assert process_group() == (rank, world_size)
         n_items = 80
@@ -146,12 +153,7 @@ def shard_rank(rank: int, world_size: int, folder: str, rounds: int) -> None:
     from recbole_fair.tokenizer import build_semantic_ids, sharded_encoder_fn
     from recbole_fair.tokenizer.cache import cache_file, semantic_id_cache_key
 
-    dist.init_process_group(
-        "gloo",
-        init_method="file://" + os.path.join(folder, "rendezvous"),
-        rank=rank,
-        world_size=world_size,
-    )
+    _join_group(folder, rank, world_size)
     try:
         parallel.GATHER_BYTES = 1024  # rounds of 8 rows of 16 floats from each of 2 ranks
         _record_saves(folder, rank)
