@@ -181,25 +181,42 @@ def run_steps(
     progress: Callable[[str], None] | None = print,
 ) -> tuple[list[dict[str, Any]], str | None]:
     r"""Take one step per learning rate of ``lrs`` (``step(lr)`` returns the loss and its parts)
-    until the smoothed loss exceeds ``diverge`` x its minimum (that point is kept) or a loss is
-    not finite (that point is not).
+    until the smoothed loss exceeds ``diverge`` x its minimum (that point is kept), a loss is
+    not finite (that point is not) or the user interrupts (Ctrl-C: the points so far are kept,
+    so a long test still leaves its curve).
 
     Returns:
-        tuple: the points (``step``, ``lr``, ``loss``, ``smoothed``, ``parts``) and why it
-        stopped early (None when it ran every step).
+        tuple: the points (``step``, ``lr``, ``loss``, ``smoothed``, ``parts``, ``seconds``
+        since the start) and why it stopped early (None when it ran every step).
     """
     smoother, points, best, stopped = SmoothedLoss(beta), [], math.inf, None
+    start = time.time()
     for k, lr in enumerate(lrs):
-        loss, parts = step(lr)
+        try:
+            loss, parts = step(lr)
+        except KeyboardInterrupt:
+            stopped = f"interrupted at step {k} (lr {lr:.3g})"
+            break
         if not math.isfinite(loss):
             stopped = f"loss not finite ({loss}) at step {k} (lr {lr:.3g})"
             break
         smoothed = smoother.update(loss)
-        points.append({"step": k, "lr": lr, "loss": loss, "smoothed": smoothed, "parts": parts})
+        seconds = time.time() - start
+        points.append(
+            {
+                "step": k,
+                "lr": lr,
+                "loss": loss,
+                "smoothed": smoothed,
+                "parts": parts,
+                "seconds": seconds,
+            }
+        )
         best = min(best, smoothed)
         if progress is not None and ((k + 1) % PROGRESS_EVERY == 0 or k == 0):
             progress(
-                f"step {k + 1:>4}/{len(lrs)}  lr {lr:.3e}  loss {loss:.4f}  smoothed {smoothed:.4f}"
+                f"step {k + 1:>4}/{len(lrs)}  lr {lr:.3e}  loss {loss:.4f}  "
+                f"smoothed {smoothed:.4f}  ({seconds:.0f} s)"
             )
         if smoothed > diverge * best:
             stopped = (

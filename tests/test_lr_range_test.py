@@ -176,6 +176,14 @@ def test_divergence_stops_early(lrt):
     points, stopped = lrt.run_steps(nan_step, lrs, progress=None)
     assert len(points) == 6 and len(calls) == 7 and "not finite" in stopped
 
+    def interrupted_step(lr):  # Ctrl-C keeps the points so far
+        if lr > 1e-3:
+            raise KeyboardInterrupt
+        return 1.0, [1.0]
+
+    points, stopped = lrt.run_steps(interrupted_step, lrs, progress=None)
+    assert stopped.startswith("interrupted at step") and points[-1]["lr"] < 1e-3 < lrs[len(points)]
+
 
 def test_progress_is_printed_every_ten_steps(lrt):
     lines = []
