@@ -47,7 +47,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from recbole_fair.model.sequential_recommender.tiger import TIGER  # noqa: E402
 
