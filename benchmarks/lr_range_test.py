@@ -467,9 +467,10 @@ def run(args: argparse.Namespace, overrides: list[str], argv: list[str]) -> int:
     with command_line(["lr_range_test.py", *overrides]):  # RecBole reads overrides from argv
         config = Config(model, dataset, config_file_list=config_files, config_dict=config_dict)
     lrs = lr_schedule(args.lr_min, args.lr_max, args.steps)
+    commit = git_commit()  # the code that runs (HEAD may move during a long test)
     result = range_test(config, lrs, args.beta, args.diverge, lambda line: print(line, flush=True))
     result["command"] = portable_command(argv)
-    result["git_commit"] = git_commit()
+    result["git_commit"] = commit
     out_dir = args.out or os.path.join(
         "saved", "lr_range", f"{config['model']}-{config['dataset']}"
     )
