@@ -65,6 +65,7 @@ from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parents[1]
 TOPK = 10
+PATH_ARGS = ("data_path", "sid_cache_dir", "model_config")  # saved relative to the repository
 
 
 # ----------------------------------------------------------------------------- timing
@@ -516,7 +517,11 @@ def main() -> None:
         "codebook_size": K,
         "fair_config": overrides.get("FAIR", {}),
         "sasrec_config": overrides.get("SASRec", {}),
-        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "sid_cache_copy")},
+        "settings": {
+            k: os.path.relpath(v, REPO) if k in PATH_ARGS else v
+            for k, v in vars(args).items()
+            if k not in ("out", "sid_cache_copy")
+        },
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "score_chunk_users": chunk,
         "machine_rates_one_thread": rates,
