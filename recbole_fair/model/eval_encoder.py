@@ -10,7 +10,8 @@ from):
   mostly short histories (Amazon_Beauty: 9.6 items on average, at most 20) stops paying for its
   longest one in every row;
 * without autograd, the input embedding of a history item (the mean of its code embeddings) is
-  a row of a table of every item's, built once per weights (:class:`WeightsCache`);
+  a row of a table of every item's, built once per weights (:class:`WeightsCache`;
+  ``n_items x d`` floats, the size of an ID model's item table);
 * :func:`last_position_states`: every block but the last runs as in training; the last computes
   its keys and values at every position but its query, attention output, feed-forward and the
   final LayerNorm only at the last position of each history (the other positions feed nothing
