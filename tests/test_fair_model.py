@@ -26,6 +26,7 @@ from recbole_fair.model import eval_encoder, ranking
 from recbole_fair.model.eval_encoder import MAX_GROUPS, MIN_GROUP_ROWS, length_groups
 from recbole_fair.model.fair_settings import FAIRSettings
 from recbole_fair.model.losses import mtp_loss
+from recbole_fair.model.sequential_recommender import fair as fair_module
 from recbole_fair.model.sequential_recommender.fair import FAIR
 
 FAIR_YAML = Path(__file__).resolve().parents[1] / "properties" / "model" / "FAIR.yaml"
@@ -645,12 +646,53 @@ def test_eval_encoder_equals_full_encoder(syn, monkeypatch, attention, fam_norm)
     seq, lens = inter[model.ITEM_SEQ], inter[model.ITEM_SEQ_LEN]
     assert len(length_groups(lens)) == 3
     full = model.gather_indexes(model.encode(seq, lens), lens - 1)  # [B, d]
-    assert torch.allclose(model(seq, lens), full, rtol=0, atol=1e-5)
-    with torch.no_grad():
-        assert torch.allclose(model(seq, lens), full, rtol=0, atol=1e-5)
+    with_grad = model(seq, lens)
+    assert torch.allclose(with_grad, full, rtol=0, atol=1e-5)
+    with torch.no_grad():  # the input embeddings from the table of every item's: same floats
+        assert torch.equal(model(seq, lens), with_grad.detach())
     calls = []
     monkeypatch.setattr(model, "last_states", lambda *args: calls.append(args))
     assert torch.equal(model.train()(seq, lens), full) and not calls  # no dropout: the same
+
+
+@pytest.mark.parametrize("item_id_embedding", [False, True])
+def test_eval_input_table_follows_weight_and_code_changes(syn, item_id_embedding):
+    model = make_model(syn, item_id_embedding=item_id_embedding).eval()
+    inter = random_batch(model, B=6, seed=2)
+    seq, lens = inter[model.ITEM_SEQ], inter[model.ITEM_SEQ_LEN]
+
+    def check():
+        with torch.no_grad():
+            full = model.gather_indexes(model.encode(seq, lens), lens - 1)
+            assert torch.allclose(model(seq, lens), full, rtol=0, atol=1e-5)
+            return full
+
+    before = check()
+    with torch.no_grad():  # an optimizer step, load_state_dict: in-place updates
+        model.code_embedding.weight.mul_(1.5)
+    check()
+    with torch.no_grad():
+        model.item_codes.copy_(model.item_codes.roll(1, dims=0))
+    after = check()
+    if item_id_embedding:
+        with torch.no_grad():
+            model.item_id.embedding.weight.add_(0.5)
+        after = check()
+    assert not torch.allclose(before, after, atol=1e-3)
+
+
+@pytest.mark.parametrize("item_id_embedding", [False, True])
+def test_large_batches_are_ranked_in_chunks_with_the_same_scores(
+    syn, monkeypatch, item_id_embedding
+):
+    model = make_model(syn, item_id_embedding=item_id_embedding).eval()
+    inter = random_batch(model, B=7, seed=3)
+    with torch.no_grad():
+        whole = model.full_sort_predict(inter)
+        monkeypatch.setattr(fair_module, "RANK_CHUNK_USERS", 3)  # chunks of 3, 3, 1 users
+        chunked = model.full_sort_predict(inter)
+    assert torch.allclose(chunked, whole, rtol=0, atol=1e-4)
+    assert torch.all(chunked[:, 0] == float("-inf"))
 
 
 def test_padding_item_never_ranks_first(syn, monkeypatch):

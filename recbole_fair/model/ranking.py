@@ -41,6 +41,9 @@ from recbole_fair.model.layers import full_precision
 #: Bytes of one user chunk's log-probability table in the CPU scoring: ``1 MiB`` (the L2 cache of
 #: one core here) is 32 users at ``L*K = 8192`` (measured fastest among 8-64 users on Beauty).
 SCORE_TABLE_BYTES = 1 << 20
+#: Users whose heads and scores FAIR computes together on CPU (``full_sort_predict``): larger
+#: batches are ranked in chunks of this size (measured fastest among 32-2048 on Beauty).
+RANK_CHUNK_USERS = 256
 
 
 class CodeSumRanker(nn.Module):

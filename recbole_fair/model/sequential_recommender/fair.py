@@ -26,7 +26,11 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
 from recbole_fair.data.item_counts import item_popularity
-from recbole_fair.model.eval_encoder import last_position_states, length_groups
+from recbole_fair.model.eval_encoder import (
+    WeightsCache,
+    by_length_groups,
+    last_position_states,
+)
 from recbole_fair.model.fair_settings import FAIRSettings, check_item_codes
 from recbole_fair.model.host_batch import HostBatch, host_batch_of
 from recbole_fair.model.item_id_digit import ItemIDDigit, rename_legacy_keys
@@ -39,7 +43,7 @@ from recbole_fair.model.losses import (
     nrt_triplet_loss,
     perturb_code_tokens,
 )
-from recbole_fair.model.ranking import CodeSumRanker
+from recbole_fair.model.ranking import RANK_CHUNK_USERS, CodeSumRanker
 
 
 class FAIR(SequentialRecommender):
@@ -104,6 +108,7 @@ class FAIR(SequentialRecommender):
         )
         popularity = item_popularity(dataset, self.n_items)  # graph decoding's start items
         self.ranker = CodeSumRanker(s.graph, self.codebook_size, popularity)
+        self.item_inputs = WeightsCache()  # evaluation's input embedding of every item
         self._register_load_state_dict_pre_hook(rename_legacy_keys)
 
         # parameters initialization
@@ -184,20 +189,23 @@ class FAIR(SequentialRecommender):
 
     def last_states(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
         r"""Evaluation's :meth:`forward`: the hidden states at the last positions only, ``[B, d]``;
-        rows of similar length encoded together, each group trimmed to its longest history
-        (:mod:`recbole_fair.model.eval_encoder`). The same function as the full encoder."""
+        rows of similar length encoded together, each group trimmed to its longest history;
+        without autograd the input embeddings are rows of a table of every item's, built once
+        per weights (:mod:`recbole_fair.model.eval_encoder`). The full encoder's function."""
         item_seq = self.trim(item_seq, item_seq_len)  # [B, T']
-        groups = length_groups(item_seq_len)
-        if groups is None:
-            return self._last_states(item_seq, item_seq_len)
-        rows = torch.cat([group for group, _ in groups])  # [B], the groups' order
-        h = torch.cat(
-            [self._last_states(item_seq[g, :longest], item_seq_len[g]) for g, longest in groups]
-        )  # [B, d], rows in the groups' order
-        return torch.empty_like(h).index_copy_(0, rows, h)
+        return by_length_groups(self._last_states, item_seq, item_seq_len)
 
     def _last_states(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
-        emb = self.embed_items(item_seq)  # [B, T, d]
+        if torch.is_grad_enabled():
+            emb = self.embed_items(item_seq)  # [B, T, d]
+        else:  # the same floats: rows of every item's embed_items, computed once per weights
+            weights = [self.code_embedding.weight, self.item_codes]
+            if self.item_id is not None:
+                weights.append(self.item_id.embedding.weight)
+            items = torch.arange(self.n_items, device=item_seq.device)
+            emb = F.embedding(
+                item_seq, self.item_inputs.get(weights, lambda: self.embed_items(items))
+            )
         x = emb + self.position_embedding.weight[: item_seq.size(1)]
         x = self.input_dropout(self.input_norm(x))
         return last_position_states(self.encoder, x, item_seq_len)  # [B, d]
@@ -452,10 +460,22 @@ class FAIR(SequentialRecommender):
         the item-ID digit), shape ``[B, n_items]``; the padding item 0 gets ``-inf``.
 
         ``decoding: exact`` scores every item; ``decoding: graph`` only the items
-        graph-constrained decoding visits, the others ``-inf`` (:class:`CodeSumRanker`).
+        graph-constrained decoding visits, the others ``-inf`` (:class:`CodeSumRanker`). On CPU
+        the heads and the scores run ``RANK_CHUNK_USERS`` users at a time (their ``[B, L, K]``
+        log-probabilities stay in cache; the same floats on Beauty, last bits elsewhere).
         """
         item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
         h = self.forward(item_seq, item_seq_len)  # [B, d]
+        step = RANK_CHUNK_USERS if h.device.type == "cpu" else h.size(0)
+        if h.size(0) <= step:
+            return self._rank(h, item_seq, item_seq_len)
+        chunks = [slice(start, start + step) for start in range(0, h.size(0), step)]
+        return torch.cat([self._rank(h[c], item_seq[c], item_seq_len[c]) for c in chunks])
+
+    def _rank(
+        self, h: torch.Tensor, item_seq: torch.Tensor, item_seq_len: torch.Tensor
+    ) -> torch.Tensor:
+        r""":meth:`full_sort_predict` of the hidden states ``h [B, d]``."""
         log_probs = self.code_log_probs(h)  # [B, L, K]
         item_term = None if self.item_id is None else self.item_id.log_probs(h)  # [B, n_items]
         codes = self.item_codes
