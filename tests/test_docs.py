@@ -441,6 +441,19 @@ def test_docs_name_no_machine_paths_and_link_inside_the_repository():
     assert not problems, "\n".join(problems)
 
 
+def test_committed_results_name_no_machine_paths():
+    """The raw result files under docs/leaderboards hold paths relative to the run's working
+    directory (``recbole_fair.leaderboard.runner.relative_paths``), never a machine's."""
+    problems = [
+        f"{path.relative_to(REPO)}: contains {pattern!r}"
+        for path in sorted(LEADERBOARDS.rglob("*"))
+        if path.suffix in (".json", ".jsonl", ".csv", ".md")
+        for pattern in ('"/work/', '"/tmp/', '"/home/', '"/root/')
+        if pattern in path.read_text(encoding="utf-8")
+    ]
+    assert not problems, "\n".join(problems)
+
+
 CURVES_BLOCK = re.compile(r"<!-- curves: (\S+) -->\n(.*?)<!-- /curves -->", re.S)
 
 
