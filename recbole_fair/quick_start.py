@@ -160,8 +160,7 @@ def run_recbole_fair(
     config = Config(
         model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict
     )
-    check_data_files(config)
-    log_file, dataset_obj, downloaded, loaders, model_obj = _prepare_run(config)
+    log_file, dataset_obj, downloaded, loaders, model_obj = prepare_run(config)
     train_data, valid_data, test_data = loaders
     trainer, timings, flops, deadline, stopped = _prepare_trainer(
         config, model_obj, train_data, trainer_hook, run_id
