@@ -16,6 +16,7 @@
 #                                                  # FAIR d=128 on Scientific and Beauty with
 #                                                  # another text encoder (a local
 #                                                  # sentence-transformers folder, given relative)
+#   bash benchmarks/run_repro_lanes.sh beauty-rpg-graph  # the same RPG, graph decoding
 #   bash benchmarks/run_repro_lanes.sh scientific  # on Amazon_Scientific at the CPU budget (d=128,
 #                                                  # lr 0.01): the paper's ablations, the code-length
 #                                                  # sweep, tokenizer variants, RPG exact and graph
@@ -31,7 +32,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-lane=${1:?usage: run_repro_lanes.sh beauty|beauty-rpg|tiger|encoder|scientific|merge}
+lane=${1:?usage: run_repro_lanes.sh beauty|beauty-rpg|beauty-rpg-graph|tiger|encoder|scientific|merge}
 DATA_PATH=${DATA_PATH:-../shared/datasets}
 SID_CACHE=${SID_CACHE:-benchmarks/results/sid_cache}
 OUT=${OUT:-leaderboards/repro}
@@ -95,6 +96,11 @@ beauty-rpg)
     run fair-d128-rpg-equivalent FAIR $B --seeds=2020 "${cpu128[@]}" --attention=standard \
         --nrt_weight=0 --mim_weight=0
     ;;
+beauty-rpg-graph)
+    # RPG's graph decoding on Beauty (the exact-ranking row is the beauty-rpg lane's rpg-d128-cpu)
+    run rpg-d128-cpu-graph RPG Amazon_Beauty --seeds=2020 "${cpu128[@]}" --input_dropout_prob=0 \
+        --attn_dropout_prob=0 --decoding=graph
+    ;;
 scientific)
     # the reference row, FAIR at d=128 lr 0.01 under the same recipe, is the recipe lanes' run
     # (docs/leaderboards/Amazon_Scientific-recipe-e10): merge takes it from there
@@ -155,7 +161,7 @@ if sys.argv[2] == 'Amazon_Scientific':
     done
     ;;
 *)
-    echo "unknown lane '$lane': beauty, beauty-rpg, tiger, encoder, scientific or merge" >&2
+    echo "unknown lane '$lane': beauty, beauty-rpg, beauty-rpg-graph, tiger, encoder, scientific or merge" >&2
     exit 2
     ;;
 esac
