@@ -146,6 +146,8 @@ PUBLISHED_ROWS = {
 }
 METRICS = {"R@5": "recall@5", "N@5": "ndcg@5", "R@10": "recall@10", "N@10": "ndcg@10"}
 MACHINE_KEYS = {"data_path", "sid_cache_dir"}
+# cost columns a results table may show: leaderboard.md's cell, as leaderboard.md prints it
+COSTS = ("train s/epoch", "eval users/s")
 
 
 def strip_machine_settings(label: str) -> str:
@@ -173,7 +175,10 @@ def leaderboard(dataset: str, board: str = "e40") -> dict[str, dict[str, str]]:
     for table in markdown_tables((folder / "leaderboard.md").read_text(encoding="utf-8")):
         p_column = next(c for c in table["header"] if c.startswith("p (N@10"))
         for cells in table["rows"]:
-            rows[strip_machine_settings(cells["model"])]["p_printed"] = cells[p_column]
+            row = rows[strip_machine_settings(cells["model"])]
+            row["p_printed"] = cells[p_column]
+            for column in COSTS:
+                row[f"{column} printed"] = plain(cells[column])
     return rows
 
 
@@ -300,6 +305,12 @@ def check_results_table(dataset: str, table: dict, where: str) -> int:
         p_column = next((c for c in table["header"] if c.startswith("p (")), None)
         if p_column:
             assert_p_value(plain(cells[p_column]), row, f"{what} p")
+        for column in COSTS:
+            if column in cells:
+                printed = plain(cells[column])
+                assert printed == row[f"{column} printed"], (
+                    f"{what} {column}: printed {printed}, leaderboard.md {row[f'{column} printed']}"
+                )
         if "best epoch" in cells:
             assert plain(cells["best epoch"]) == row["best_epochs"], f"{what} best epoch"
     return len(table["rows"])
@@ -336,6 +347,13 @@ def test_a_wrong_number_is_caught():
     with pytest.raises(AssertionError, match="N@10"):
         check_results_table("Amazon_Beauty", table, "test")
     table["rows"][0]["N@10"] = ".0416"
+    assert check_results_table("Amazon_Beauty", table, "test") == 1
+    # a cost column is leaderboard.md's cell as printed there (SASRec-CE on Beauty: 4,667 users/s)
+    table["header"].append("eval users/s")
+    table["rows"][0]["eval users/s"] = "4,676"
+    with pytest.raises(AssertionError, match="eval users/s"):
+        check_results_table("Amazon_Beauty", table, "test")
+    table["rows"][0]["eval users/s"] = "4,667"
     assert check_results_table("Amazon_Beauty", table, "test") == 1
 
 
