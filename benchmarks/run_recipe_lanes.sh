@@ -9,6 +9,8 @@
 #   bash benchmarks/run_recipe_lanes.sh robust   # the d=512 recipe on short texts and ml-100k
 #   bash benchmarks/run_recipe_lanes.sh robust-shared  # ... on short texts with ~8% of items
 #                                                # sharing their text (ShortTextShared)
+#   bash benchmarks/run_recipe_lanes.sh robust-beauty  # ... FAIR alone on Amazon_Beauty (its
+#                                                # popularity and SASRec-CE rows: docs/leaderboards)
 #   bash benchmarks/run_recipe_lanes.sh merge    # -> docs/leaderboards/Amazon_Scientific-recipe/
 #
 # Each run is a one-cell leaderboard in a folder of its own ($OUT/recipe-e<EPOCHS>-d<D>-lr<LR>), started
@@ -23,7 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-lane=${1:?usage: run_recipe_lanes.sh a|b|robust|robust-shared|merge}
+lane=${1:?usage: run_recipe_lanes.sh a|b|robust|robust-shared|robust-beauty|merge}
 DATA_PATH=${DATA_PATH:-../shared/datasets}
 SID_CACHE=${SID_CACHE:-benchmarks/results/sid_cache}
 OUT=${OUT:-leaderboards/recipe}
@@ -65,12 +67,12 @@ b)
     run 512 0.01
     run 256 0.005
     ;;
-robust | robust-shared)
+robust | robust-shared | robust-beauty)
     # Does the recipe learn on data it was not tuned on? FAIR at d=512 with the width-scaled
     # learning rate, a popularity ranking and SASRec-CE, ROBUST_EPOCHS each (default 5), on the
     # synthetic short-text datasets (benchmarks/make_short_text_dataset.py, written to
     # SHORT_DATA, default saved/data: ShortText, 1.4% of items sharing their text, and
-    # ShortTextShared, --n_brands 25, about 8%) and on ml-100k.
+    # ShortTextShared, --n_brands 25, about 8%), on ml-100k and (FAIR alone) on Amazon_Beauty.
     short=${SHORT_DATA:-saved/data}
     [[ -s $short/ShortText/ShortText.inter ]] ||
         $PYTHON benchmarks/make_short_text_dataset.py --out_dir "$short"
@@ -80,13 +82,15 @@ robust | robust-shared)
     cap=${ROBUST_EPOCHS:-5}
     fair=(--hidden_size=512 --inner_size=1024 --learning_rate=0.0025 --warmup_steps=0
         --warmup_epochs="$WARMUP" "--sid_cache_dir=$(realpath "$SID_CACHE")")
-    datasets=(ShortText ml-100k)
+    datasets=(ShortText ml-100k) models=(Pop FAIR SASRec)
     [[ $lane == robust-shared ]] && datasets=(ShortTextShared)
+    [[ $lane == robust-beauty ]] && datasets=(Amazon_Beauty) models=(FAIR)
     for dataset in "${datasets[@]}"; do
         data=()
+        [[ $dataset == Amazon_* ]] && data=("--data_path=$(realpath "$DATA_PATH")")
         [[ $dataset == ShortText* ]] &&
             data=("--data_path=$(realpath "$short")" --config_files=benchmarks/short_text.yaml)
-        for model in Pop FAIR SASRec; do
+        for model in "${models[@]}"; do
             extra=()
             [[ $model == FAIR ]] && extra=("${fair[@]}")
             [[ $model == SASRec ]] && extra=(--loss_type=CE)
@@ -109,7 +113,7 @@ merge)
         --leaderboard_dir="docs/leaderboards/$DATASET-recipe-e$EPOCHS"
     ;;
 *)
-    echo "unknown lane '$lane': a, b, robust, robust-shared or merge" >&2
+    echo "unknown lane '$lane': a, b, robust, robust-shared, robust-beauty or merge" >&2
     exit 2
     ;;
 esac
