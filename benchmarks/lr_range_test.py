@@ -26,6 +26,11 @@ Usage (any other ``--key=value`` reaches the Config, as with ``run_recbole_fair.
 Writes ``lr_range.json`` (every point, the suggestion, the config's key settings, the command and
 the git commit), ``lr_range.csv`` and ``lr_range.png`` (loss against lr, log x) under ``--out``
 (default ``saved/lr_range/<model>-<dataset>``).
+
+    python benchmarks/lr_range_test.py --table saved/lr_range/*/lr_range.json
+
+prints one Markdown row per finished test (width, seconds per step, where the raw and the
+smoothed loss are lowest, the suggestion, the configured learning rate against it).
 """
 
 from __future__ import annotations
@@ -384,6 +389,40 @@ def summary(result: dict[str, Any]) -> list[str]:
     ]
 
 
+TABLE_HEADER = (
+    "| model | dataset | d | parameters | batches per epoch | steps run | s per step "
+    "| raw loss lowest at lr | smoothed minimum at lr | suggested lr (minimum / 10) "
+    "| learning_rate | x suggestion | verdict |"
+)
+
+
+def table(results: list[dict[str, Any]]) -> list[str]:
+    r"""A Markdown table of several tests' ``lr_range.json`` results, one row each: the width,
+    the seconds per step (wall clock), the lr of the lowest raw loss, the smoothed minimum, the
+    suggestion and where the configured learning rate falls."""
+    rows = [TABLE_HEADER, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in results:
+        s, c, points = r["suggestion"], r["configured"], r["points"]
+        raw = min(points, key=lambda p: p["loss"])
+        cells = [
+            r["model"],
+            r["dataset"],
+            str(r["config"].get("hidden_size", "-")),
+            f"{r['parameters']:,}",
+            str(r["batches_per_epoch"]),
+            f"{r['steps_run']} of {r['steps']}",
+            f"{r['seconds'] / max(r['steps_run'], 1):.1f}",
+            f"{raw['lr']:.3g} (step {raw['step']})",
+            f"{s['min_loss_lr']:.3g} (step {s['min_loss_step']})",
+            f"{s['suggested_lr']:.3g}",
+            f"{c['learning_rate']:g}",
+            f"{c['ratio_to_suggested']:.2f}",
+            c["verdict"],
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
 def write_outputs(result: dict[str, Any], out_dir: str) -> list[str]:
     r"""``lr_range.json``, ``lr_range.csv`` and ``lr_range.png`` under ``out_dir``; their paths."""
     os.makedirs(out_dir, exist_ok=True)
@@ -450,7 +489,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--diverge", type=float, default=4.0, help="stop at diverge x min loss")
     parser.add_argument("--beta", type=float, default=0.9, help="smoothing of the loss")
     parser.add_argument("--out", default=None, help="default saved/lr_range/<model>-<dataset>")
+    parser.add_argument(
+        "--table",
+        nargs="+",
+        metavar="LR_RANGE_JSON",
+        help="print a Markdown table of finished tests' lr_range.json files and exit",
+    )
     return parser
+
+
+def print_table(paths: list[str]) -> int:
+    r"""Print :func:`table` of the ``lr_range.json`` files ``paths``."""
+    results = []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as f:
+                results.append(json.load(f))
+        except (OSError, json.JSONDecodeError) as error:
+            raise ConfigError(f"--table: cannot read {path}: {error}") from error
+        if not isinstance(results[-1], dict) or "suggestion" not in results[-1]:
+            raise ConfigError(f"--table: {path} is not an lr_range.json of this script.")
+    print("\n".join(table(results)))
+    return 0
 
 
 def run(args: argparse.Namespace, overrides: list[str], argv: list[str]) -> int:
@@ -486,6 +546,8 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args, overrides = build_parser().parse_known_args(argv)
+    if args.table:
+        return report_errors(lambda: print_table(args.table), debug_requested(args))
     return report_errors(lambda: run(args, overrides, argv), debug_requested(args))
 
 

@@ -213,6 +213,51 @@ def test_bad_arguments_are_clear_user_errors(lrt, flags, words, capsys, in_tmp_d
     assert not list(in_tmp_dir.rglob("*"))  # refused before anything was built
 
 
+def test_the_table_reads_each_result(lrt, in_tmp_dir, capsys):
+    # a hand-made result: the raw loss is lowest at step 2 (noise), the smoothed one at step 3
+    points = [
+        {"step": k, "lr": lr, "loss": loss, "smoothed": smoothed}
+        for k, (lr, loss, smoothed) in enumerate(
+            [
+                (1e-4, 5.0, 5.0),
+                (1e-3, 4.0, 4.5),
+                (1e-2, 2.0, 3.6),
+                (1e-1, 3.0, 3.5),
+                (1.0, 9.0, 6.0),
+            ]
+        )
+    ]
+    result = {
+        "model": "FAIR",
+        "dataset": "syn",
+        "parameters": 1234567,
+        "batches_per_epoch": 7,
+        "steps": 5,
+        "steps_run": 5,
+        "seconds": 12.5,
+        "suggestion": {"min_loss_step": 3, "min_loss_lr": 0.1, "suggested_lr": 0.01},
+        "configured": {"learning_rate": 0.025, "ratio_to_suggested": 2.5, "verdict": "between"},
+        "config": {"hidden_size": 64},
+        "points": points,
+    }
+    path = in_tmp_dir / "lr_range.json"
+    path.write_text(json.dumps(result))
+    assert lrt.main(["--table", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[0] == lrt.TABLE_HEADER
+    cells = [c.strip() for c in lines[2].strip("|").split("|")]
+    assert cells == [
+        "FAIR", "syn", "64", "1,234,567", "7", "5 of 5", "2.5",  # 12.5 s / 5 steps
+        "0.01 (step 2)", "0.1 (step 3)", "0.01", "0.025", "2.50", "between",
+    ]  # fmt: skip
+    # a file that is not a result is a clear error naming it
+    other = in_tmp_dir / "other.json"
+    other.write_text("[1, 2]")
+    assert lrt.main(["--table", str(other)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "other.json" in err and "looks like a bug" not in err
+
+
 # ------------------------------------------------------------------------------- end to end
 @pytest.mark.parametrize("model, optimizer", [("FAIR", "AdamW"), ("SASRec", "Adam")])
 def test_a_tiny_run_writes_its_curve(lrt, tiny_run, in_tmp_dir, model, optimizer, capsys):
