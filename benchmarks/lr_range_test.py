@@ -47,6 +47,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from recbole_fair.errors import ConfigError
+from recbole_fair.paths import portable_argv, portable_path
 
 # Settings of the config written beside the curve (those a run has).
 KEY_SETTINGS = (
@@ -337,29 +338,9 @@ def range_test(
 
 
 # ------------------------------------------------------------------------------- the outputs
-def portable_path(value: Any) -> Any:
-    r"""A path as a committed file may name it: relative to the working directory when under
-    it, ``<recbole package>/...`` under the installed RecBole, else ``<elsewhere>/<name>``."""
-    if not isinstance(value, str) or not os.path.isabs(value):
-        return value
-    rel = os.path.relpath(value, os.getcwd())
-    if not rel.startswith(".."):
-        return rel
-    import recbole
-
-    package = os.path.dirname(os.path.abspath(recbole.__file__))
-    if os.path.commonpath([package, os.path.abspath(value)]) == package:
-        return "<recbole package>/" + os.path.relpath(value, package)
-    return "<elsewhere>/" + os.path.basename(os.path.normpath(value))
-
-
 def portable_command(argv: list[str]) -> list[str]:
     r"""The command line with machine paths (``--key=/abs/path`` or a bare path) made portable."""
-    out = []
-    for arg in argv:
-        key, eq, value = arg.partition("=")
-        out.append(f"{key}={portable_path(value)}" if eq else str(portable_path(arg)))
-    return ["benchmarks/lr_range_test.py", *out]
+    return ["benchmarks/lr_range_test.py", *portable_argv(argv)]
 
 
 def summary(result: dict[str, Any]) -> list[str]:

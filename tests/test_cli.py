@@ -1,7 +1,8 @@
 """The ``recbole-fair`` command: its commands, their help, what reaches RecBole, exit status.
 
 ``run_recbole_fair.py`` (``recbole-fair run``) is exercised by test_user_errors.py,
-test_end_to_end.py and test_leaderboard.py; ``attention`` by test_visualize_attention.py.
+test_end_to_end.py and test_leaderboard.py; ``attention`` by test_visualize_attention.py;
+``evaluate`` by test_evaluate.py.
 """
 
 import json
@@ -35,12 +36,12 @@ def test_help_lists_every_command(capsys):
     assert done.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: recbole-fair [-h] COMMAND [flags]")
-    for name in ("run", "leaderboard", "attention", "prepare-amazon"):
+    for name in ("run", "leaderboard", "attention", "evaluate", "prepare-amazon"):
         assert f"\n  {name} " in out
-    assert list(COMMANDS) == ["run", "leaderboard", "attention", "prepare-amazon"]
+    assert list(COMMANDS) == ["run", "leaderboard", "attention", "evaluate", "prepare-amazon"]
 
 
-@pytest.mark.parametrize("name", ["run", "leaderboard", "attention", "prepare-amazon"])
+@pytest.mark.parametrize("name", ["run", "leaderboard", "attention", "evaluate", "prepare-amazon"])
 def test_each_command_has_its_own_help(name, capsys):
     with pytest.raises(SystemExit) as done:
         main([name, "--help"])

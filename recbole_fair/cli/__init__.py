@@ -6,11 +6,12 @@ The ``recbole-fair`` command (a console script; also ``python -m recbole_fair.cl
     recbole-fair run --model=FAIR --dataset=ml-100k      # train and evaluate one model
     recbole-fair leaderboard --model=FAIR,SASRec --dataset=ml-100k --seeds=2020,2021
     recbole-fair attention --checkpoint saved/FAIR-xxx.pth --out attention/
+    recbole-fair evaluate --checkpoint saved/RPG-xxx.pth --set decoding=graph --valid
     recbole-fair prepare-amazon --reviews ... --meta ... --name Amazon_Beauty
 
 ``recbole-fair COMMAND --help`` lists the flags of a command. ``python run_recbole_fair.py`` is
 ``recbole-fair run``. Each command lives in a module of this package (``run``, ``leaderboard``,
-``attention``; the DDP launcher in ``launch``); ``prepare-amazon`` is
+``attention``, ``evaluate``; the DDP launcher in ``launch``); ``prepare-amazon`` is
 :func:`recbole_fair.data.prepare_amazon.main`.
 """
 
@@ -27,6 +28,7 @@ COMMANDS = {
     "run": "train and evaluate a model (also DDP on several GPUs, or a leaderboard)",
     "leaderboard": "run a leaderboard of models x datasets x seeds, or re-render its tables",
     "attention": "attention maps and focus numbers of trained FAIR/RPG checkpoints",
+    "evaluate": "evaluate a saved checkpoint on the test split again (other decoding settings)",
     "prepare-amazon": "raw Amazon review downloads -> RecBole atomic files",
 }
 
@@ -39,6 +41,8 @@ def command_main(name: str) -> Callable[..., int]:
         from recbole_fair.cli.leaderboard import main
     elif name == "attention":
         from recbole_fair.cli.attention import main
+    elif name == "evaluate":
+        from recbole_fair.cli.evaluate import main
     elif name == "prepare-amazon":
         from recbole_fair.data.prepare_amazon import main
     else:
