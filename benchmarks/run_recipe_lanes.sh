@@ -21,7 +21,8 @@
 #
 # Environment: DATA_PATH (default ../shared/datasets), SID_CACHE (default
 # benchmarks/results/sid_cache), OUT (default leaderboards/recipe), EPOCHS (default 10), WARMUP
-# (warm-up epochs, default 1), PYTHON (default python), THREADS (default 1).
+# (warm-up epochs, default 1), PYTHON (default python), THREADS (default 1). Paths are passed as
+# given (keep them relative: they are recorded with each result).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,7 +45,7 @@ run() {  # width learning_rate
     mkdir -p "$dir"
     echo "== $(date -u +%FT%TZ) FAIR d=$d lr=$lr on $DATASET -> $dir (log: $dir.log)"
     $PYTHON run_recbole_fair.py --model=FAIR --dataset=$DATASET \
-        --data_path="$(realpath "$DATA_PATH")" --sid_cache_dir="$(realpath "$SID_CACHE")" \
+        --data_path="$DATA_PATH" --sid_cache_dir="$SID_CACHE" \
         --seeds=2020 --epochs="$EPOCHS" --hidden_size="$d" --inner_size=$((2 * d)) \
         --learning_rate="$lr" --warmup_steps=0 --warmup_epochs="$WARMUP" \
         --leaderboard_dir="$dir" --resume >>"$dir.log" 2>&1 || status=$?
@@ -81,15 +82,15 @@ robust | robust-shared | robust-beauty)
             --name ShortTextShared --n_brands 25
     cap=${ROBUST_EPOCHS:-5}
     fair=(--hidden_size=512 --inner_size=1024 --learning_rate=0.0025 --warmup_steps=0
-        --warmup_epochs="$WARMUP" "--sid_cache_dir=$(realpath "$SID_CACHE")")
+        --warmup_epochs="$WARMUP" "--sid_cache_dir=$SID_CACHE")
     datasets=(ShortText ml-100k) models=(Pop FAIR SASRec)
     [[ $lane == robust-shared ]] && datasets=(ShortTextShared)
     [[ $lane == robust-beauty ]] && datasets=(Amazon_Beauty) models=(FAIR)
     for dataset in "${datasets[@]}"; do
         data=()
-        [[ $dataset == Amazon_* ]] && data=("--data_path=$(realpath "$DATA_PATH")")
+        [[ $dataset == Amazon_* ]] && data=("--data_path=$DATA_PATH")
         [[ $dataset == ShortText* ]] &&
-            data=("--data_path=$(realpath "$short")" --config_files=benchmarks/short_text.yaml)
+            data=("--data_path=$short" --config_files=benchmarks/short_text.yaml)
         for model in "${models[@]}"; do
             extra=()
             [[ $model == FAIR ]] && extra=("${fair[@]}")
