@@ -18,6 +18,7 @@ import pytest
 
 from recbole_fair import leaderboard as lb
 from recbole_fair.leaderboard import command, runner
+from recbole_fair.quick_start import FIT_DEADLINE_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 N_USERS = 60
@@ -319,6 +320,119 @@ def test_cell_killed_after_early_stopping_is_not_trained_on(in_tmp_dir, toy_conf
     (record,) = _records(directory)
     assert seen == [] and len(validations) == 2  # resumed as stopped: no epoch 2
     assert record["status"] == "ok" and record["costs"]["best_epoch"] == 0
+
+
+# ----------------------------------------------------------------------------- training deadline
+def _stopped_at_deadline(config, directory, monkeypatch, resume=False):
+    """Run (or resume) the SASRec cell of seed 1 with a training deadline already past (at least
+    one epoch runs, then it stops); returns the leaderboard's output and the epochs trained."""
+    seen = []
+    monkeypatch.setenv(FIT_DEADLINE_ENV, str(time.time()))
+    out = _run(
+        ["SASRec"],
+        [1],
+        config,
+        directory,
+        resume=resume,
+        epoch_callback=lambda c, e: seen.append(e),
+    )
+    monkeypatch.delenv(FIT_DEADLINE_ENV)
+    return out, seen
+
+
+def test_a_cell_stopped_at_its_deadline_is_recorded_and_resume_continues_it(
+    in_tmp_dir, toy_config, monkeypatch
+):
+    toy_config["epochs"] = 3
+    directory = in_tmp_dir / "lb"
+    out, seen = _stopped_at_deadline(toy_config, directory, monkeypatch)
+    (first,) = _records(directory)
+    assert seen == [0] and first["status"] == "ok" and first["test_result"]
+    assert first["costs"]["stopped_at_deadline"] and first["costs"]["epochs"] == 1
+    assert [row["epochs"] for row in out["rows"]] == [[1]]  # rendered in the meantime
+    state = json.loads(next((directory / "checkpoints").glob("*-last.pth.json")).read_text())
+    assert state["epoch"] == 0 and not state["finished"]  # kept, unfinished
+    # resumed under a deadline again: one more epoch, stopped again, another record
+    _, resumed = _stopped_at_deadline(toy_config, directory, monkeypatch, resume=True)
+    second = _records(directory)[-1]
+    assert resumed == [1] and second["costs"]["stopped_at_deadline"]
+    assert second["costs"]["epochs"] == 2 and second["costs"]["resumed_from_epoch"] == 1
+
+    out, resumed = _resume_sasrec(toy_config, directory)
+    assert resumed == [2] and out["ran"] == [first["cell"]]
+    earlier, _, final = _records(directory)
+    assert earlier == first and final["cell"] == first["cell"] and final["status"] == "ok"
+    costs = final["costs"]
+    assert costs["resumed_from_epoch"] == 2 and not costs["stopped_at_deadline"]
+    # the timings and curves cover the epochs before and after the deadline
+    assert costs["epochs"] == 3 and len(costs["train_epoch_seconds"]) == 3
+    assert len(costs["valid_scores"]) == 3 and len(costs["train_losses"]) == 3
+    for key in ("train_epoch_seconds", "valid_scores", "train_losses"):
+        assert costs[key][:2] == second["costs"][key] and costs[key][0] == first["costs"][key][0]
+    assert costs["fit_seconds"] > second["costs"]["fit_seconds"] > first["costs"]["fit_seconds"]
+    assert not list((directory / "checkpoints").glob("*-last.pth*"))  # done: only best stays
+    # one row for the cell, of its final record; --leaderboard-only renders the same
+    (row,) = out["rows"]
+    assert row["n"] == 1 and row["epochs"] == [3]
+    assert row["ndcg@10"][0] == pytest.approx(final["test_result"]["ndcg@10"])
+    assert lb.render_file(str(directory / lb.RESULTS_FILE))["table"] == out["table"]
+    _, again = _resume_sasrec(toy_config, directory)
+    assert again == [] and len(_records(directory)) == 3  # finished now
+
+
+def test_a_deadline_stopped_cell_without_its_last_epoch_checkpoint_stays_finished(
+    in_tmp_dir, toy_config, monkeypatch, capsys
+):
+    toy_config["epochs"] = 3
+    directory = in_tmp_dir / "lb"
+    _stopped_at_deadline(toy_config, directory, monkeypatch)
+    next((directory / "checkpoints").glob("*-last.pth")).unlink()  # the side file stays
+    capsys.readouterr()
+    seen = []
+    out = _run(
+        ["SASRec"],
+        [1],
+        toy_config,
+        directory,
+        resume=True,
+        verbose=True,
+        epoch_callback=lambda c, e: seen.append(e),
+    )
+    assert seen == [] and out["ran"] == [] and len(_records(directory)) == 1
+    assert (
+        "finished at its deadline; no last-epoch checkpoint to continue from, skipped"
+        in capsys.readouterr().out
+    )
+
+
+@pytest.mark.parametrize("end", ["epoch cap", "early stopping"])
+def test_a_deadline_after_the_last_epoch_stops_nothing(in_tmp_dir, toy_config, monkeypatch, end):
+    """The deadline stops a run only before an epoch that would run: a run that ends at its cap
+    or by early stopping at that point is finished, its last-epoch files removed."""
+    from recbole.trainer import trainer as recbole_trainer
+
+    toy_config.update(epochs=1 if end == "epoch cap" else 3, stopping_step=0)
+    if end == "early stopping":  # triggered at the first validation
+        monkeypatch.setattr(
+            recbole_trainer, "early_stopping", lambda value, best, *a, **k: (value, 1, True, True)
+        )
+    directory = in_tmp_dir / "lb"
+    _, seen = _stopped_at_deadline(toy_config, directory, monkeypatch)
+    (record,) = _records(directory)
+    assert seen == [0] and record["status"] == "ok" and record["costs"]["epochs"] == 1
+    assert not record["costs"]["stopped_at_deadline"]
+    assert not list((directory / "checkpoints").glob("*-last.pth*"))
+
+
+def test_a_later_ok_record_of_a_cell_supersedes_the_earlier_one(tmp_path):
+    path = tmp_path / lb.RESULTS_FILE
+    stopped = _fake_record("A", "toy", 1, 0.1)
+    stopped["costs"]["stopped_at_deadline"] = True
+    for record in (stopped, _fake_record("A", "toy", 1, 0.3), _fake_record("B", "toy", 1, 0.2)):
+        lb.append_record(str(path), record)
+    assert lb.finished_records(str(path))["A|toy|seed=1|h"]["test_result"]["ndcg@10"] == 0.3
+    rows = {row["model"]: row for row in lb.render_file(str(path))["rows"]}
+    assert rows["A"]["n"] == 1 and rows["A"]["ndcg@10"][0] == pytest.approx(0.3)
 
 
 def _fake_record(model, dataset, seed, ndcg, per_user=None, **extra):

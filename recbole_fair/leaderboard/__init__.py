@@ -11,6 +11,9 @@ Leaderboards: every (model, dataset, seed) *cell* trained and evaluated with the
   ``Trainer._save_checkpoint``, so it is signed, see :mod:`recbole_fair.compat`) next to the
   cell's best checkpoint, at paths derived from the cell (model, dataset, seed, config hash); a
   resumed cell continues from the epoch after it with RecBole's ``Trainer.resume_checkpoint``.
+  A cell whose training stopped at the deadline (``RECBOLE_FAIR_FIT_DEADLINE``) with epochs
+  left is recorded and keeps that checkpoint: ``resume=True`` continues it and its new record
+  supersedes the earlier one.
 * **Crash-tolerant.** An exception in a cell is recorded with its traceback and the next cell
   runs. By default each cell runs in its own process (``isolate=True``): a hard crash (out of
   memory, segfault) is recorded too, and the peak RSS reported is that cell's own; with a
@@ -53,6 +56,7 @@ from recbole_fair.leaderboard.results import (
     RESULTS_FILE,
     append_record,
     finished_cells,
+    finished_records,
     git_commit,
     latest_records,
     load_results,

@@ -4,7 +4,9 @@ r"""recbole_fair.leaderboard.hook
 :class:`CellHook`, the ``trainer_hook`` a leaderboard cell passes to
 :func:`recbole_fair.quick_start.run_recbole_fair`: a last-epoch checkpoint after every epoch,
 resuming from it, stopping on the leaderboard's ``STOP`` file, and the per-user test metrics
-(:class:`PerUserCapture`).
+(:class:`PerUserCapture`). Training stopped by the training deadline
+(``RECBOLE_FAIR_FIT_DEADLINE``) before its epoch cap and early stopping leaves its side file
+unfinished, so that ``--resume`` continues it from the epoch after its last one.
 
 Why wrappers on the trainer instance rather than a trainer mixin: ``run_recbole_fair`` builds
 the trainer of the model's own class (RecBole's ``Trainer``, ``SyncFreeTrainer``, the FAIR, RPG
@@ -19,8 +21,9 @@ has none for what it collects (``Collector.get_data_struct`` hands the top-k to
 ``Evaluator.evaluate`` and clears it). So the hook uses that callback where it exists and
 wraps, on the one trainer instance it is given, only:
 
-* ``fit``: to pass the callback and mark the cell finished once ``fit`` returns (or, for a cell
-  that had finished training, to skip training);
+* ``fit``: to pass the callback and mark the cell finished once ``fit`` returns, unless another
+  epoch would have run (a deadline stop), or, for a cell that had finished training, to skip
+  training;
 * ``_train_epoch``: the epochs without validation, where RecBole calls no callback;
 * ``evaluate``, ``eval_collector.eval_batch_collect`` and ``evaluator.evaluate``: a new per-user
   capture per evaluation, the user id of each row, the top-k of the evaluation.
@@ -38,7 +41,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from recbole_fair.leaderboard.results import atomic_write_text, finite_or_none, jsonable
+from recbole_fair.leaderboard.results import (
+    atomic_write_text,
+    finite_or_none,
+    jsonable,
+    stopped_at_deadline,
+)
+from recbole_fair.trainer.instrument import another_epoch
 
 
 class StopRequested(KeyboardInterrupt):
@@ -58,7 +67,8 @@ class CellHook:
     * When a consistent last-epoch checkpoint exists, resumes from it
       (``Trainer.resume_checkpoint``: epoch, early-stopping state, model, optimizer) and
       restores the rest from the side file; when the side file says ``fit`` had finished, skips
-      ``fit`` and goes straight to the test evaluation of the best checkpoint.
+      ``fit`` and goes straight to the test evaluation of the best checkpoint. ``fit`` stopped
+      with epochs left (by the training deadline) is not finished: resumed, it trains on.
     * Keeps the per-user NDCG@10 of the last ``trainer.evaluate`` (the test one):
       :meth:`per_user`.
     * When ``stop_file`` exists after an epoch's checkpoint, raises :class:`StopRequested`.
@@ -121,6 +131,18 @@ class CellHook:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
 
+    def last_epoch_state(self) -> dict[str, Any] | None:
+        r"""The side file of a consistent last-epoch checkpoint (the checkpoint's SHA-256 is the
+        one the side file names), None without one: what a resumed cell continues from."""
+        state = self._load_state()
+        return state if state is not None and self._consistent(state) else None
+
+    def continues(self, record: dict[str, Any]) -> bool:
+        r"""Whether ``--resume`` continues the cell whose last 'ok' record is ``record``: its
+        training stopped at the deadline with epochs left and its last-epoch checkpoint is
+        still there (:meth:`last_epoch_state`)."""
+        return stopped_at_deadline(record) and self.last_epoch_state() is not None
+
     # -- resume
     def _load_state(self) -> dict[str, Any] | None:
         try:
@@ -149,7 +171,9 @@ class CellHook:
             ) from err
         trainer.saved_model_file = self.best_path  # resume_checkpoint points it at last_path
         self._restore(state)
-        if trainer.start_epoch >= trainer.epochs or self._stopped_early(trainer):
+        # a cell killed between the epoch callback that triggered early stopping and the
+        # `finished` write must not train on past its stopping point
+        if not another_epoch(trainer, trainer.start_epoch - 1):
             self._skip_fit(state)
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -167,14 +191,6 @@ class CellHook:
         self._last_epoch = int(state["epoch"])
         getLogger().info(f"leaderboard: resuming the cell at epoch {self.resumed_from_epoch}")
 
-    @staticmethod
-    def _stopped_early(trainer: Any) -> bool:
-        # RecBole's fit breaks right after the epoch callback once early stopping's counter has
-        # passed stopping_step: a cell killed between that callback and the `finished` write
-        # must not train on past its stopping point when resumed
-        stopping_step = getattr(trainer, "stopping_step", None)
-        return stopping_step is not None and trainer.cur_step > stopping_step
-
     def _skip_fit(self, state: dict[str, Any]) -> None:
         r"""Replace ``fit`` by the result the side file kept (training had finished)."""
         trainer = self.trainer
@@ -190,7 +206,8 @@ class CellHook:
     def _attach(self, trainer: Any) -> None:
         r"""Call :meth:`_after_epoch` after every epoch: through RecBole's ``fit`` callback after
         validated epochs, after ``_train_epoch`` for the others; mark the state finished once
-        ``fit`` returns."""
+        ``fit`` returns, unless it returned with epochs left (stopped at the training deadline:
+        ``--resume`` continues it)."""
         fit, train_epoch = trainer.fit, trainer._train_epoch
 
         def fit_with_checkpoints(train_data, valid_data=None, *args, **kwargs):
@@ -203,7 +220,8 @@ class CellHook:
 
             self._fit_start, self._valid_data = time.time(), valid_data
             out = fit(train_data, valid_data, *args, callback_fn=callback, **kwargs)
-            self._write_state(finished=True)
+            last = self._last_epoch
+            self._write_state(finished=last is None or not another_epoch(trainer, last))
             return out
 
         def train_epoch_with_checkpoint(train_data, epoch_idx, *args, **kwargs):

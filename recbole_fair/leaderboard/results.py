@@ -127,9 +127,21 @@ def latest_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def finished_cells(path: str) -> set[str]:
     r"""Keys of the cells with an 'ok' record in the results file ``path`` (none if absent)."""
+    return set(finished_records(path))
+
+
+def finished_records(path: str) -> dict[str, dict[str, Any]]:
+    r"""The last 'ok' record of each cell of the results file ``path`` (none if absent), by
+    cell key: a cell continued after its training deadline has two, the later one supersedes."""
     if not os.path.isfile(path):
-        return set()
-    return {r["cell"] for r in load_results(path) if r.get("status") == "ok"}
+        return {}
+    return {r["cell"]: r for r in load_results(path) if r.get("status") == "ok"}
+
+
+def stopped_at_deadline(record: dict[str, Any]) -> bool:
+    r"""Whether the record's training stopped at ``RECBOLE_FAIR_FIT_DEADLINE`` with epochs left
+    (``costs.stopped_at_deadline``)."""
+    return bool((record.get("costs") or {}).get("stopped_at_deadline"))
 
 
 # ----------------------------------------------------------------------------- records

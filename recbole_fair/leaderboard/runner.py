@@ -15,7 +15,10 @@ appended to the results file before the next cell starts.
   continues where it stopped. A ``STOP`` file already there when the run starts is stale and is
   removed.
 * **Resuming.** ``resume=True`` skips the finished cells and continues an interrupted one from
-  its last-epoch checkpoint (:class:`~.hook.CellHook`).
+  its last-epoch checkpoint (:class:`~.hook.CellHook`). A cell whose training stopped at the
+  deadline (``RECBOLE_FAIR_FIT_DEADLINE``) with epochs left is recorded and keeps its last-epoch
+  checkpoint: ``resume=True`` continues it and appends its new record, which supersedes the
+  earlier one; without that checkpoint it stays finished.
 """
 
 from __future__ import annotations
@@ -40,10 +43,11 @@ from recbole_fair.leaderboard.results import (
     append_record,
     config_subset,
     failure_record,
-    finished_cells,
+    finished_records,
     git_commit,
     jsonable,
     record_head,
+    stopped_at_deadline,
     versions,
 )
 from recbole_fair.leaderboard.tables import render_file
@@ -95,6 +99,7 @@ def execute_cell(
     else:
         record.update(_finished(result, hook))
         # its last-epoch checkpoint is discarded by run_leaderboard once the record is on disk
+        # (kept after a deadline stop with epochs left, for --resume)
     record["wall_seconds"] = time.time() - start
     record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     record["config"] = config_subset(hook.config)
@@ -407,19 +412,20 @@ def _run_cells(
     results_path = os.path.join(leaderboard_dir, RESULTS_FILE)
     checkpoint_dir = os.path.join(leaderboard_dir, "checkpoints")
     stop_file = os.path.join(leaderboard_dir, STOP_FILE)
-    done = finished_cells(results_path) if resume else set()
+    done = finished_records(results_path) if resume else {}
     ran, failed = [], []
     for index, spec in enumerate(cells, 1):
         where = f"[{index}/{len(cells)}] {spec.key}"
-        if spec.key in done:
-            _say(verbose, f"{where}: finished, skipped")
+        hook = CellHook(*checkpoint_paths(spec, checkpoint_dir))
+        if spec.key in done and not hook.continues(done[spec.key]):
+            _say(verbose, f"{where}: {_finished_text(done[spec.key])}, skipped")
             continue
         try:
             if os.path.exists(stop_file):
                 raise StopRequested(f"{stop_file} exists")
-            _say(verbose, f"{where}: running")
+            _say(verbose, f"{where}: " + ("continuing" if spec.key in done else "running"))
             if not resume:
-                CellHook(*checkpoint_paths(spec, checkpoint_dir)).discard()
+                hook.discard()
             record = run_cell(spec)
         except StopRequested:
             with contextlib.suppress(FileNotFoundError):
@@ -431,10 +437,12 @@ def _run_cells(
             )
             return ran, failed, spec.key
         append_record(results_path, record)
-        if record.get("status") == "ok":
+        if record.get("status") == "ok" and hook.continues(record):
+            _say(verbose, f"{where}: stopped at its training deadline; --resume continues it")
+        elif record.get("status") == "ok":
             # only now (a kill before the record was written resumes from this checkpoint):
             # the cell is done, only its best checkpoint stays
-            CellHook(*checkpoint_paths(spec, checkpoint_dir)).discard()
+            hook.discard()
         ran.append(spec.key)
         if record.get("status") != "ok":
             failed.append(spec.key)
@@ -442,6 +450,13 @@ def _run_cells(
             message = (str(error.get("message", "")).splitlines() or [""])[0]
             _say(verbose, f"{where}: FAILED ({error.get('type')}: {message})")
     return ran, failed, None
+
+
+def _finished_text(record: dict[str, Any]) -> str:
+    r"""How ``--resume`` calls the finished cell of ``record`` it skips."""
+    if stopped_at_deadline(record):
+        return "finished at its deadline; no last-epoch checkpoint to continue from"
+    return "finished"
 
 
 def check_cell_timeout(cell_timeout: float | None, isolate: bool = True) -> None:

@@ -18,7 +18,8 @@ from recbole.utils import set_color
 
 # Environment variable: a wall-clock deadline (UNIX time, seconds) for every run's training. After
 # each validated epoch, a run whose next epoch would end past it stops training there (its best
-# checkpoint so far is tested as usual; costs.stopped_at_deadline says so). The GPU suite
+# checkpoint so far is tested as usual; costs.stopped_at_deadline says so; a leaderboard cell
+# keeps its last-epoch checkpoint, so that --resume continues it). The GPU suite
 # (benchmarks/gpu/device_run.sh) sets it so that cells sharing one lent window all finish in it.
 # An operating limit, not a setting of the model: it is not part of the config (nor of a
 # leaderboard cell's config hash).
@@ -51,7 +52,9 @@ def stop_at_deadline(trainer: Any, deadline: float, stopped: dict[str, Any]) -> 
     r"""Make ``trainer.fit`` stop after the validated epoch past which another epoch (as long as
     the longest of the last one and the mean so far) would end after ``deadline``; ``fit`` then
     returns its best score and result so far, as after early stopping. At least one epoch runs.
-    Sets ``stopped['stopped']`` (and ``stopped['epoch']``) when it stops a run."""
+    Sets ``stopped['stopped']`` (and ``stopped['epoch']``) when it stops a run: never after the
+    last epoch of the cap nor after the validation that triggered early stopping (no other epoch
+    would run: the run is not cut short)."""
     fit = trainer.fit
 
     def fit_until(train_data, valid_data=None, *args, **kwargs):
@@ -65,7 +68,7 @@ def stop_at_deadline(trainer: Any, deadline: float, stopped: dict[str, Any]) -> 
             marks.append(now)
             last = marks[-1] - marks[-2]
             mean = (marks[-1] - marks[0]) / (len(marks) - 1)
-            if now + max(last, mean) > deadline:
+            if now + max(last, mean) > deadline and another_epoch(trainer, epoch_idx):
                 stopped.update(stopped=True, epoch=epoch_idx)
                 raise _DeadlineReached
 
@@ -81,6 +84,15 @@ def stop_at_deadline(trainer: Any, deadline: float, stopped: dict[str, Any]) -> 
             return trainer.best_valid_score, trainer.best_valid_result
 
     trainer.fit = fit_until
+
+
+def another_epoch(trainer: Any, epoch_idx: int) -> bool:
+    r"""Whether RecBole's ``fit`` trains another epoch after the validation of ``epoch_idx``:
+    not at the epoch cap, and early stopping not triggered (``fit`` breaks after this epoch's
+    callback once the counter ``cur_step`` has passed ``stopping_step``)."""
+    stopping_step = getattr(trainer, "stopping_step", None)
+    stopped_early = stopping_step is not None and trainer.cur_step > stopping_step
+    return epoch_idx + 1 < trainer.epochs and not stopped_early
 
 
 def profile_flops(trainer: Any, train_data: Any) -> dict[str, Any] | None:
