@@ -96,6 +96,8 @@ TRAIN_EVAL_STAGES = (
 ALL_STAGES = ("data", "sid", *TRAIN_EVAL_STAGES)
 FINISHED = ("ok", "timeout", "out_of_memory")  # --resume does not run these again
 STOPPED = ("timeout", "out_of_memory")
+# steps whose cost does not depend on the history cap H (a stop there rules out every H)
+H_INDEPENDENT_STEPS = ("build the item graph",)
 ENCODERS = {"minilm": "all-MiniLM-L6-v2", "stand-in": "stand-in:hashed-bag-of-words"}
 POLL_SECONDS = 0.2
 
@@ -351,7 +353,8 @@ def load_records(path: str) -> list[dict[str, Any]]:
 
 class Blocks:
     r"""What earlier stops rule out: a stage stopped for time or memory at ``N`` is skipped at
-    larger sizes; a stop while loading the data rules out the other stages of that model and
+    larger sizes (at every history cap from ``N`` on when it stopped in a step that does not
+    depend on the cap, :data:`H_INDEPENDENT_STEPS`: the item-graph build); a stop while loading the data rules out the other stages of that model and
     history cap at that size and every training/evaluation stage of that history cap at larger
     ones; a failed ``data`` or ``sid`` stage rules out the stages that need it."""
 
@@ -374,6 +377,9 @@ class Blocks:
             self.failed[("sid", n, item["encoder"])] = where
         if status in STOPPED:
             self.stages.setdefault((stage, item["history"], item["encoder"]), (n, where))
+            if (record.get("stopped_in") or "").startswith(H_INDEPENDENT_STEPS):
+                # the step does not depend on the history cap: it stops at every cap from N on
+                self.stages.setdefault((stage, None, item["encoder"]), (n, where))
             if (record.get("stopped_in") or "").startswith("load and split"):
                 self.loads.setdefault((item["history"], _model(stage)), (n, where))
 
@@ -386,6 +392,9 @@ class Blocks:
             return "no semantic IDs: " + self.failed[("sid", n, item["encoder"])]
         hit = self.stages.get((stage, history, item["encoder"]))
         if hit is not None and hit[0] < n:
+            return hit[1]
+        hit = self.stages.get((stage, None, item["encoder"]))
+        if hit is not None and hit[0] <= n:
             return hit[1]
         for (h, model), (n0, why) in self.loads.items():
             if h == history and (n0 < n or (n0 == n and model == _model(stage))):

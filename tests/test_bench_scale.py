@@ -185,6 +185,12 @@ def test_a_stop_rules_out_larger_sizes_and_what_needs_it(bench):
     assert blocks.reason(_item("train:SASRec", 1000, history=200)) is None  # other data
     assert blocks.reason(_item("train:SASRec", 10_000, history=200))
     assert blocks.reason(_item("train:SASRec", 10_000, history=20)) is None
+    # a stop in the item-graph build (which does not depend on H) rules out every H from N on
+    graph = {"status": "timeout", "stopped_in": "build the item graph"}
+    blocks.note(_item("eval:FAIR-graph", 5000, history=20), graph)
+    assert "stopped at N=5,000" in blocks.reason(_item("eval:FAIR-graph", 5000, history=50))
+    assert blocks.reason(_item("eval:FAIR-graph", 500, history=50)) is None  # a smaller N
+    assert blocks.reason(_item("eval:FAIR-exact", 5000, history=50)) is None  # another stage
     blocks.note(_item("sid", 50, history=None), {"status": "error", "stopped_in": "encode"})
     assert "no semantic IDs" in blocks.reason(_item("train:FAIR", 50))
     assert blocks.reason(_item("train:SASRec", 50)) is None
