@@ -167,6 +167,23 @@ def test_graph_vectors_inner_products():
     assert torch.allclose(per_digit[i] @ per_digit[j], rpg, atol=1e-5)
 
 
+def test_pooled_graph_vectors_in_chunks_are_the_same_floats(monkeypatch):
+    import recbole_fair.model.graph_decoding as gd
+
+    g = torch.Generator().manual_seed(2)
+    table = torch.randn(4, 7, 16, generator=g)  # [L, K, d]
+    codes = torch.randint(7, (50, 4), generator=g)
+    whole = graph_item_vectors(table, codes, "pooled")  # one chunk (50 rows fit the budget)
+    # a budget of 3 rows per chunk (3 x L x d floats): 17 chunks, the last one shorter
+    monkeypatch.setattr(gd, "GRAPH_GATHER_BUDGET", 3 * 4 * 16 * 4)
+    chunked = graph_item_vectors(table, codes, "pooled")
+    assert torch.equal(chunked, whole)
+    # the reference, written out: normalise(mean over digits of each item's code embeddings)
+    reference = torch.stack([table[torch.arange(4), c].mean(0) for c in codes])
+    assert torch.allclose(whole, torch.nn.functional.normalize(reference, dim=-1), atol=1e-6)
+    assert graph_item_vectors(table, codes[:0], "pooled").shape == (0, 16)
+
+
 def test_start_items_and_popularity():
     seq = torch.tensor([[4, 5, 6, 0], [9, 0, 0, 0]])
     lens = torch.tensor([3, 1])

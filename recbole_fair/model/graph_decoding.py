@@ -111,6 +111,10 @@ def popular_items(popularity: torch.Tensor, n: int) -> torch.Tensor:
     return top + 1
 
 
+# bytes of code embeddings gathered at once by graph_item_vectors (pooled)
+GRAPH_GATHER_BUDGET = 256 * 2**20
+
+
 def graph_item_vectors(
     code_table: torch.Tensor, item_codes: torch.Tensor, mode: str = "pooled"
 ) -> torch.Tensor:
@@ -121,19 +125,26 @@ def graph_item_vectors(
         item_codes (torch.Tensor): codes of every item, shape ``[N, L]`` (row 0 = padding).
         mode (str): ``pooled``: ``normalise(mean_l E_l[c_l])`` (``[N, d]``); ``codes``:
             ``concat_l(normalise(E_l[c_l])) / sqrt(L)`` (``[N, L*d]``; the inner product is the
-            mean over digits of the per-digit cosine, RPG's similarity).
+            mean over digits of the per-digit cosine, RPG's similarity; its output alone is
+            ``N * L * d`` floats).
 
     Returns:
         torch.Tensor: float32 unit-norm vectors, shape ``[N, D]``.
     """
     if mode not in GRAPH_EMBEDDINGS:
         raise ValueError(f"graph_embedding must be one of {GRAPH_EMBEDDINGS}, got [{mode}].")
-    L = code_table.size(0)
+    L, d = code_table.size(0), code_table.size(-1)
     digits = torch.arange(L, device=item_codes.device)
-    per_digit = code_table[digits, item_codes]  # [N, L, d]
     if mode == "pooled":
-        return F.normalize(per_digit.mean(1), dim=-1).float()  # [N, d]
-    per_digit = F.normalize(per_digit, dim=-1) / L**0.5
+        # in chunks of items: the [chunk, L, d] gather stays within GRAPH_GATHER_BUDGET (a 1M
+        # item catalogue at L=32, d=128 would need 16 GiB at once); the same floats per row
+        rows = max(1, GRAPH_GATHER_BUDGET // (L * d * code_table.element_size()))
+        pooled = [
+            F.normalize(code_table[digits, chunk].mean(1), dim=-1).float()
+            for chunk in item_codes.split(rows)
+        ]
+        return torch.cat(pooled) if pooled else code_table.new_zeros(0, d).float()  # [N, d]
+    per_digit = F.normalize(code_table[digits, item_codes], dim=-1) / L**0.5  # [N, L, d]
     return per_digit.reshape(item_codes.size(0), -1).float()  # [N, L*d]
 
 
