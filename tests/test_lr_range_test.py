@@ -258,6 +258,18 @@ def test_the_table_reads_each_result(lrt, in_tmp_dir, capsys):
     assert err.startswith("error: ") and "other.json" in err and "looks like a bug" not in err
 
 
+def test_the_committed_table_is_the_generated_one(lrt):
+    # docs/performance/lr_range/README.md pastes --table of the committed JSONs between markers
+    folder = Path(__file__).resolve().parents[1] / "docs" / "performance" / "lr_range"
+    text = (folder / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"<!-- lr-range table: [^>]*-->\n(.*?)\n<!-- /lr-range table -->", text, re.S)
+    assert block, "the lr-range table markers are missing"
+    files = sorted(folder.glob("FAIR-*-d512.json"))
+    assert len(files) >= 5
+    results = [json.loads(f.read_text(encoding="utf-8")) for f in files]
+    assert block[1].splitlines() == lrt.table(results)
+
+
 # ------------------------------------------------------------------------------- end to end
 @pytest.mark.parametrize("model, optimizer", [("FAIR", "AdamW"), ("SASRec", "Adam")])
 def test_a_tiny_run_writes_its_curve(lrt, tiny_run, in_tmp_dir, model, optimizer, capsys):
