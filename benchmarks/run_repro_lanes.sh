@@ -106,6 +106,8 @@ beauty-rpg-check)
         --input_dropout_prob=0 --attn_dropout_prob=0 --input_layer_norm=True --layer_norm_eps=1e-5
     run rpg-d128-cpu-input-ln-seed2021 RPG Amazon_Beauty --seeds=2021 "${cpu128[@]}" \
         --input_dropout_prob=0 --attn_dropout_prob=0 --input_layer_norm=True
+    run rpg-d128-cpu-input-ln-eps1e-5-seed2021 RPG Amazon_Beauty --seeds=2021 "${cpu128[@]}" \
+        --input_dropout_prob=0 --attn_dropout_prob=0 --input_layer_norm=True --layer_norm_eps=1e-5
     ;;
 beauty-rpg-graph)
     # RPG's graph decoding on Beauty (the exact-ranking row is the beauty-rpg lane's rpg-d128-cpu)
