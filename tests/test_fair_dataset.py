@@ -286,6 +286,91 @@ def test_all_positions_row_index_windows():
     assert sorted(perm[kept].tolist()) == [1, 6, 11, 13]
 
 
+def write_tied_dataset(root, seed=1):
+    r"""Users of 1..20 interactions (longer and shorter than MAX_ITEM_LIST_LENGTH = 5), times
+    with ties inside and across users, rows shuffled, and a float and a token_seq field.
+    Returns the number of interactions and of users."""
+    lengths = [1, 2, 3, 3, 4, 5, 6, 7] + [8 + (u * 5) % 13 for u in range(24)]
+    seqs = write_dataset(root, seq_lengths=lengths, seed=seed)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user, seq in seqs.items():
+        times = np.sort(rng.integers(0, 6, size=len(seq)))  # ties within and across users
+        for item, t in zip(seq, times):
+            tags = " ".join(f"t{x}" for x in rng.integers(0, 4, size=int(rng.integers(1, 4))))
+            rows.append(f"{user}\t{item}\t{t}\t{rng.integers(1, 6)}.5\t{tags}")
+    rows = [rows[i] for i in rng.permutation(len(rows))]
+    header = "user_id:token\titem_id:token\ttimestamp:float\trating:float\ttags:token_seq"
+    (root / "syn" / "syn.inter").write_text("\n".join([header, *rows]) + "\n")
+    return len(rows), len(seqs)
+
+
+TIED_LOAD_COL = {
+    "inter": ["user_id", "item_id", "timestamp", "rating", "tags"],
+    "item": ["item_id", "title", "brand"],
+}
+
+
+def _spy_augmented_rows(monkeypatch):
+    r"""Records the rows (and item-list shape) each ``data_augmentation`` built."""
+    built = []
+    original = SemanticIDDataset.data_augmentation
+
+    def spy(self):
+        original(self)
+        built.append((len(self.inter_feat), tuple(self.inter_feat["item_id_list"].shape)))
+
+    monkeypatch.setattr(SemanticIDDataset, "data_augmentation", spy)
+    return built
+
+
+def test_window_rows_build_the_same_splits_as_every_prefix_row(
+    tmp_path, calls, monkeypatch, caplog
+):
+    n_inter, n_users = write_tied_dataset(tmp_path)
+    built = _spy_augmented_rows(monkeypatch)
+    with caplog.at_level(logging.INFO):
+        new, new_splits = build(tmp_path, load_col=TIED_LOAD_COL)
+    monkeypatch.setattr(SemanticIDDataset, "window_rows_only", False)
+    old, old_splits = build(tmp_path, load_col=TIED_LOAD_COL)
+    prefix_rows = n_inter - n_users
+    kept_rows = sum(len(split) for split in new_splits)
+    assert built == [(kept_rows, (kept_rows, 5)), (prefix_rows, (prefix_rows, 5))]
+    assert kept_rows < prefix_rows * 0.6  # 128 of 336 prefix rows on this data
+    assert f"{prefix_rows - kept_rows} of the {prefix_rows} prefix rows were never built" in (
+        caplog.text
+    )
+    assert "tags_list" in new_splits[0].inter_feat and "rating_list" in new_splits[0].inter_feat
+    for new_split, old_split in zip(new_splits, old_splits):
+        assert len(new_split) == len(old_split) > 0
+        assert set(new_split.inter_feat.columns) == set(old_split.inter_feat.columns)
+        for field in old_split.inter_feat.columns:
+            assert torch.equal(new_split.inter_feat[field], old_split.inter_feat[field]), field
+    assert torch.equal(new.train_target_counts, old.train_target_counts)
+    assert int(new.train_target_counts.sum()) > len(new_splits[0])  # every target, not windows
+    np.testing.assert_array_equal(new.train_item_mask, old.train_item_mask)
+    np.testing.assert_array_equal(new.train_item_mask, old.training_item_mask(old_splits[0]))
+    assert new.semantic_id_cache_key == old.semantic_id_cache_key
+    assert torch.equal(new.item_codes, old.item_codes)
+    assert new.window_rows is None and new_splits[0].window_rows is None
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"train_mode": "prefix"},
+        {"eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "TO", "group_by": "user"}},
+        {"eval_args": {"split": {"LS": "test_only"}, "order": "TO", "mode": "full"}},
+    ],
+)
+def test_other_modes_and_splits_build_every_prefix_row(tmp_path, calls, monkeypatch, extra):
+    n_inter, n_users = write_tied_dataset(tmp_path)
+    built = _spy_augmented_rows(monkeypatch)
+    dataset, _ = build(tmp_path, load_col=TIED_LOAD_COL, **extra)
+    assert built == [(n_inter - n_users, (n_inter - n_users, 5))]
+    assert dataset.window_rows is None
+
+
 def test_semantic_id_yaml_defaults_reach_the_settings():
     from recbole_fair.config import Config as FairConfig
     from recbole_fair.tokenizer import SemanticIDSettings

@@ -15,7 +15,9 @@ RecBole sequential datasets that carry semantic IDs.
   is a training target, counted before ``all_positions`` keeps one row per window);
 * ``train_mode: all_positions``: the training split keeps one row per window of
   ``MAX_ITEM_LIST_LENGTH`` targets, which the model trains at every position in one causal pass
-  (``train_mode: prefix`` keeps RecBole's one row per prefix).
+  (``train_mode: prefix`` keeps RecBole's one row per prefix). Under leave-one-out in time order
+  (the default ``eval_args``) the dropped training rows are never built
+  (:mod:`recbole_fair.data.window_rows`): the splits are the same, at a fraction of the memory.
 """
 
 from __future__ import annotations
@@ -24,10 +26,17 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from recbole.utils import FeatureSource, set_color
+from recbole.data.interaction import Interaction
+from recbole.utils import FeatureSource, FeatureType, set_color
 
 from recbole_fair.data.checked import SequentialDataset
 from recbole_fair.data.item_counts import count_items
+from recbole_fair.data.window_rows import (
+    WindowRows,
+    all_positions_row_index,
+    gather_lists,
+    plan_window_rows,
+)
 from recbole_fair.errors import DataError
 from recbole_fair.parallel import build_once
 from recbole_fair.tokenizer import (
@@ -45,39 +54,6 @@ from recbole_fair.tokenizer.text import (
 )
 
 TRAIN_MODES = ("all_positions", "prefix")
-
-
-def all_positions_row_index(
-    uid: np.ndarray, time: np.ndarray | None, max_item_list_len: int
-) -> np.ndarray:
-    r"""Rows of a prefix-augmented training split to keep for all-position training.
-
-    Per user, the ``m`` training rows are ranked ``k = 0..m-1`` in time order (ties keep their
-    current order, which is RecBole's augmentation order). Row ``k`` predicts the
-    ``min(k + 1, W)`` targets of its history window at every position, so keeping the rows with
-    ``(m - 1 - k) % W == 0`` (``W = max_item_list_len``) covers every target exactly once.
-
-    Args:
-        uid: ``[n]`` user id of every row.
-        time: ``[n]`` time of every row's target (``None``: the current order).
-        max_item_list_len: ``W``, RecBole's ``MAX_ITEM_LIST_LENGTH``.
-
-    Returns:
-        numpy.ndarray: int64 indices of the kept rows, in their current order.
-    """
-    n = len(uid)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    time = np.zeros(n) if time is None else np.asarray(time)
-    order = np.lexsort((np.arange(n), time, uid))  # by user, then time, then current order
-    sorted_uid = uid[order]
-    is_start = np.r_[True, sorted_uid[1:] != sorted_uid[:-1]]
-    starts = np.flatnonzero(is_start)  # [n_users]
-    group = np.cumsum(is_start) - 1  # [n]
-    rank = np.arange(n) - starts[group]  # k
-    size = np.diff(np.r_[starts, n])[group]  # m
-    keep = (size - 1 - rank) % int(max_item_list_len) == 0
-    return np.sort(order[keep]).astype(np.int64)
 
 
 class SemanticIDDataset(SequentialDataset):
@@ -105,9 +81,17 @@ class SemanticIDDataset(SequentialDataset):
         train_item_mask (numpy.ndarray): bool ``[item_num]`` after :meth:`build`.
         semantic_id_report (dict): quality report after :meth:`build`.
         semantic_id_cache_key (str), semantic_id_cache_path (str): the cache file.
+        window_rows_only (bool): class-level switch, ``True``: ``train_mode: all_positions``
+            under leave-one-out in time order builds only the rows it keeps
+            (:meth:`data_augmentation`); ``False``: RecBole's one row per prefix, thinned
+            after the split (tests compare the two).
+        window_rows (WindowRows, optional): between :meth:`data_augmentation` and the end of
+            :meth:`build`, the plan of the rows built (``None`` when RecBole built them all).
     """
 
     encoder_fn: Callable[[list], np.ndarray] | None = None
+    window_rows_only: bool = True
+    window_rows: WindowRows | None = None
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
@@ -194,6 +178,64 @@ class SemanticIDDataset(SequentialDataset):
         mask[0] = False
         return mask
 
+    # ------------------------------------------------------------------ all-position rows
+    def _builds_window_rows_only(self) -> bool:
+        r"""Whether :meth:`data_augmentation` builds only the rows ``train_mode:
+        all_positions`` keeps: under RecBole's leave-one-out split in time order, without
+        benchmark files (elsewhere RecBole builds one row per prefix)."""
+        args = self.config["eval_args"] or {}
+        return (
+            self.window_rows_only
+            and getattr(self, "train_mode", None) == "all_positions"
+            and self.config["benchmark_filename"] is None
+            and args.get("order") == "TO"
+            and dict(args.get("split") or {}) == {"LS": "valid_and_test"}
+        )
+
+    def data_augmentation(self) -> None:
+        r"""RecBole's augmentation (one row per prefix), or, where
+        :meth:`_builds_window_rows_only`, the same rows less the training rows that
+        ``all_positions`` drops, which are never built (:mod:`recbole_fair.data.window_rows`);
+        :meth:`build` then splits them as RecBole splits all of them."""
+        self.window_rows = None
+        if not self._builds_window_rows_only():
+            super().data_augmentation()
+            return
+        self._aug_presets()
+        self._check_field("uid_field", "time_field")
+        self.sort(by=[self.uid_field, self.time_field], ascending=True)
+        inter = self.inter_feat
+        plan = plan_window_rows(
+            inter[self.uid_field].numpy(), inter[self.time_field].numpy(), self.max_item_list_len
+        )
+        self.train_target_counts = count_items(
+            inter[self.iid_field][torch.from_numpy(plan.train_targets)], self.item_num
+        )
+        rows = inter[torch.from_numpy(plan.target)]
+        lists = {self.item_list_length_field: torch.from_numpy(plan.length)}
+        for field in inter:
+            if field == self.uid_field:
+                continue
+            list_field = getattr(self, f"{field}_list_field")
+            list_len = self.field2seqlen[list_field]
+            shape = (len(rows),) + (list_len if isinstance(list_len, tuple) else (list_len,))
+            if (
+                self.field2type[field] in (FeatureType.FLOAT, FeatureType.FLOAT_SEQ)
+                and field in self.config["numerical_features"]
+            ):
+                shape += (2,)
+            lists[list_field] = gather_lists(inter[field], plan.start, plan.length, shape)
+        rows.update(Interaction(lists))
+        self.inter_feat = rows
+        self.window_rows = plan
+
+    def _grouped_index(self, group_by_list: Any) -> Any:
+        # the users in the order RecBole's split of every prefix row would list them
+        plan = getattr(self, "window_rows", None)
+        if plan is None:
+            return super()._grouped_index(group_by_list)
+        return plan.grouped_index(group_by_list)
+
     def _all_positions_split(self, train_dataset: SequentialDataset) -> SequentialDataset:
         inter = train_dataset.inter_feat
         time = inter[self.time_field].numpy() if self.time_field in inter else None
@@ -204,6 +246,15 @@ class SemanticIDDataset(SequentialDataset):
             f"(windows of MAX_ITEM_LIST_LENGTH={self.max_item_list_len}, every position trained)"
         )
         return train_dataset.copy(inter[torch.as_tensor(index)])
+
+    def _log_window_rows(self, plan: WindowRows, train_rows: int) -> None:
+        never = plan.prefix_rows - len(plan.target)
+        self.logger.info(
+            set_color("train_mode", "pink")
+            + f": all_positions keeps {train_rows} of {plan.train_rows} training rows "
+            f"(windows of MAX_ITEM_LIST_LENGTH={self.max_item_list_len}, every position "
+            f"trained); {never} of the {plan.prefix_rows} prefix rows were never built"
+        )
 
     # ------------------------------------------------------------------------------- build
     def semantic_id_cache_file(self, train_item_mask: np.ndarray) -> str | None:
@@ -242,13 +293,22 @@ class SemanticIDDataset(SequentialDataset):
             ``semantic_id_report`` and ``semantic_id_cache_key``.
         """
         datasets = super().build()
+        # the kept windows hold every training item (their histories tile the training part of
+        # each sequence), so the mask is the same with or without the dropped rows
         train_item_mask = self.training_item_mask(datasets[0])
-        # every training target, one row per prefix: the all_positions split keeps only the last
-        # target of each window, so the item popularity (graph decoding's start items) must be
-        # counted here
-        train_target_counts = count_items(datasets[0].inter_feat[self.iid_field], self.item_num)
-        if self.train_mode == "all_positions":
-            datasets[0] = self._all_positions_split(datasets[0])
+        plan = self.window_rows
+        if plan is not None:  # built without the dropped rows: counted in data_augmentation
+            train_target_counts = self.train_target_counts
+            self._log_window_rows(plan, len(datasets[0]))
+            for dataset in [self, *datasets]:
+                dataset.window_rows = None  # the split is done
+        else:
+            # every training target, one row per prefix: the all_positions split keeps only the
+            # last target of each window, so the item popularity (graph decoding's start items)
+            # must be counted here
+            train_target_counts = count_items(datasets[0].inter_feat[self.iid_field], self.item_num)
+            if self.train_mode == "all_positions":
+                datasets[0] = self._all_positions_split(datasets[0])
         # under DDP the ranks encode the texts together (unless rank 0 has them cached), then
         # rank 0 builds (or loads) the cache while the other ranks wait, then load it
         encoder_fn = sharded_encoder_fn(
