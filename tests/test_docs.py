@@ -50,6 +50,10 @@ ROWS = {
         "RPG, CPU recipe, 10 epochs": ("repro-e10", "RPG"),
         "TIGER, CPU size, 10 epochs": ("repro-e10", "TIGER"),
         "RPG, CPU recipe, input LayerNorm, 10 epochs": ("repro-e10", "RPG [input_layer_norm=True]"),
+        "RPG, CPU recipe, input LayerNorm, epsilon 1e-5, 10 epochs": (
+            "repro-e10",
+            "RPG [input_layer_norm=True, layer_norm_eps=1e-5]",
+        ),
         "popularity": ("repro-e10", "Pop"),
         "FAIR + item-ID digit + item-level loss": f"FAIR [hidden_size=128, inner_size=256, {ITEM_ID}]",
         "FAIR + item-ID digit + item-level loss + 16 random digits": (
