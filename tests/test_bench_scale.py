@@ -244,3 +244,14 @@ def test_synthetic_catalogue(catalogue, tmp_path):
     sims = x @ x.T
     off = ~np.eye(2000, dtype=bool)
     assert sims[same & off].mean() > sims[~same].mean() + 0.1
+
+
+def test_the_committed_scale_page_is_the_render_of_the_committed_results(bench, report, tmp_path):
+    # docs/performance/scale.md is generated from docs/performance/scale-results.jsonl
+    # (--render --clock=cpu): rendering the committed results again gives the committed page
+    performance = bench.REPO / "docs" / "performance"
+    records = bench.load_records(str(performance / "scale-results.jsonl"))
+    assert {r["n_items"] for r in records} == {10_000, 100_000, 1_000_000}
+    report.render(records, str(tmp_path), "cpu")
+    committed = (performance / "scale.md").read_text(encoding="utf-8")
+    assert (tmp_path / "scale.md").read_text(encoding="utf-8") == committed
