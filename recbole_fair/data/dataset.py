@@ -186,7 +186,7 @@ class SemanticIDDataset(SequentialDataset):
         args = self.config["eval_args"] or {}
         return (
             self.window_rows_only
-            and getattr(self, "train_mode", None) == "all_positions"
+            and self.train_mode == "all_positions"
             and self.config["benchmark_filename"] is None
             and args.get("order") == "TO"
             and dict(args.get("split") or {}) == {"LS": "valid_and_test"}
@@ -231,29 +231,30 @@ class SemanticIDDataset(SequentialDataset):
 
     def _grouped_index(self, group_by_list: Any) -> Any:
         # the users in the order RecBole's split of every prefix row would list them
-        plan = getattr(self, "window_rows", None)
-        if plan is None:
+        if self.window_rows is None:
             return super()._grouped_index(group_by_list)
-        return plan.grouped_index(group_by_list)
+        return self.window_rows.grouped_index(group_by_list)
 
     def _all_positions_split(self, train_dataset: SequentialDataset) -> SequentialDataset:
         inter = train_dataset.inter_feat
         time = inter[self.time_field].numpy() if self.time_field in inter else None
         index = all_positions_row_index(inter[self.uid_field].numpy(), time, self.max_item_list_len)
-        self.logger.info(
-            set_color("train_mode", "pink")
-            + f": all_positions keeps {len(index)} of {len(inter)} training rows "
-            f"(windows of MAX_ITEM_LIST_LENGTH={self.max_item_list_len}, every position trained)"
-        )
+        self._log_kept_rows(len(index), len(inter))
         return train_dataset.copy(inter[torch.as_tensor(index)])
 
-    def _log_window_rows(self, plan: WindowRows, train_rows: int) -> None:
-        never = plan.prefix_rows - len(plan.target)
+    def _log_kept_rows(self, kept: int, train_rows: int, plan: WindowRows | None = None) -> None:
+        r"""The log line of the training rows ``all_positions`` keeps (and, when only those were
+        built, how many prefix rows never were)."""
+        never = (
+            f"; {plan.prefix_rows - len(plan.target)} of the {plan.prefix_rows} prefix rows "
+            f"were never built"
+            if plan is not None
+            else ""
+        )
         self.logger.info(
             set_color("train_mode", "pink")
-            + f": all_positions keeps {train_rows} of {plan.train_rows} training rows "
-            f"(windows of MAX_ITEM_LIST_LENGTH={self.max_item_list_len}, every position "
-            f"trained); {never} of the {plan.prefix_rows} prefix rows were never built"
+            + f": all_positions keeps {kept} of {train_rows} training rows (windows of "
+            f"MAX_ITEM_LIST_LENGTH={self.max_item_list_len}, every position trained){never}"
         )
 
     # ------------------------------------------------------------------------------- build
@@ -299,7 +300,7 @@ class SemanticIDDataset(SequentialDataset):
         plan = self.window_rows
         if plan is not None:  # built without the dropped rows: counted in data_augmentation
             train_target_counts = self.train_target_counts
-            self._log_window_rows(plan, len(datasets[0]))
+            self._log_kept_rows(len(datasets[0]), plan.train_rows, plan)
             for dataset in [self, *datasets]:
                 dataset.window_rows = None  # the split is done
         else:
