@@ -68,6 +68,8 @@ import traceback
 from pathlib import Path
 from typing import Any, Iterator
 
+from recbole_fair.paths import portable_argv
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
@@ -319,29 +321,6 @@ def git_commit() -> dict[str, Any]:
         "git_commit": git("rev-parse", "HEAD") or None,
         "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
     }
-
-
-def portable_argv(argv: list[str]) -> list[str]:
-    r"""The command line without machine paths: an absolute path inside the repository becomes
-    relative to it, any other absolute path keeps its last component only (``.../name``)."""
-
-    def portable(value: str) -> str:
-        if not os.path.isabs(value):
-            return value
-        path = Path(value)
-        try:
-            return str(path.resolve().relative_to(REPO))
-        except ValueError:
-            return f".../{path.name}"
-
-    out = []
-    for arg in argv:
-        if arg.startswith("--") and "=" in arg:
-            flag, _, value = arg.partition("=")
-            out.append(f"{flag}={portable(value)}")
-        else:
-            out.append(portable(arg))
-    return out
 
 
 def load_records(path: str) -> list[dict[str, Any]]:

@@ -10,7 +10,8 @@ from):
   mostly short histories (Amazon_Beauty: 9.6 items on average, at most 20) stops paying for its
   longest one in every row;
 * without autograd, the input embedding of a history item (the mean of its code embeddings) is
-  a row of a table of every item's, built once per weights (:class:`WeightsCache`;
+  a row of a table of every item's, built once per weights
+  (:class:`~recbole_fair.model.weights_cache.WeightsCache`;
   ``n_items x d`` floats, the size of an ID model's item table);
 * :func:`last_position_states`: every block but the last runs as in training; the last computes
   its keys and values at every position but its query, attention output, feed-forward and the
@@ -72,26 +73,6 @@ def by_length_groups(
     rows = torch.cat([group for group, _ in groups])  # [B], the groups' order
     h = torch.cat([encode(item_seq[g, :longest], lengths[g]) for g, longest in groups])
     return torch.empty_like(h).index_copy_(0, rows, h)  # [B, d]
-
-
-class WeightsCache:
-    r"""A tensor computed from some weights, recomputed when any of them changes: the key is
-    each one's ``(data_ptr, version counter, device)`` (an optimizer step or ``load_state_dict``
-    bumps the version, a move changes the pointer), as the ranker's code tables. For evaluation
-    without autograd (the cached tensor holds no graph)."""
-
-    def __init__(self) -> None:
-        self.key: tuple | None = None
-        self.value: torch.Tensor | None = None
-
-    def get(self, weights: list[torch.Tensor], compute: Callable[[], torch.Tensor]) -> torch.Tensor:
-        r"""``compute()``, called on the first use of these ``weights`` (what it depends on)."""
-        key = tuple((w.data_ptr(), w._version, str(w.device)) for w in weights)
-        if self.key != key or self.value is None:
-            with torch.no_grad():
-                self.value = compute()
-            self.key = key
-        return self.value
 
 
 def last_position_states(
@@ -175,7 +156,6 @@ def _focused_mix(
 __all__ = [
     "MAX_GROUPS",
     "MIN_GROUP_ROWS",
-    "WeightsCache",
     "by_length_groups",
     "last_position_states",
     "length_groups",

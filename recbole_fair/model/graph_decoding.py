@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from recbole_fair.errors import ConfigError
+from recbole_fair.model.weights_cache import WeightsCache
 
 DECODINGS = ("exact", "graph")
 GRAPH_EMBEDDINGS = ("pooled", "codes")
@@ -276,20 +277,19 @@ def graph_decode(
 
 
 class ItemGraphCache:
-    r"""The neighbour graph and popular items of one model, rebuilt when the weights change.
+    r"""The neighbour graph of one model, rebuilt when the weights change.
 
-    The key is ``(data_ptr, version counter, device)`` of the code embedding table plus the
-    settings: any in-place update (an optimizer step, ``load_state_dict``) bumps the tensor's
-    version counter, a move to another device changes the pointer, so a stale graph is never
-    used. Models also call :meth:`clear` when switched to training mode.
+    The rule of :class:`~recbole_fair.model.weights_cache.WeightsCache`, keyed on the code
+    embedding table, the item codes and the graph's settings: any in-place update (an optimizer step,
+    ``load_state_dict``) or move of the table rebuilds the graph, so a stale graph is never used.
+    Models also call :meth:`clear` when switched to training mode.
     """
 
     def __init__(self) -> None:
-        self.key: tuple | None = None
-        self.neighbors: torch.Tensor | None = None
+        self._cache = WeightsCache()
 
     def clear(self) -> None:
-        self.key, self.neighbors = None, None
+        self._cache.clear()
 
     def get(
         self,
@@ -306,17 +306,10 @@ class ItemGraphCache:
             item_codes (torch.Tensor): ``[N, L]`` codes.
             settings (GraphDecodingSettings): decoding settings.
         """
-        key = (
-            weight.data_ptr(),
-            weight._version,
-            str(weight.device),
-            settings.graph_embedding,
-            settings.graph_num_neighbors,
-        )
-        if self.key != key or self.neighbors is None:
-            with torch.no_grad():
-                vectors = graph_item_vectors(code_table, item_codes, settings.graph_embedding)
-                graph = build_item_graph(vectors, settings.graph_num_neighbors)
-            self.neighbors = graph.to(item_codes.device)
-            self.key = key
-        return self.neighbors
+
+        def build() -> torch.Tensor:
+            vectors = graph_item_vectors(code_table, item_codes, settings.graph_embedding)
+            return build_item_graph(vectors, settings.graph_num_neighbors).to(item_codes.device)
+
+        extra = (settings.graph_embedding, settings.graph_num_neighbors)
+        return self._cache.get([weight, item_codes], build, extra)

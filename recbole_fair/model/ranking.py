@@ -37,6 +37,7 @@ from recbole_fair.model.graph_decoding import (
     start_items,
 )
 from recbole_fair.model.layers import full_precision
+from recbole_fair.model.weights_cache import WeightsCache
 
 #: Bytes of one user chunk's log-probability table in the CPU scoring: ``1 MiB`` (the L2 cache of
 #: one core here) is 32 users at ``L*K = 8192`` (measured fastest among 8-64 users on Beauty).
@@ -65,8 +66,8 @@ class CodeSumRanker(nn.Module):
         popular = popular_items(popularity, settings.graph_num_beams)
         self.register_buffer("popular_items", popular, persistent=False)  # [S]
         self.graph_cache = ItemGraphCache()
-        self._code_matrix_cache: tuple | None = None
-        self._code_tokens_cache: tuple | None = None
+        self._code_tokens = WeightsCache()  # [n_items, L] code tokens, per device
+        self._code_matrix = WeightsCache()  # CSR one-hot of the code tokens, per device and dtype
 
     def train(self, mode: bool = True) -> CodeSumRanker:
         r"""``nn.Module.train``; entering training mode drops the cached decoding graph."""
@@ -136,7 +137,7 @@ class CodeSumRanker(nn.Module):
         r""":meth:`exact_scores` as one product of the CSR one-hot code matrix ``[n_items, L*K]``
         and ``log_probs [B, L*K]ᵀ`` (differentiable; raises where CSR products are unsupported)."""
         B = log_probs.size(0)
-        codes = self._code_matrix(item_codes, log_probs.device, log_probs.dtype)
+        codes = self.code_matrix(item_codes, log_probs.device, log_probs.dtype)
         return (codes @ log_probs.reshape(B, -1).T).T.contiguous()  # [B, n_items]
 
     def exact_scores_by_bags(
@@ -148,7 +149,7 @@ class CodeSumRanker(nn.Module):
         into the ``[B, n_items]`` scores. A Python loop over user chunks, none over digits."""
         B = log_probs.size(0)
         flat = log_probs.reshape(B, -1)  # [B, L*K]
-        tokens = self._code_tokens(item_codes, log_probs.device)  # [n_items, L]
+        tokens = self.code_tokens(item_codes, log_probs.device)  # [n_items, L]
         chunk = max(1, SCORE_TABLE_BYTES // (flat.size(1) * flat.element_size()))
         scores = flat.new_empty(B, tokens.size(0))  # [B, n_items]
         for start in range(0, B, chunk):
@@ -164,35 +165,31 @@ class CodeSumRanker(nn.Module):
             scores += log_probs[:, digit].index_select(1, item_codes[:, digit])
         return scores
 
-    def _code_tokens(self, item_codes: torch.Tensor, device: torch.device) -> torch.Tensor:
+    def code_tokens(self, item_codes: torch.Tensor, device: torch.device) -> torch.Tensor:
         r"""The items' code tokens ``l*K + code_l`` ``[n_items, L]``, rows of the ``[L*K, ...]``
         tables, built once per device and codes."""
-        key = (device, item_codes.data_ptr(), item_codes._version)
-        cached = self._code_tokens_cache
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        offsets = torch.arange(item_codes.size(1), device=device) * self.codebook_size  # [L]
-        tokens = (item_codes.to(device) + offsets).contiguous()  # [n_items, L]
-        self._code_tokens_cache = (key, tokens)
-        return tokens
 
-    def _code_matrix(
+        def build() -> torch.Tensor:
+            offsets = torch.arange(item_codes.size(1), device=device) * self.codebook_size  # [L]
+            return (item_codes.to(device) + offsets).contiguous()  # [n_items, L]
+
+        return self._code_tokens.get([item_codes], build, (str(device),))
+
+    def code_matrix(
         self, item_codes: torch.Tensor, device: torch.device, dtype: torch.dtype
     ) -> torch.Tensor:
         r"""The CSR one-hot matrix ``[n_items, L*K]`` of the items' code tokens (32 non-zeros a
         row), built once per device, dtype and codes."""
-        key = (device, dtype, item_codes.data_ptr(), item_codes._version)
-        cached = self._code_matrix_cache
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        n_items, n_codes = item_codes.shape
-        columns = self._code_tokens(item_codes, device).reshape(-1)  # [n_items * L]
-        rows = torch.arange(0, n_items * n_codes + 1, n_codes, device=device)  # CSR row pointers
-        values = torch.ones(n_items * n_codes, device=device, dtype=dtype)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
-            matrix = torch.sparse_csr_tensor(
-                rows, columns, values, size=(n_items, n_codes * self.codebook_size)
-            )
-        self._code_matrix_cache = (key, matrix)
-        return matrix
+
+        def build() -> torch.Tensor:
+            n_items, n_codes = item_codes.shape
+            columns = self.code_tokens(item_codes, device).reshape(-1)  # [n_items * L]
+            rows = torch.arange(0, n_items * n_codes + 1, n_codes, device=device)  # row pointers
+            values = torch.ones(n_items * n_codes, device=device, dtype=dtype)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+                return torch.sparse_csr_tensor(
+                    rows, columns, values, size=(n_items, n_codes * self.codebook_size)
+                )
+
+        return self._code_matrix.get([item_codes], build, (str(device), dtype))

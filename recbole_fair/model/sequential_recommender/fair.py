@@ -26,11 +26,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
 from recbole_fair.data.item_counts import item_popularity
-from recbole_fair.model.eval_encoder import (
-    WeightsCache,
-    by_length_groups,
-    last_position_states,
-)
+from recbole_fair.model.eval_encoder import by_length_groups, last_position_states
 from recbole_fair.model.fair_settings import FAIRSettings, check_item_codes
 from recbole_fair.model.host_batch import HostBatch, host_batch_of
 from recbole_fair.model.item_id_digit import ItemIDDigit, rename_legacy_keys
@@ -44,6 +40,7 @@ from recbole_fair.model.losses import (
     perturb_code_tokens,
 )
 from recbole_fair.model.ranking import RANK_CHUNK_USERS, CodeSumRanker
+from recbole_fair.model.weights_cache import WeightsCache
 
 
 class FAIR(SequentialRecommender):
