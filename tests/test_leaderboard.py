@@ -631,7 +631,7 @@ def test_reference_among_variants_is_the_plain_row_or_a_named_label(tmp_path, ca
 
 
 def test_published_numbers_and_semantic_id_columns(tmp_path):
-    sid = {"cache_key": "sid-abc123", "collision_rate": 0.0125}
+    sid = {"cache_key": "sid-abc123", "collision_rate": 0.0125, "mean_entropy_bits": 7.5}
     records = [
         _fake_record("FAIR", "Amazon_Beauty", 1, 0.04, semantic_ids=sid),
         _fake_record("SASRec", "Amazon_Beauty", 1, 0.0405),
@@ -641,6 +641,8 @@ def test_published_numbers_and_semantic_id_columns(tmp_path):
     md = _md_rows(out["table"])
     fair, sasrec, ml = md
     assert fair["SID cache key"] == "`sid-abc123`" and fair["SID collisions"] == "1.25%"
+    assert fair["SID entropy"] == "7.500" and sasrec["SID entropy"] == ""
+    assert "SID entropy: bits per digit" in out["table"]
     assert fair["published"] == "R@5 0.0563 (FAIR paper)" and fair["gap to published"] == "+6.6%"
     # SASRec is compared with RecBole's SASRec-CE (the model it runs), not the TIGER paper's
     assert sasrec["published"] == "N@10 0.0405 (RecBole SASRec-CE, LETTER issue #20)"
@@ -649,6 +651,7 @@ def test_published_numbers_and_semantic_id_columns(tmp_path):
     with open(out["csv"], newline="") as f:
         rows = list(csv.DictReader(f))
     assert rows[0]["sid_cache_key"] == "sid-abc123" and rows[0]["published_source"] == "FAIR paper"
+    assert rows[0]["sid_mean_entropy_bits"] == "7.5" and rows[1]["sid_mean_entropy_bits"] == ""
     assert rows[0]["ndcg@10_mean"] == "0.04" and rows[0]["ndcg@10_std"] == ""  # one seed: no std
 
 

@@ -153,6 +153,9 @@ def _add_semantic_ids(row: dict[str, Any], sids: list[dict[str, Any]]) -> None:
     prints = sorted({str(s["codes_fingerprint"]) for s in sids if s.get("codes_fingerprint")})
     row["sid_codes"] = ",".join(prints) or None
     row["collision_rate"] = mean([s.get("collision_rate") for s in sids])
+    # code usage: the entropy of each digit's codes over the items, averaged over the digits
+    # (log2 of the codebook size when every code is used equally often)
+    row["sid_entropy_bits"] = mean([s.get("mean_entropy_bits") for s in sids])
 
 
 def _published(row: dict[str, Any], model: str, dataset: str) -> dict[str, Any] | None:

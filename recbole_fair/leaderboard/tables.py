@@ -50,6 +50,7 @@ _COLUMNS = [
     ("sid_cache_key", "SID cache key", None),
     ("sid_codes", "SID codes", None),
     ("collision_rate", "SID collisions", "min"),
+    ("sid_entropy_bits", "SID entropy", None),
     ("published", "published", None),
     ("published_gap", "gap to published", None),
 ]
@@ -58,6 +59,7 @@ _OPTIONAL = {
     "sid_cache_key",
     "sid_codes",
     "collision_rate",
+    "sid_entropy_bits",
     "published",
     "published_gap",
     "p_value",
@@ -207,6 +209,8 @@ def cell_text(row: dict[str, Any], key: str) -> str:
         return "" if value is None else f"{value:,}"
     if key == "collision_rate":
         return "" if value is None else f"{100 * value:.2f}%"
+    if key == "sid_entropy_bits":
+        return "" if value is None else f"{value:.3f}"
     if key in ("sid_cache_key", "sid_codes"):
         return "" if not value else f"`{value}`"
     if key in ("published", "published_gap"):
@@ -281,6 +285,12 @@ def _notes(rows: list[dict[str, Any]], reference: str | None, significance: str)
         "total train s: the whole fit (training and validation epochs). peak RSS: peak resident "
         "memory of the process that ran the cell (one process per cell unless --in_process).",
     ]
+    if any(row.get("sid_entropy_bits") is not None for row in rows):
+        notes[-1] += (
+            " SID collisions: share of items whose semantic ID another item also has. SID "
+            "entropy: bits per digit of the codes' distribution over the items, averaged over "
+            "the digits (at most log2 of the codebook size, 8 for 256 codes)."
+        )
     if reference is not None:
         notes.append(
             f"† NDCG@10 differs from {reference} (p < {SIGNIFICANCE_LEVEL}, two-sided): "
@@ -319,6 +329,7 @@ _CSV_TAIL = [
     "sid_cache_key",
     "sid_codes_fingerprint",
     "sid_collision_rate",
+    "sid_mean_entropy_bits",
     "published_metric",
     "published_value",
     "published_source",
@@ -371,6 +382,7 @@ def _csv_line(row: dict[str, Any], reference: str | None) -> list[Any]:
         row["sid_cache_key"] or "",
         row.get("sid_codes") or "",
         _csv(row["collision_rate"]),
+        _csv(row.get("sid_entropy_bits")),
         published.get("metric", ""),
         _csv(published.get("value")),
         published.get("source", ""),
