@@ -5,6 +5,8 @@ count of ``benchmarks/bench_text_encoder.py``."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from conftest import stand_in_encoder
@@ -221,3 +223,32 @@ def test_benchmark_flops_and_padding(benchmark_script):
     texts = ["aaaaaaaaa", "bbbbbbb", "cc"]
     assert bench.padded_lengths(texts, lengths, 2).tolist() == [10, 10, 9]
     assert bench.token_sorted_padding(lengths, 2).tolist() == [3, 10, 10]
+
+
+# ------------------------------------------------------------------------- encoder names
+@pytest.mark.parametrize("hub", [True, False])
+def test_hub_names_go_to_the_hub_local_folders_load_offline(hub, tmp_path, monkeypatch):
+    """A hub name (the paper's sentence-transformers/sentence-t5-base, for users with hub
+    access) reaches SentenceTransformer unchanged, with the hub allowed; a local folder loads
+    with HF_HUB_OFFLINE=1 (no network attempt)."""
+    import sentence_transformers
+
+    from recbole_fair.tokenizer import encoder as enc
+
+    seen = []
+
+    class FakeModel:
+        def __init__(self, path, device):
+            seen.append((path, device, os.environ.get("HF_HUB_OFFLINE")))
+
+        def eval(self):
+            return self
+
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", FakeModel)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    name = "sentence-transformers/sentence-t5-base" if hub else str(tmp_path)
+    model = load_sentence_encoder(name)
+    enc._MODELS.pop((name, "cpu"))
+    assert isinstance(model, FakeModel)
+    assert seen == [(name, "cpu", None if hub else "1")]
+    assert "HF_HUB_OFFLINE" not in os.environ  # restored after loading
