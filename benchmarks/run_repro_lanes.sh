@@ -13,9 +13,10 @@
 #                                                  # on Amazon_Scientific (40-epoch cap) and
 #                                                  # Amazon_Beauty (20), TIGER.yaml's recipe
 #   ENCODER=<dir> bash benchmarks/run_repro_lanes.sh encoder
-#                                                  # FAIR d=128 on Scientific and Beauty with
+#                                                  # FAIR d=128 on Beauty and Scientific with
 #                                                  # another text encoder (a local
-#                                                  # sentence-transformers folder, given relative)
+#                                                  # sentence-transformers folder, given relative;
+#                                                  # e.g. all-mpnet-base-v2, see docs/results.md)
 #   bash benchmarks/run_repro_lanes.sh beauty-rpg-graph  # the same RPG, graph decoding
 #   bash benchmarks/run_repro_lanes.sh beauty-rpg-check  # RPG + input LayerNorm: LayerNorm
 #                                                  # epsilon 1e-5, and seed 2021
@@ -84,7 +85,10 @@ tiger)
     ;;
 encoder)
     name=$(basename "${ENCODER:?ENCODER=<a sentence-transformers model folder>}")
-    for dataset in Amazon_Scientific Amazon_Beauty; do
+    # the reference on Beauty: the default MiniLM under the same recipe (on Scientific it is the
+    # scientific lane's fair-d128)
+    run fair-d128 FAIR Amazon_Beauty --seeds=2020 "${cpu128[@]}"
+    for dataset in Amazon_Beauty Amazon_Scientific; do
         run "fair-d128-$name" FAIR $dataset --seeds=2020 "${cpu128[@]}" --text_encoder="$ENCODER"
     done
     ;;
@@ -115,9 +119,10 @@ beauty-rpg-graph)
         --attn_dropout_prob=0 --decoding=graph
     ;;
 scientific)
-    # the reference row, FAIR at d=128 lr 0.01 under the same recipe, is the recipe lanes' run
-    # (docs/leaderboards/Amazon_Scientific-recipe-e10): merge takes it from there
     S=Amazon_Scientific
+    # the reference row, FAIR at d=128 lr 0.01 under this recipe, and the text fields without the
+    # description: 3 seeds each
+    run fair-d128 FAIR $S --seeds=2020,2021,2022 "${cpu128[@]}"
     run fair-d128-standard-attention FAIR $S --seeds=2020 "${cpu128[@]}" --attention=standard
     run fair-d128-no-nrt FAIR $S --seeds=2020 "${cpu128[@]}" --nrt_weight=0
     run fair-d128-no-mim FAIR $S --seeds=2020 "${cpu128[@]}" --mim_weight=0
@@ -127,7 +132,7 @@ scientific)
     done
     run fair-d128-pca128-whiten FAIR $S --seeds=2020 "${cpu128[@]}" --sid_pca_dim=128 \
         --sid_pca_whiten=True
-    run fair-d128-no-description FAIR $S --seeds=2020 "${cpu128[@]}" \
+    run fair-d128-no-description FAIR $S --seeds=2020,2021,2022 "${cpu128[@]}" \
         "--text_fields=['title','brand','categories']"
     run rpg-d128-cpu-graph RPG $S --seeds=2020 "${cpu128[@]}" --input_dropout_prob=0 \
         --attn_dropout_prob=0 --decoding=graph
@@ -150,8 +155,7 @@ merge)
             [[ -s $f && -z ${seen[$f]:-} ]] && files+=("$f") && seen[$f]=1
         done
         # reference rows: SASRec-CE (RecBole's defaults, 40-epoch cap) and FAIR d=128 under the
-        # 40-epoch schedule from docs/leaderboards/<dataset>-e40; on Scientific also FAIR d=128
-        # of the recipe lanes (the same recipe as these runs)
+        # 40-epoch schedule from docs/leaderboards/<dataset>-e40
         base=$OUT/$dataset-e$EPOCHS-reference.jsonl
         $PYTHON -c "import json, sys
 data = ['--data_path=../shared/datasets', '--epochs=40']
@@ -160,12 +164,7 @@ wanted = {('SASRec', tuple(data)), ('FAIR', tuple(data + sid))}
 for line in open(sys.argv[1]):
     r = json.loads(line)
     if r['status'] == 'ok' and (r['model'], tuple(r['spec']['argv'][1:])) in wanted:
-        print(line, end='')
-if sys.argv[2] == 'Amazon_Scientific':
-    for line in open(sys.argv[3]):
-        if json.loads(line)['config'].get('hidden_size') == 128:
-            print(line, end='')" "docs/leaderboards/$dataset-e40/results.jsonl" "$dataset" \
-            "docs/leaderboards/$dataset-recipe-e$EPOCHS/results.jsonl" >"$base"
+        print(line, end='')" "docs/leaderboards/$dataset-e40/results.jsonl" >"$base"
         [[ -s $base ]] && files+=("$base")
         ((${#files[@]})) || continue
         list=$(IFS=,; echo "${files[*]}")
