@@ -38,6 +38,15 @@ ROWS = {
             "repro-e10",
             "FAIR [epochs=10, hidden_size=256, inner_size=512, learning_rate=0.005]",
         ),
+        "FAIR, the paper's method, 10-epoch recipe": (
+            "repro-e10",
+            "FAIR [epochs=10, hidden_size=128, inner_size=256, learning_rate=0.01]",
+        ),
+        "FAIR, the paper's method, all-mpnet-base-v2 text encoder, 10-epoch recipe": (
+            "repro-e10",
+            "FAIR [epochs=10, hidden_size=128, inner_size=256, learning_rate=0.01, "
+            "text_encoder=../mpnet/all-mpnet-base-v2]",
+        ),
         "FAIR, the paper's method, d=256, 20-epoch recipe": (
             "repro-e10",
             "FAIR [epochs=20, hidden_size=256, inner_size=512, learning_rate=0.005]",
