@@ -7,6 +7,8 @@
 #   bash benchmarks/run_repro_lanes.sh beauty      # FAIR (the paper's method) on Amazon_Beauty at
 #                                                  # d=256, lr 0.005 (0.01 x 128/d), SEEDS (default
 #                                                  # 2020,2021,2022)
+#   bash benchmarks/run_repro_lanes.sh beauty-d512 # the same at FAIR.yaml's d=512 (seed 2020 or
+#                                                  # SEEDS), resumable across sessions
 #   bash benchmarks/run_repro_lanes.sh beauty-rpg  # RPG on Amazon_Beauty at the CPU budget (d=128,
 #                                                  # lr 0.01), with and without an input LayerNorm
 #   bash benchmarks/run_repro_lanes.sh tiger       # TIGER at CPU size (benchmarks/tiger_cpu.yaml)
@@ -35,7 +37,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-lane=${1:?usage: run_repro_lanes.sh beauty|beauty-rpg|beauty-rpg-graph|beauty-rpg-check|tiger|encoder|scientific|merge}
+lane=${1:?usage: run_repro_lanes.sh beauty|beauty-d512|beauty-rpg|beauty-rpg-graph|beauty-rpg-check|tiger|encoder|scientific|merge}
 DATA_PATH=${DATA_PATH:-../shared/datasets}
 SID_CACHE=${SID_CACHE:-benchmarks/results/sid_cache}
 OUT=${OUT:-leaderboards/repro}
@@ -72,6 +74,12 @@ case $lane in
 beauty)
     run fair-d256 FAIR Amazon_Beauty --seeds="${SEEDS:-2020,2021,2022}" --hidden_size=256 \
         --inner_size=512 --learning_rate=0.005
+    ;;
+beauty-d512)
+    # the paper's width with FAIR.yaml's own defaults (d=512, FFN 1024, lr 0.0025): about 18
+    # minutes per epoch on one core, so a run spans sessions (RECBOLE_FAIR_FIT_DEADLINE, then the
+    # same command continues it)
+    run fair-d512 FAIR Amazon_Beauty --seeds="${SEEDS:-2020}"
     ;;
 tiger)
     # TIGER's own recipe (TIGER.yaml: Adam, constant lr 0.001, batch 256, beam 20), not the FAIR
@@ -147,11 +155,12 @@ merge)
     for dataset in Amazon_Beauty Amazon_Scientific; do
         files=()
         # this schedule's runs, TIGER's (its own recipe and cap, see the tiger lane) and FAIR
-        # d=256 under every schedule (the beauty lane with another EPOCHS)
+        # d=256 and d=512 under every schedule (the beauty lanes with another EPOCHS)
         declare -A seen=()
         for f in "$OUT"/"$dataset"-e"$EPOCHS"-*/results.jsonl \
             "$OUT"/"$dataset"-e*-tiger-cpu/results.jsonl \
-            "$OUT"/"$dataset"-e*-fair-d256/results.jsonl; do
+            "$OUT"/"$dataset"-e*-fair-d256/results.jsonl \
+            "$OUT"/"$dataset"-e*-fair-d512/results.jsonl; do
             [[ -s $f && -z ${seen[$f]:-} ]] && files+=("$f") && seen[$f]=1
         done
         # reference rows: SASRec-CE (RecBole's defaults, 40-epoch cap) and FAIR d=128 under the
@@ -173,7 +182,7 @@ for line in open(sys.argv[1]):
     done
     ;;
 *)
-    echo "unknown lane '$lane': beauty, beauty-rpg, beauty-rpg-graph, beauty-rpg-check, tiger, encoder, scientific or merge" >&2
+    echo "unknown lane '$lane': beauty, beauty-d512, beauty-rpg, beauty-rpg-graph, beauty-rpg-check, tiger, encoder, scientific or merge" >&2
     exit 2
     ;;
 esac
