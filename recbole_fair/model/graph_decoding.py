@@ -280,9 +280,9 @@ class ItemGraphCache:
     r"""The neighbour graph of one model, rebuilt when the weights change.
 
     The rule of :class:`~recbole_fair.model.weights_cache.WeightsCache`, keyed on the code
-    embedding table, the item codes and the graph's settings: any in-place update (an optimizer step,
-    ``load_state_dict``) or move of the table rebuilds the graph, so a stale graph is never used.
-    Models also call :meth:`clear` when switched to training mode.
+    embedding table, the item codes and the graph's settings: any in-place update (an optimizer
+    step, ``load_state_dict``) or move of the table rebuilds the graph, so a stale graph is never
+    used. Models also call :meth:`clear` when switched to training mode.
     """
 
     def __init__(self) -> None:

@@ -1,13 +1,13 @@
 r"""recbole_fair.model.weights_cache
 #################################
 
-One rule for every tensor that evaluation derives from a model's weights or an item table and
-keeps between batches (the evaluation input embedding of every item, the code-token tables of
-exact ranking, the item graph of graph decoding): recompute it when any tensor it depends on
-changes, where "changes" is a new ``(data_ptr, version counter, device)``. An optimizer step or
-``load_state_dict`` bumps a tensor's version counter, a move to another device changes its pointer
-and device, so a stale value is never returned. Whatever else the value depends on (a target
-device or dtype, decoding settings) is passed as extra key parts.
+One rule for every tensor derived from a model's weights or an item table and kept between
+batches (evaluation's input embedding of every item, the code-token tables of exact ranking, which
+training's item-level loss also reads, the item graph of graph decoding): recompute it when any
+tensor it depends on changes, where "changes" is a new ``(data_ptr, version counter, device)``.
+An optimizer step or ``load_state_dict`` bumps a tensor's version counter, a move to another
+device changes its pointer and device, so a stale value is never returned. Whatever else the
+value depends on (a target device or dtype, decoding settings) is passed as extra key parts.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ def tensor_key(tensor: torch.Tensor) -> tuple:
 class WeightsCache:
     r"""A tensor computed from some tensors, recomputed when any of them changes.
 
-    Computed without autograd: for evaluation (the cached tensor holds no graph).
+    Computed without autograd (the cached tensor holds no graph): for values that need no
+    gradient, those of evaluation or constants such as the code tables.
     """
 
     def __init__(self) -> None:
