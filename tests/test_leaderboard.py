@@ -1203,3 +1203,76 @@ def test_a_finished_record_keeps_the_generation_and_data_reports():
     assert record["generation"] == generation and record["data"] == data
     assert record["costs"]["fit_seconds"] == 3.0
     assert _finished({"costs": {}}, hook)["generation"] is None
+
+
+@pytest.fixture
+def recbole_numpy_aliases(monkeypatch):
+    # RecBole's metrics use np.float, which RecBole's Config aliases (compatibility_settings)
+    monkeypatch.setattr(np, "float", float, raising=False)
+
+
+def _recbole_per_user(
+    ranks: np.ndarray, n_targets: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Per-user R@k and N@k (k = 5, 10) by RecBole's own metric classes, from each user's
+    target ranks (0: not in the top 10); ``n_targets`` > 1 adds targets beyond the top 10."""
+    from recbole.evaluator.metrics import NDCG, Recall
+
+    config = {"topk": [5, 10], "metric_decimal_place": 4}
+    pos_index = np.zeros((len(ranks), 10), dtype=bool)
+    for user, rank in enumerate(ranks):
+        if rank:
+            pos_index[user, rank - 1] = True
+    pos_len = (
+        np.ones(len(ranks), dtype=np.int64) if n_targets is None else n_targets.astype(np.int64)
+    )
+    ndcg = NDCG(config).metric_info(pos_index, pos_len)
+    recall = Recall(config).metric_info(pos_index, pos_len)
+    return {
+        "ndcg@10": ndcg[:, 9],
+        "ndcg@5": ndcg[:, 4],
+        "recall@5": recall[:, 4],
+        "recall@10": recall[:, 9],
+    }
+
+
+def test_per_user_recall_and_ndcg_at_5_follow_from_ndcg_at_10_of_one_target(recbole_numpy_aliases):
+    from recbole_fair.leaderboard.stats import per_user_metric, target_ranks
+
+    rng = np.random.default_rng(3)
+    ranks = rng.integers(0, 11, size=2000)  # every rank of the top 10, and beyond it
+    truth = _recbole_per_user(ranks)
+    kept = np.round(truth["ndcg@10"], 4)  # what a record keeps
+    np.testing.assert_array_equal(target_ranks(kept), ranks)
+    for metric in ("recall@5", "ndcg@5", "recall@10", "ndcg@10"):
+        np.testing.assert_allclose(per_user_metric(kept, metric), truth[metric], atol=1e-4)
+    # users with two targets: NDCG@10 gives no rank, so nothing is derived
+    two = _recbole_per_user(ranks, n_targets=np.full(len(ranks), 2))
+    assert target_ranks(np.round(two["ndcg@10"], 4)) is None
+    assert per_user_metric(np.round(two["ndcg@10"], 4), "recall@5") is None
+    assert per_user_metric(kept, "recall@20") is None  # beyond the kept top 10
+
+
+def test_p_values_of_recall_and_ndcg_at_5_in_the_csv(tmp_path, recbole_numpy_aliases):
+    rng = np.random.default_rng(4)
+    records = []
+    for seed in (1, 2):
+        ref = rng.integers(0, 11, size=600)
+        # the same users; "Top" moves every hit at rank 6-10 to rank 1-5: R@5 and N@5 differ,
+        # R@10 does not
+        top = np.where(ref > 5, ref - 5, ref)
+        for model, ranks in (("SASRec", ref), ("Top", top), ("Same", ref)):
+            values = _recbole_per_user(ranks)["ndcg@10"]
+            records.append(_fake_record(model, "toy", seed, values.mean(), values))
+    records.append(_fake_record("NoUsers", "toy", 1, 0.1))
+    out = lb.render(records, str(tmp_path))
+    rows = {r["model"]: r for r in out["rows"]}
+    assert rows["Top"]["p_values"]["recall@5"] < 1e-6
+    assert rows["Top"]["p_values"]["ndcg@5"] < 1e-6
+    assert rows["Top"]["p_values"]["recall@10"] == 1.0  # the same hits in the top 10
+    assert rows["Same"]["p_values"] == {"recall@5": 1.0, "ndcg@5": 1.0, "recall@10": 1.0}
+    assert all(v is None for v in rows["NoUsers"]["p_values"].values())
+    with open(tmp_path / "leaderboard.csv", newline="") as f:
+        csv_rows = {r["model"]: r for r in csv.DictReader(f)}
+    assert float(csv_rows["Top"]["p_ndcg@5"]) == pytest.approx(rows["Top"]["p_values"]["ndcg@5"])
+    assert csv_rows["NoUsers"]["p_recall@5"] == "" and csv_rows["SASRec"]["p_ndcg@5"] == ""

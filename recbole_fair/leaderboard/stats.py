@@ -4,7 +4,9 @@ r"""recbole_fair.leaderboard.stats
 Means over seeds and the significance test of each leaderboard row against a reference row of
 its dataset: a paired test (Wilcoxon signed-rank or t-test) on per-user NDCG@10, averaged over
 seeds, when both rows kept per-user values on the same users; else a paired t-test across the
-common seeds. Imports nothing else of the leaderboard.
+common seeds. The same per-user test on R@5, N@5 and R@10 (:data:`DERIVED_METRICS`), whose
+per-user values follow from the kept NDCG@10 when every user has one test target
+(:func:`per_user_metric`). Imports nothing else of the leaderboard.
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ import numpy as np
 DEFAULT_REFERENCE = "SASRec"
 SIGNIFICANCE_LEVEL = 0.05
 PER_USER_METRIC = "ndcg@10"
+# metrics whose per-user values follow from the per-user NDCG@10 of a single-target test
+DERIVED_METRICS = ("recall@5", "ndcg@5", "recall@10")
+_CUTOFF = 10  # the k of PER_USER_METRIC
+_RANK_NDCG = 1.0 / np.log2(np.arange(2, _CUTOFF + 2))  # NDCG@10 of one target at rank 1..10
+_ROUNDING = 5e-5  # the records keep 4 decimals
 
 
 def mean_std(values: list[float]) -> tuple[float | None, float | None]:
@@ -55,17 +62,53 @@ def paired_test(a: np.ndarray, b: np.ndarray, method: str = "wilcoxon") -> float
     return float(p) if p is not None and math.isfinite(p) else 1.0
 
 
-def _per_user_matrix(row: dict[str, Any]) -> tuple[np.ndarray, str] | None:
-    r"""A row's per-user values averaged over its seeds, and the hash of their users; None
-    unless every seed kept them, on the same users."""
+def target_ranks(ndcg10: np.ndarray) -> np.ndarray | None:
+    r"""Rank (1 to 10) of each user's test target, 0 beyond the top 10, from per-user NDCG@10
+    values of a test with one target per user (leave-one-out): there NDCG@10 is
+    ``1 / log2(rank + 1)`` within the top 10 and 0 beyond it, one value per rank. None when a
+    value is none of these 11 (to the records' 4 decimals): a user with several targets, whose
+    NDCG does not give a rank."""
+    values = np.asarray(ndcg10, dtype=float)
+    gaps = np.abs(values[:, None] - _RANK_NDCG[None, :])  # [n_users, 10]
+    ranks = gaps.argmin(axis=1) + 1
+    in_top = gaps.min(axis=1) <= _ROUNDING
+    beyond = np.abs(values) <= _ROUNDING
+    if not np.all(in_top | beyond):
+        return None
+    return np.where(beyond, 0, ranks)
+
+
+def per_user_metric(ndcg10: np.ndarray, metric: str) -> np.ndarray | None:
+    r"""Per-user ``metric`` (``ndcg@10`` itself, or one of :data:`DERIVED_METRICS`) from per-user
+    NDCG@10 of a single-target test; None where :func:`target_ranks` finds no ranks."""
+    if metric == PER_USER_METRIC:
+        return np.asarray(ndcg10, dtype=float)
+    name, k = metric.split("@")
+    ranks = target_ranks(ndcg10)
+    if ranks is None or name not in ("recall", "ndcg") or not 0 < int(k) <= _CUTOFF:
+        return None
+    hit = (ranks > 0) & (ranks <= int(k))
+    if name == "recall":
+        return hit.astype(float)
+    return np.where(hit, 1.0 / np.log2(np.maximum(ranks, 1) + 1), 0.0)
+
+
+def _per_user_matrix(
+    row: dict[str, Any], metric: str = PER_USER_METRIC
+) -> tuple[np.ndarray, str] | None:
+    r"""A row's per-user ``metric`` averaged over its seeds, and the hash of their users; None
+    unless every seed kept per-user values, on the same users (and, for a derived metric, with
+    one target per user)."""
     per_user = row.get("per_user") or []
     if not per_user or any(p is None or not p.get("users_sha1") for p in per_user):
         return None
     shas = {p["users_sha1"] for p in per_user}
-    if len(shas) != 1:
+    if len(shas) != 1 or any(p.get("metric", PER_USER_METRIC) != PER_USER_METRIC for p in per_user):
         return None
-    values = np.asarray([p["values"] for p in per_user], dtype=float)
-    return values.mean(axis=0), shas.pop()
+    seeds = [per_user_metric(np.asarray(p["values"], dtype=float), metric) for p in per_user]
+    if any(v is None for v in seeds):
+        return None
+    return np.mean(seeds, axis=0), shas.pop()
 
 
 def add_significance(
@@ -74,8 +117,9 @@ def add_significance(
     r"""Set ``p_value``, ``test`` and ``significant`` on each row against the reference model's
     row of the same dataset: per-user paired test (``method``) on NDCG@10 averaged over seeds
     when both rows have per-user values on the same users, else a paired t-test over the common
-    seeds (two or more). Returns the reference model used (``reference``, else SASRec when
-    present, else None: no test).
+    seeds (two or more). ``p_values`` maps each of :data:`DERIVED_METRICS` to the per-user test
+    of that metric (None without per-user values of both rows). Returns the reference model used
+    (``reference``, else SASRec when present, else None: no test).
 
     ``reference`` names a row label (``SASRec``, or a variant's ``SASRec [learning_rate=0.002]``)
     or a model: where a model has several configurations in a dataset, its reference row is the
@@ -85,7 +129,13 @@ def add_significance(
     if reference is None:
         reference = DEFAULT_REFERENCE if DEFAULT_REFERENCE in models else None
     for row in rows:
-        row.update(p_value=None, test=None, significant=False, is_reference=False)
+        row.update(
+            p_value=None,
+            test=None,
+            significant=False,
+            is_reference=False,
+            p_values=dict.fromkeys(DERIVED_METRICS),
+        )
     if reference is None:
         return None
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
@@ -98,7 +148,18 @@ def add_significance(
             if row is ref or row["dataset"] != dataset or not row["n"]:
                 continue
             _test_row(row, ref, ref_users, method)
+            if ref_users is not None:
+                _test_derived(row, ref, method)
     return reference
+
+
+def _test_derived(row: dict[str, Any], ref: dict[str, Any], method: str) -> None:
+    r"""``row['p_values']``: the per-user test against ``ref`` of each derived metric both rows
+    have on the same users."""
+    for metric in DERIVED_METRICS:
+        ours, theirs = _per_user_matrix(row, metric), _per_user_matrix(ref, metric)
+        if ours is not None and theirs is not None and ours[1] == theirs[1]:
+            row["p_values"][metric] = paired_test(ours[0], theirs[0], method)
 
 
 def _reference_row(

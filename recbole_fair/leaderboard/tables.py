@@ -25,7 +25,12 @@ from recbole_fair.leaderboard.results import (
     record_line,
     split_commas,
 )
-from recbole_fair.leaderboard.stats import PER_USER_METRIC, SIGNIFICANCE_LEVEL, add_significance
+from recbole_fair.leaderboard.stats import (
+    DERIVED_METRICS,
+    PER_USER_METRIC,
+    SIGNIFICANCE_LEVEL,
+    add_significance,
+)
 from recbole_fair.leaderboard.summary import CSV_METRICS, QUALITY, summarise
 
 # (key, header, direction of "best": 'max', 'min' or None)
@@ -296,7 +301,10 @@ def _notes(rows: list[dict[str, Any]], reference: str | None, significance: str)
             f"† NDCG@10 differs from {reference} (p < {SIGNIFICANCE_LEVEL}, two-sided): "
             f"paired {significance} test over per-user NDCG@10 (averaged over seeds) where both "
             "rows have per-user values on the same users, else a paired t-test over the common "
-            "seeds; no correction for multiple comparisons."
+            "seeds; no correction for multiple comparisons. leaderboard.csv also has the "
+            "per-user test of R@5, N@5 and R@10 (p_recall@5, p_ndcg@5, p_recall@10), whose "
+            "per-user values follow from the per-user NDCG@10 when each user has one test "
+            "target (the target's rank within the top 10)."
         )
     failures = [(row, e) for row in rows for e in row["errors"]]
     if failures:
@@ -315,6 +323,7 @@ _CSV_TAIL = [
     "significant",
     "p_value",
     "test",
+    *(f"p_{metric}" for metric in DERIVED_METRICS),
     "reference",
     "best_epochs",
     "epochs",
@@ -368,6 +377,7 @@ def _csv_line(row: dict[str, Any], reference: str | None) -> list[Any]:
         row.get("significant", False),
         _csv(row.get("p_value")),
         row.get("test") or "",
+        *(_csv((row.get("p_values") or {}).get(metric)) for metric in DERIVED_METRICS),
         "ref" if row.get("is_reference") else (reference or ""),
         "/".join(str(e) for e in row["best_epochs"]),
         "/".join(str(e) for e in row["epochs"]),
