@@ -51,6 +51,7 @@ ROWS = {
             "repro-e10",
             "FAIR [epochs=20, hidden_size=256, inner_size=512, learning_rate=0.005]",
         ),
+        "FAIR, the paper's method, d=512, 20-epoch recipe": ("repro-e10", "FAIR [epochs=20]"),
         "FAIR, standard attention, no NRT, no MIM, 10-epoch recipe": (
             "repro-e10",
             "FAIR [attention=standard, epochs=10, hidden_size=128, inner_size=256, "
