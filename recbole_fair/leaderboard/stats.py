@@ -90,7 +90,7 @@ def per_user_metric(ndcg10: np.ndarray, metric: str) -> np.ndarray | None:
     hit = (ranks > 0) & (ranks <= int(k))
     if name == "recall":
         return hit.astype(float)
-    return np.where(hit, 1.0 / np.log2(np.maximum(ranks, 1) + 1), 0.0)
+    return np.where(hit, _RANK_NDCG[np.maximum(ranks, 1) - 1], 0.0)
 
 
 def _per_user_matrix(
@@ -144,20 +144,24 @@ def add_significance(
             continue
         ref["is_reference"] = True
         ref_users = _per_user_matrix(ref)
+        # the reference's derived per-user values, once for every row it is tested against
+        ref_derived = {m: _per_user_matrix(ref, m) for m in DERIVED_METRICS} if ref_users else {}
         for row in rows:
             if row is ref or row["dataset"] != dataset or not row["n"]:
                 continue
             _test_row(row, ref, ref_users, method)
-            if ref_users is not None:
-                _test_derived(row, ref, method)
+            _test_derived(row, ref_derived, method)
     return reference
 
 
-def _test_derived(row: dict[str, Any], ref: dict[str, Any], method: str) -> None:
-    r"""``row['p_values']``: the per-user test against ``ref`` of each derived metric both rows
-    have on the same users."""
-    for metric in DERIVED_METRICS:
-        ours, theirs = _per_user_matrix(row, metric), _per_user_matrix(ref, metric)
+def _test_derived(
+    row: dict[str, Any], ref_derived: dict[str, tuple[np.ndarray, str] | None], method: str
+) -> None:
+    r"""``row['p_values']``: the per-user test of each derived metric that the row and the
+    reference (``ref_derived``: metric -> its per-user values and users' hash) have on the same
+    users."""
+    for metric, theirs in ref_derived.items():
+        ours = _per_user_matrix(row, metric)
         if ours is not None and theirs is not None and ours[1] == theirs[1]:
             row["p_values"][metric] = paired_test(ours[0], theirs[0], method)
 
