@@ -123,6 +123,10 @@ ROWS = {
             "repro-e10",
             "FAIR [epochs=10, learning_rate=0.01, sid_pca_dim=128, sid_pca_whiten=True]",
         ),
+        "FAIR, all-mpnet-base-v2 text encoder, 10-epoch recipe": (
+            "repro-e10",
+            "FAIR [epochs=10, learning_rate=0.01, text_encoder=../mpnet/all-mpnet-base-v2]",
+        ),
         "RPG, CPU recipe": ("repro-e10", "RPG"),
         "RPG, CPU recipe, input LayerNorm": ("repro-e10", "RPG [input_layer_norm=True]"),
         "FAIR, title, brand and categories only, 10-epoch recipe": (
